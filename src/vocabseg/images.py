@@ -1,0 +1,65 @@
+"""Reading user images into HxWx3 uint8 RGB arrays."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"}
+
+
+class ImageError(ValueError):
+    """An input image that cannot be used; the message is one line."""
+
+
+def load_image(image) -> np.ndarray:
+    """Accepts a path, a PIL image or an HxWx3 / HxW uint8 array; returns HxWx3 uint8 RGB.
+
+    EXIF orientation is applied, as detectron2's reader does for the official models.
+    """
+    if isinstance(image, (str, os.PathLike)):
+        path = Path(image)
+        try:
+            with Image.open(path) as pil:
+                return _pil_to_rgb(ImageOps.exif_transpose(pil))
+        except FileNotFoundError:
+            raise ImageError(f"image {path} does not exist") from None
+        except (UnidentifiedImageError, OSError) as error:
+            raise ImageError(f"image {path} cannot be read ({error.__class__.__name__}): is it a valid image file?") from None
+    if isinstance(image, Image.Image):
+        return _pil_to_rgb(image)
+    if isinstance(image, np.ndarray):
+        return _array_to_rgb(image)
+    raise ImageError(f"unsupported image input of type {type(image).__name__}: pass a path, a PIL image or a uint8 array")
+
+
+def _pil_to_rgb(pil: Image.Image) -> np.ndarray:
+    return np.asarray(pil.convert("RGB")).copy()
+
+
+def _array_to_rgb(array: np.ndarray) -> np.ndarray:
+    if array.dtype != np.uint8:
+        raise ImageError(f"image array has dtype {array.dtype}; pass uint8 RGB values in 0-255")
+    if array.ndim == 2:
+        return np.repeat(array[:, :, None], 3, axis=2)
+    if array.ndim == 3 and array.shape[2] in (3, 4):
+        return np.ascontiguousarray(array[:, :, :3])
+    raise ImageError(f"image array has shape {array.shape}; expected HxWx3 (RGB) or HxW")
+
+
+def expand_inputs(inputs: list[str]) -> list[Path]:
+    """Paths of images given as files or directories (directories: their image files, sorted)."""
+    paths: list[Path] = []
+    for item in inputs:
+        path = Path(item)
+        if path.is_dir():
+            paths.extend(sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES))
+        elif path.exists():
+            paths.append(path)
+        else:
+            raise ImageError(f"input {path} does not exist")
+    if not paths:
+        raise ImageError(f"no images found in {', '.join(inputs)} (looked for {', '.join(sorted(IMAGE_SUFFIXES))})")
+    return paths

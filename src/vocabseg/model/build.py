@@ -1,0 +1,49 @@
+"""Builds an FC-CLIP from its config: the one place that reads FCCLIPConfig."""
+from __future__ import annotations
+
+import open_clip
+
+from .backbone import CLIPBackbone, create_clip
+from .config import FCCLIPConfig
+from .fcclip import FCCLIP
+from .pixel_decoder import MSDeformAttnPixelDecoder
+from .transformer_decoder import MaskedTransformerDecoder
+
+
+def build_clip(config: FCCLIPConfig):
+    if config.clip_config is not None:
+        cfg = dict(config.clip_config)
+        return open_clip.CLIP(
+            embed_dim=cfg["embed_dim"], vision_cfg=cfg["vision_cfg"], text_cfg=cfg["text_cfg"], quick_gelu=config.quick_gelu
+        )
+    if config.clip_model_name not in open_clip.list_models():
+        raise ValueError(f"unknown open_clip model {config.clip_model_name!r}; see open_clip.list_models()")
+    return create_clip(config.clip_model_name, quick_gelu=config.quick_gelu)
+
+
+def build_fcclip(config: FCCLIPConfig) -> FCCLIP:
+    """Random-initialised FC-CLIP (CLIP included) with the shapes of ``config``."""
+    backbone = CLIPBackbone(build_clip(config))
+    if backbone.embed_dim != config.embed_dim:
+        raise ValueError(
+            f"config embed_dim={config.embed_dim} but CLIP {config.clip_model_name!r} embeds to {backbone.embed_dim}"
+        )
+    pixel_decoder = MSDeformAttnPixelDecoder(
+        in_channels=backbone.channels,
+        conv_dim=config.conv_dim,
+        mask_dim=config.mask_dim,
+        num_encoder_layers=config.enc_layers,
+        encoder_ffn_dim=config.enc_ffn_dim,
+        n_heads=config.enc_heads,
+        n_points=config.enc_points,
+    )
+    transformer_decoder = MaskedTransformerDecoder(
+        hidden_dim=config.hidden_dim,
+        num_queries=config.num_queries,
+        nheads=config.nheads,
+        dim_feedforward=config.dim_feedforward,
+        dec_layers=config.dec_layers,
+        mask_dim=config.mask_dim,
+        clip_embed_dim=config.embed_dim,
+    )
+    return FCCLIP(backbone=backbone, pixel_decoder=pixel_decoder, transformer_decoder=transformer_decoder)

@@ -1,0 +1,90 @@
+"""Official FC-CLIP (detectron2) checkpoints <-> vocabseg module names.
+
+The conversion is an explicit table of key prefixes, applied in both
+directions; a key that no row explains is an error, never silently dropped.
+"""
+from __future__ import annotations
+
+import re
+
+import torch
+
+# (official detectron2 prefix, vocabseg prefix); {i} stands for a layer index.
+KEY_TABLE: list[tuple[str, str]] = [
+    ("backbone.clip_model.", "backbone.clip."),
+    ("sem_seg_head.pixel_decoder.input_proj.{i}.0.", "pixel_decoder.input_proj.{i}.conv."),
+    ("sem_seg_head.pixel_decoder.input_proj.{i}.1.", "pixel_decoder.input_proj.{i}.norm."),
+    ("sem_seg_head.pixel_decoder.transformer.level_embed", "pixel_decoder.encoder.level_embed"),
+    ("sem_seg_head.pixel_decoder.transformer.encoder.layers.{i}.", "pixel_decoder.encoder.layers.{i}."),
+    ("sem_seg_head.pixel_decoder.adapter_1.norm.", "pixel_decoder.lateral_conv.norm."),
+    ("sem_seg_head.pixel_decoder.adapter_1.", "pixel_decoder.lateral_conv.conv."),
+    ("sem_seg_head.pixel_decoder.layer_1.norm.", "pixel_decoder.output_conv.norm."),
+    ("sem_seg_head.pixel_decoder.layer_1.", "pixel_decoder.output_conv.conv."),
+    ("sem_seg_head.pixel_decoder.mask_features.", "pixel_decoder.mask_features."),
+    ("sem_seg_head.predictor.transformer_self_attention_layers.{i}.self_attn.", "transformer_decoder.layers.{i}.self_attn.attn."),
+    ("sem_seg_head.predictor.transformer_self_attention_layers.{i}.norm.", "transformer_decoder.layers.{i}.self_attn.norm."),
+    ("sem_seg_head.predictor.transformer_cross_attention_layers.{i}.multihead_attn.", "transformer_decoder.layers.{i}.cross_attn.attn."),
+    ("sem_seg_head.predictor.transformer_cross_attention_layers.{i}.norm.", "transformer_decoder.layers.{i}.cross_attn.norm."),
+    ("sem_seg_head.predictor.transformer_ffn_layers.{i}.", "transformer_decoder.layers.{i}.ffn."),
+    ("sem_seg_head.predictor._mask_pooling_proj.", "transformer_decoder.mask_pooling_proj."),
+    ("sem_seg_head.predictor.", "transformer_decoder."),
+    ("void_embedding.", "void_embedding."),
+]
+
+# Official keys that hold no model state we use.
+DROPPED_OFFICIAL_KEYS = ("criterion.empty_weight",)  # a loss buffer, rebuilt per vocabulary in training
+
+OFFICIAL_TELLTALE = "sem_seg_head.predictor.query_feat.weight"
+CLIP_PREFIX_OFFICIAL, CLIP_PREFIX_OURS = "backbone.clip_model.", "backbone.clip."
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that does not fit the model; the message is one line."""
+
+
+def _compile(template: str) -> re.Pattern:
+    return re.compile("^" + re.escape(template).replace(re.escape("{i}"), r"(?P<i>\d+)"))
+
+
+_FORWARD = [(_compile(src), dst) for src, dst in KEY_TABLE]
+_BACKWARD = [(_compile(dst), src) for src, dst in KEY_TABLE]
+
+
+def _rename(key: str, rules) -> str | None:
+    for pattern, template in rules:
+        match = pattern.match(key)
+        if match:
+            prefix = template.replace("{i}", match.group("i")) if "i" in match.groupdict() else template
+            return prefix + key[match.end():]
+    return None
+
+
+def is_official_state_dict(state_dict: dict) -> bool:
+    return OFFICIAL_TELLTALE in state_dict
+
+
+def official_to_vocabseg(state_dict: dict, *, source: str = "checkpoint") -> dict[str, torch.Tensor]:
+    """Renames an official FC-CLIP state dict (the checkpoint's "model") to our modules."""
+    converted, unknown = {}, []
+    for key, value in state_dict.items():
+        if key in DROPPED_OFFICIAL_KEYS:
+            continue
+        new_key = _rename(key, _FORWARD)
+        if new_key is None:
+            unknown.append(key)
+        else:
+            converted[new_key] = torch.as_tensor(value)
+    if unknown:
+        raise CheckpointError(f"{source}: {len(unknown)} key(s) not in the FC-CLIP layout, e.g. {unknown[:3]}")
+    return converted
+
+
+def vocabseg_to_official(state_dict: dict) -> dict[str, torch.Tensor]:
+    """Inverse of :func:`official_to_vocabseg` (for exporting and for tests)."""
+    converted = {}
+    for key, value in state_dict.items():
+        new_key = _rename(key, _BACKWARD)
+        if new_key is None:
+            raise CheckpointError(f"key {key!r} has no official FC-CLIP name")
+        converted[new_key] = value
+    return converted

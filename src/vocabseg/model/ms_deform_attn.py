@@ -1,0 +1,113 @@
+"""Multi-scale deformable attention (Deformable DETR) in pure PyTorch.
+
+The official implementation needs a compiled CUDA op; here sampling is done
+with ``F.grid_sample`` (bilinear, zero padding, ``align_corners=False``), which
+is what that op computes, so the module runs unchanged on CPU and GPU.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+def multi_scale_deformable_attention(
+    value: torch.Tensor,
+    spatial_shapes: list[tuple[int, int]],
+    sampling_locations: torch.Tensor,
+    attention_weights: torch.Tensor,
+) -> torch.Tensor:
+    """Samples every level at the given locations and takes the weighted sum.
+
+    Args:
+        value: [N, S, M, D] values of all levels flattened (S = sum H_l * W_l),
+            M heads of D channels.
+        spatial_shapes: (H_l, W_l) of each of the L levels, in the order of ``value``.
+        sampling_locations: [N, Lq, M, L, P, 2] normalised (x, y) in [0, 1].
+        attention_weights: [N, Lq, M, L, P], softmax-normalised over (L, P).
+
+    Returns:
+        [N, Lq, M * D]
+    """
+    batch, _, heads, head_dim = value.shape
+    _, num_queries, _, num_levels, num_points, _ = sampling_locations.shape
+    per_level_values = value.split([h * w for h, w in spatial_shapes], dim=1)
+    grids = 2 * sampling_locations - 1  # grid_sample wants [-1, 1]
+    sampled = []
+    for level, (height, width) in enumerate(spatial_shapes):
+        # [N, H*W, M, D] -> [N*M, D, H, W]
+        level_value = per_level_values[level].flatten(2).transpose(1, 2)
+        level_value = level_value.reshape(batch * heads, head_dim, height, width)
+        # [N, Lq, M, P, 2] -> [N*M, Lq, P, 2]
+        level_grid = grids[:, :, :, level].transpose(1, 2).flatten(0, 1)
+        # [N*M, D, Lq, P]
+        sampled.append(
+            F.grid_sample(level_value, level_grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+        )
+    # [N, Lq, M, L, P] -> [N*M, 1, Lq, L*P]
+    weights = attention_weights.transpose(1, 2).reshape(batch * heads, 1, num_queries, num_levels * num_points)
+    # [N*M, D, Lq, L*P] summed over samples -> [N, M*D, Lq]
+    output = (torch.stack(sampled, dim=-2).flatten(-2) * weights).sum(-1)
+    return output.view(batch, heads * head_dim, num_queries).transpose(1, 2).contiguous()
+
+
+class MSDeformAttn(nn.Module):
+    """Deformable attention over several feature levels with reference points."""
+
+    def __init__(self, *, d_model: int = 256, n_levels: int = 3, n_heads: int = 8, n_points: int = 4):
+        super().__init__()
+        if d_model % n_heads != 0:
+            raise ValueError(f"d_model ({d_model}) must be divisible by n_heads ({n_heads})")
+        self.d_model, self.n_levels, self.n_heads, self.n_points = d_model, n_levels, n_heads, n_points
+        self.sampling_offsets = nn.Linear(d_model, n_heads * n_levels * n_points * 2)
+        self.attention_weights = nn.Linear(d_model, n_heads * n_levels * n_points)
+        self.value_proj = nn.Linear(d_model, d_model)
+        self.output_proj = nn.Linear(d_model, d_model)
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        # Offsets start on a ring of directions, one per head, growing with the point index.
+        nn.init.zeros_(self.sampling_offsets.weight)
+        angles = torch.arange(self.n_heads, dtype=torch.float32) * (2.0 * math.pi / self.n_heads)
+        directions = torch.stack([angles.cos(), angles.sin()], -1)
+        directions = directions / directions.abs().max(-1, keepdim=True).values
+        grid = directions.view(self.n_heads, 1, 1, 2).repeat(1, self.n_levels, self.n_points, 1)
+        grid = grid * torch.arange(1, self.n_points + 1, dtype=torch.float32).view(1, 1, -1, 1)
+        with torch.no_grad():
+            self.sampling_offsets.bias.copy_(grid.flatten())
+        nn.init.zeros_(self.attention_weights.weight)
+        nn.init.zeros_(self.attention_weights.bias)
+        for linear in (self.value_proj, self.output_proj):
+            nn.init.xavier_uniform_(linear.weight)
+            nn.init.zeros_(linear.bias)
+
+    def forward(
+        self,
+        query: torch.Tensor,
+        reference_points: torch.Tensor,
+        input_flatten: torch.Tensor,
+        spatial_shapes: list[tuple[int, int]],
+    ) -> torch.Tensor:
+        """
+        Args:
+            query: [N, Lq, C] queries (with positional embedding added).
+            reference_points: [N, Lq, L, 2] normalised (x, y) per level.
+            input_flatten: [N, S, C] all levels flattened.
+            spatial_shapes: (H_l, W_l) per level.
+
+        Returns:
+            [N, Lq, C]
+        """
+        batch, num_queries, _ = query.shape
+        heads, levels, points = self.n_heads, self.n_levels, self.n_points
+        value = self.value_proj(input_flatten).view(batch, -1, heads, self.d_model // heads)
+        offsets = self.sampling_offsets(query).view(batch, num_queries, heads, levels, points, 2)
+        weights = self.attention_weights(query).view(batch, num_queries, heads, levels * points)
+        weights = weights.softmax(-1).view(batch, num_queries, heads, levels, points)
+        # offsets are in pixels of each level: normalise by (W_l, H_l)
+        normalizer = torch.tensor([[w, h] for h, w in spatial_shapes], dtype=query.dtype, device=query.device)
+        locations = reference_points[:, :, None, :, None, :] + offsets / normalizer[None, None, None, :, None, :]
+        output = multi_scale_deformable_attention(value, spatial_shapes, locations, weights)
+        return self.output_proj(output)

@@ -1,0 +1,101 @@
+"""Semantic, panoptic and instance results from per-query classes and masks (one image).
+
+Inputs everywhere: ``mask_cls`` [Q, K + 1] class log-probabilities (void last) and
+``mask_pred`` [Q, H, W] mask logits at the output resolution.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+
+
+def semantic_inference(mask_cls: torch.Tensor, mask_pred: torch.Tensor) -> torch.Tensor:
+    """Per-class scores [K, H, W]: sum over queries of class prob x mask prob."""
+    class_probs = mask_cls.softmax(-1)[..., :-1]
+    return torch.einsum("qc,qhw->chw", class_probs, mask_pred.sigmoid())
+
+
+@dataclass
+class PanopticSegments:
+    segment_map: torch.Tensor  # [H, W] int32, 0 = no segment
+    segments: list[dict] = field(default_factory=list)  # {"id", "category_id", "isthing", "score"}
+
+
+def panoptic_inference(
+    mask_cls: torch.Tensor,
+    mask_pred: torch.Tensor,
+    is_thing: list[bool],
+    *,
+    object_mask_threshold: float,
+    overlap_threshold: float,
+) -> PanopticSegments:
+    """Mask2Former panoptic merging.
+
+    Queries predicting void or scoring below ``object_mask_threshold`` are dropped;
+    each pixel goes to the query with the highest score x mask probability; a query
+    keeps its segment only if at least ``overlap_threshold`` of its own mask
+    (prob >= 0.5) survives; stuff segments of one class are merged.
+    """
+    num_classes = mask_cls.shape[-1] - 1
+    scores, labels = mask_cls.softmax(-1).max(-1)
+    keep = labels.ne(num_classes) & (scores > object_mask_threshold)
+    cur_scores, cur_classes, cur_masks = scores[keep], labels[keep], mask_pred[keep].sigmoid()
+    height, width = mask_pred.shape[-2:]
+    result = PanopticSegments(torch.zeros((height, width), dtype=torch.int32, device=mask_pred.device))
+    if cur_masks.shape[0] == 0:
+        return result
+    owner = (cur_scores.view(-1, 1, 1) * cur_masks).argmax(0)  # [H, W] winning query
+    stuff_segment_of_class: dict[int, int] = {}
+    for k in range(cur_classes.shape[0]):
+        pred_class = int(cur_classes[k])
+        won = owner == k
+        own = cur_masks[k] >= 0.5
+        mask = won & own
+        won_area, own_area, area = int(won.sum()), int(own.sum()), int(mask.sum())
+        if won_area == 0 or own_area == 0 or area == 0 or won_area / own_area < overlap_threshold:
+            continue
+        thing = bool(is_thing[pred_class])
+        if not thing and pred_class in stuff_segment_of_class:
+            result.segment_map[mask] = stuff_segment_of_class[pred_class]
+            continue
+        segment_id = len(result.segments) + 1
+        if not thing:
+            stuff_segment_of_class[pred_class] = segment_id
+        result.segment_map[mask] = segment_id
+        result.segments.append({"id": segment_id, "category_id": pred_class, "isthing": thing, "score": float(cur_scores[k])})
+    return result
+
+
+@dataclass
+class Instances:
+    masks: torch.Tensor  # [N, H, W] bool
+    scores: torch.Tensor  # [N] class score x mean mask probability inside the mask
+    classes: torch.Tensor  # [N] int64 class index
+
+
+def instance_inference(
+    mask_cls: torch.Tensor,
+    mask_pred: torch.Tensor,
+    is_thing: list[bool] | None,
+    *,
+    top_k: int,
+) -> Instances:
+    """Top-k (query, class) pairs as instances.
+
+    Args:
+        is_thing: when given (panoptic vocabularies), only thing classes are kept, as the
+            official evaluation does when panoptic output is on; None keeps all classes.
+    """
+    num_queries, num_classes = mask_cls.shape[0], mask_cls.shape[-1] - 1
+    scores = mask_cls.softmax(-1)[:, :-1]  # [Q, K]
+    labels = torch.arange(num_classes, device=mask_cls.device).repeat(num_queries)
+    top_scores, top_index = scores.flatten().topk(min(top_k, scores.numel()), sorted=True)
+    top_labels = labels[top_index]
+    masks = mask_pred[top_index // num_classes]
+    if is_thing is not None:
+        thing = torch.tensor(is_thing, dtype=torch.bool, device=mask_cls.device)[top_labels]
+        top_scores, top_labels, masks = top_scores[thing], top_labels[thing], masks[thing]
+    binary = (masks > 0).float()
+    mask_scores = (masks.sigmoid().flatten(1) * binary.flatten(1)).sum(1) / (binary.flatten(1).sum(1) + 1e-6)
+    return Instances(binary.bool(), top_scores * mask_scores, top_labels)

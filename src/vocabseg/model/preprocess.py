@@ -1,0 +1,56 @@
+"""Test-time input preparation exactly as detectron2 does it for the official models."""
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+
+def shortest_edge_size(height: int, width: int, min_size: int, max_size: int) -> tuple[int, int]:
+    """Output (H, W) of detectron2's ResizeShortestEdge for one image."""
+    scale = min_size / min(height, width)
+    new_h, new_w = (min_size, scale * width) if height < width else (scale * height, min_size)
+    if max(new_h, new_w) > max_size:
+        shrink = max_size / max(new_h, new_w)
+        new_h, new_w = new_h * shrink, new_w * shrink
+    return int(new_h + 0.5), int(new_w + 0.5)
+
+
+def resize_image(image: np.ndarray, min_size: int, max_size: int) -> np.ndarray:
+    """Resizes an HxWx3 uint8 RGB image with PIL bilinear (as detectron2 does for uint8)."""
+    height, width = image.shape[:2]
+    new_h, new_w = shortest_edge_size(height, width, min_size, max_size)
+    if (new_h, new_w) == (height, width):
+        return image
+    return np.asarray(Image.fromarray(image).resize((new_w, new_h), Image.BILINEAR))
+
+
+def normalize_and_pad(
+    images: list[torch.Tensor], pixel_mean, pixel_std, size_divisibility: int
+) -> tuple[torch.Tensor, list[tuple[int, int]]]:
+    """Normalises [3, H, W] images (0-255) and zero-pads them into one batch.
+
+    Padding is applied after normalisation (pad value 0 = the mean colour), to the
+    largest size in the batch rounded up to ``size_divisibility``.
+
+    Returns:
+        batch [B, 3, H_pad, W_pad] float32 and the (H, W) of each image before padding.
+    """
+    device = images[0].device
+    mean = torch.tensor(pixel_mean, dtype=torch.float32, device=device).view(-1, 1, 1)
+    std = torch.tensor(pixel_std, dtype=torch.float32, device=device).view(-1, 1, 1)
+    sizes = [tuple(img.shape[-2:]) for img in images]
+    max_h, max_w = (max(s[i] for s in sizes) for i in (0, 1))
+    div = max(size_divisibility, 1)
+    pad_h, pad_w = -(-max_h // div) * div, -(-max_w // div) * div
+    batch = torch.zeros((len(images), 3, pad_h, pad_w), dtype=torch.float32, device=device)
+    for i, img in enumerate(images):
+        batch[i, :, : img.shape[-2], : img.shape[-1]] = (img.float() - mean) / std
+    return batch, sizes
+
+
+def crop_and_resize(maps: torch.Tensor, image_size: tuple[int, int], output_size: tuple[int, int]) -> torch.Tensor:
+    """Removes padding from [C, H_pad, W_pad] maps and resizes them bilinearly to ``output_size``."""
+    maps = maps[:, : image_size[0], : image_size[1]]
+    return F.interpolate(maps[None], size=output_size, mode="bilinear", align_corners=False)[0]

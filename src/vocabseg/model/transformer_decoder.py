@@ -1,0 +1,159 @@
+"""Masked-attention transformer decoder (Mask2Former) with the FC-CLIP class head."""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .heads import MLP, classify_embeddings, mask_pool
+from .position_encoding import sine_position_encoding
+
+
+@dataclass
+class DecoderOutput:
+    """Raw predictions of every decoder stage; the last stage is the final answer."""
+
+    pred_logits: torch.Tensor  # [B, Q, K + 1] in-vocabulary class logits, void last
+    pred_masks: torch.Tensor  # [B, Q, H/4, W/4] mask logits
+    aux_outputs: list[dict[str, torch.Tensor]]  # earlier stages, for deep supervision
+
+    def as_dict(self) -> dict:
+        return {"pred_logits": self.pred_logits, "pred_masks": self.pred_masks, "aux_outputs": self.aux_outputs}
+
+
+class AttentionBlock(nn.Module):
+    """Post-norm multi-head attention with residual connection."""
+
+    def __init__(self, dim: int, heads: int):
+        super().__init__()
+        self.attn = nn.MultiheadAttention(dim, heads, batch_first=True)
+        self.norm = nn.LayerNorm(dim)
+        for p in self.parameters():
+            if p.dim() > 1:
+                nn.init.xavier_uniform_(p)
+
+    def forward(self, x, query_pos, memory, memory_pos, attn_mask=None):
+        out = self.attn(x + query_pos, memory + memory_pos, memory, attn_mask=attn_mask, need_weights=False)[0]
+        return self.norm(x + out)
+
+
+class FeedForwardBlock(nn.Module):
+    """Post-norm ReLU MLP with residual connection."""
+
+    def __init__(self, dim: int, hidden_dim: int):
+        super().__init__()
+        self.linear1 = nn.Linear(dim, hidden_dim)
+        self.linear2 = nn.Linear(hidden_dim, dim)
+        self.norm = nn.LayerNorm(dim)
+        for p in self.parameters():
+            if p.dim() > 1:
+                nn.init.xavier_uniform_(p)
+
+    def forward(self, x):
+        return self.norm(x + self.linear2(F.relu(self.linear1(x))))
+
+
+class DecoderLayer(nn.Module):
+    """Masked cross-attention to one feature level, then self-attention, then FFN."""
+
+    def __init__(self, dim: int, heads: int, ffn_dim: int):
+        super().__init__()
+        self.cross_attn = AttentionBlock(dim, heads)
+        self.self_attn = AttentionBlock(dim, heads)
+        self.ffn = FeedForwardBlock(dim, ffn_dim)
+
+    def forward(self, queries, query_pos, memory, memory_pos, attn_mask):
+        queries = self.cross_attn(queries, query_pos, memory, memory_pos, attn_mask)
+        queries = self.self_attn(queries, query_pos, queries, query_pos)
+        return self.ffn(queries)
+
+
+class MaskedTransformerDecoder(nn.Module):
+    """Learnable queries refined over a round-robin of three feature levels.
+
+    Each stage predicts masks (dot product with the mask features) and in-vocabulary
+    class logits: the query is mask-pooled over the mask features, projected into
+    CLIP space and compared with the text classifier by cosine similarity.
+    """
+
+    def __init__(
+        self,
+        *,
+        hidden_dim: int = 256,
+        num_queries: int = 250,
+        nheads: int = 8,
+        dim_feedforward: int = 2048,
+        dec_layers: int = 9,
+        mask_dim: int = 256,
+        clip_embed_dim: int = 768,
+        num_levels: int = 3,
+    ):
+        super().__init__()
+        self.num_heads, self.num_levels = nheads, num_levels
+        self.layers = nn.ModuleList(DecoderLayer(hidden_dim, nheads, dim_feedforward) for _ in range(dec_layers))
+        self.decoder_norm = nn.LayerNorm(hidden_dim)
+        self.query_feat = nn.Embedding(num_queries, hidden_dim)
+        self.query_embed = nn.Embedding(num_queries, hidden_dim)
+        self.level_embed = nn.Embedding(num_levels, hidden_dim)
+        self.mask_embed = MLP(hidden_dim, hidden_dim, mask_dim, 3)
+        self.mask_pooling_proj = nn.Sequential(nn.LayerNorm(hidden_dim), nn.Linear(hidden_dim, hidden_dim))
+        self.class_embed = MLP(hidden_dim, hidden_dim, clip_embed_dim, 3)
+        self.logit_scale = nn.Parameter(torch.tensor(math.log(1 / 0.07)))
+
+    def forward(
+        self,
+        multi_scale: list[torch.Tensor],
+        mask_features: torch.Tensor,
+        text_classifier: torch.Tensor,
+        synonym_counts: list[int],
+    ) -> DecoderOutput:
+        """
+        Args:
+            multi_scale: three levels [B, C, h_l, w_l], coarse to fine.
+            mask_features: [B, mask_dim, H/4, W/4].
+            text_classifier: [T + 1, D] unit-norm synonym embeddings, void last.
+            synonym_counts: synonyms per class (sum T).
+        """
+        memories, memory_pos, sizes = [], [], []
+        for level, x in enumerate(multi_scale):
+            sizes.append(x.shape[-2:])
+            memory_pos.append(sine_position_encoding(x, x.shape[1] // 2).flatten(2).transpose(1, 2))
+            memories.append(x.flatten(2).transpose(1, 2) + self.level_embed.weight[level][None, None, :])
+        batch = mask_features.shape[0]
+        query_pos = self.query_embed.weight.unsqueeze(0).expand(batch, -1, -1)
+        queries = self.query_feat.weight.unsqueeze(0).expand(batch, -1, -1)
+
+        head = lambda q, size: self._predict(q, mask_features, text_classifier, synonym_counts, size)
+        logits, masks, attn_mask = head(queries, sizes[0])
+        all_logits, all_masks = [logits], [masks]
+        for i, layer in enumerate(self.layers):
+            level = i % self.num_levels
+            queries = layer(queries, query_pos, memories[level], memory_pos[level], attn_mask)
+            logits, masks, attn_mask = head(queries, sizes[(i + 1) % self.num_levels])
+            all_logits.append(logits)
+            all_masks.append(masks)
+        aux = [{"pred_logits": c, "pred_masks": m} for c, m in zip(all_logits[:-1], all_masks[:-1])]
+        return DecoderOutput(all_logits[-1], all_masks[-1], aux)
+
+    def _predict(self, queries, mask_features, text_classifier, synonym_counts, attn_size):
+        """Class logits, mask logits and the next cross-attention mask from the current queries."""
+        decoded = self.decoder_norm(queries)  # [B, Q, C]
+        masks = torch.einsum("bqc,bchw->bqhw", self.mask_embed(decoded), mask_features)
+        pooled = self.mask_pooling_proj(mask_pool(mask_features, masks))  # [B, Q, C]
+        class_embed = self.class_embed(pooled + decoded)  # [B, Q, D]
+        logits = classify_embeddings(class_embed, text_classifier, self.logit_scale, synonym_counts)
+        return logits, masks, self._attention_mask(masks, attn_size)
+
+    def _attention_mask(self, masks: torch.Tensor, size) -> torch.Tensor:
+        """Boolean [B * heads, Q, h*w]: True where a query may NOT attend (mask prob < 0.5).
+
+        A query whose mask is empty at this level attends everywhere instead, which
+        keeps the softmax defined (a fully masked row would give NaN).
+        """
+        resized = F.interpolate(masks, size=size, mode="bilinear", align_corners=False)
+        blocked = resized.sigmoid().flatten(2) < 0.5  # [B, Q, h*w]
+        blocked = blocked & ~blocked.all(-1, keepdim=True)
+        return blocked.repeat_interleave(self.num_heads, dim=0).detach()

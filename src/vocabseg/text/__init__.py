@@ -1,0 +1,33 @@
+"""Vocabularies, prompt templates and the text-embedding cache."""
+from vocabseg.text.builtin import default_vocabulary, get_vocabulary, list_vocabularies
+from vocabseg.text.cache import (
+    TextClassifier,
+    TextEmbeddingCache,
+    build_text_classifier,
+    cache_key,
+    default_cache_dir,
+)
+from vocabseg.text.parse import load_vocabulary_file, parse_vocabulary, resolve_vocabulary
+from vocabseg.text.templates import DEFAULT_TEMPLATES, expand_prompts, flat_synonyms, synonym_counts
+from vocabseg.text.vocabulary import VocabClass, Vocabulary, seen_mask
+
+__all__ = [
+    "DEFAULT_TEMPLATES",
+    "TextClassifier",
+    "TextEmbeddingCache",
+    "VocabClass",
+    "Vocabulary",
+    "build_text_classifier",
+    "cache_key",
+    "default_cache_dir",
+    "default_vocabulary",
+    "expand_prompts",
+    "flat_synonyms",
+    "get_vocabulary",
+    "list_vocabularies",
+    "load_vocabulary_file",
+    "parse_vocabulary",
+    "resolve_vocabulary",
+    "seen_mask",
+    "synonym_counts",
+]

@@ -1,0 +1,125 @@
+"""Built-in vocabularies: the class lists FC-CLIP is trained and evaluated on.
+
+Each vocabulary lives in ``vocabularies/<name>.txt``, one class per line in
+class-index order, with tab-separated fields::
+
+    dataset_id <TAB> thing|stuff <TAB> r,g,b (or -) <TAB> synonym,synonym,...
+
+Names, synonyms and order are the official FC-CLIP prompt-engineered lists
+after the official synonym split, so class indices line up with the official
+evaluation. Lines starting with '#' are comments.
+"""
+from __future__ import annotations
+
+import dataclasses
+import functools
+import itertools
+from collections.abc import Callable
+from importlib import resources
+
+from vocabseg.text.vocabulary import VocabClass, Vocabulary
+
+# Names of the data files shipped in vocabseg/text/vocabularies/.
+_DATA_FILES = (
+    "coco_panoptic",  # 133: 80 things + 53 stuff (training vocabulary)
+    "ade20k_150",  # 150: 100 things + 50 stuff
+    "ade20k_847",  # 847, semantic only
+    "pascal_context_59",
+    "pascal_context_459",
+    "pascal_voc_20",  # VOC without background
+    "pascal_voc_21",  # VOC with background as class 0
+    "cityscapes",  # 19 train ids
+    "mapillary_vistas",  # 65
+    "coco_stuff",  # 171
+    "lvis",  # 1203, all things
+)
+
+DEFAULT_VOCABULARY = "default"
+
+
+def _parse_color(field: str) -> tuple[int, int, int] | None:
+    if field == "-":
+        return None
+    r, g, b = (int(v) for v in field.split(","))
+    return (r, g, b)
+
+
+def _parse_row(line: str) -> VocabClass:
+    dataset_id, kind, color, names = line.split("\t")
+    return VocabClass(
+        names=tuple(names.split(",")),
+        is_thing=kind == "thing",
+        dataset_id=int(dataset_id),
+        color=_parse_color(color),
+    )
+
+
+def _load_data_file(name: str) -> Vocabulary:
+    data_file = resources.files("vocabseg.text").joinpath("vocabularies", f"{name}.txt")
+    text = data_file.read_text(encoding="utf-8")
+    rows = [line for line in text.splitlines() if line and not line.startswith("#")]
+    return Vocabulary(name=name, classes=tuple(_parse_row(line) for line in rows))
+
+
+def _split_things_stuff(vocab: Vocabulary) -> tuple[list[VocabClass], list[VocabClass]]:
+    # The official demo keeps a stuff class only if its name string differs from
+    # every thing class's (a list-membership test on the raw strings).
+    things = [c for c in vocab.classes if c.is_thing]
+    thing_names = {c.names for c in things}
+    stuff = [c for c in vocab.classes if c.names not in thing_names]
+    return things, stuff
+
+
+def default_vocabulary() -> Vocabulary:
+    """The official FC-CLIP demo vocabulary: COCO + ADE20K-150 + LVIS.
+
+    Order (the class index): COCO things (80), ADE20K things (100), LVIS (1203,
+    all things), COCO stuff (53), ADE20K stuff (50): 1486 classes. Exactly as
+    the demo, classes are NOT de-duplicated across datasets (e.g. "person"-like
+    classes appear several times); within one dataset a stuff class is dropped
+    only if its synonym list equals a thing class's. LVIS classes take COCO's
+    colours, cycled in COCO class order. Dataset ids are dropped since the
+    classes come from different datasets.
+
+    Returns:
+        The demo vocabulary, named "default".
+    """
+    coco, ade, lvis = (get_vocabulary(n) for n in ("coco_panoptic", "ade20k_150", "lvis"))
+    coco_things, coco_stuff = _split_things_stuff(coco)
+    ade_things, ade_stuff = _split_things_stuff(ade)
+    colors = itertools.cycle(c.color for c in coco.classes)
+    lvis_things = [dataclasses.replace(c, color=next(colors)) for c in lvis.classes]
+    ordered = coco_things + ade_things + lvis_things + coco_stuff + ade_stuff
+    classes = tuple(dataclasses.replace(c, dataset_id=None) for c in ordered)
+    return Vocabulary(name=DEFAULT_VOCABULARY, classes=classes)
+
+
+# name -> loader; every built-in vocabulary is one entry.
+_BUILTINS: dict[str, Callable[[], Vocabulary]] = {
+    **{name: functools.partial(_load_data_file, name) for name in _DATA_FILES},
+    DEFAULT_VOCABULARY: default_vocabulary,
+}
+
+
+def list_vocabularies() -> list[str]:
+    """Names accepted by :func:`get_vocabulary`, sorted."""
+    return sorted(_BUILTINS)
+
+
+@functools.lru_cache(maxsize=None)
+def get_vocabulary(name: str) -> Vocabulary:
+    """Returns a built-in vocabulary by name.
+
+    Vocabularies are immutable, so the result is cached and shared.
+
+    Args:
+        name: One of :func:`list_vocabularies`, e.g. "coco_panoptic".
+
+    Raises:
+        ValueError: If ``name`` is not a built-in vocabulary.
+    """
+    if name not in _BUILTINS:
+        raise ValueError(
+            f"unknown vocabulary {name!r}; valid names: {', '.join(list_vocabularies())}"
+        )
+    return _BUILTINS[name]()

@@ -1,0 +1,198 @@
+"""Text classifier: CLIP embeddings of a vocabulary, and their on-disk cache.
+
+Encoding thousands of prompts (LVIS: 1825 synonyms x 14 templates) takes a
+while on CPU, and the result depends only on the text encoder, the templates
+and the names, so it is cached under a hash of exactly those inputs.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+import warnings
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import NamedTuple
+
+import torch
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+
+from vocabseg.text.templates import DEFAULT_TEMPLATES, expand_prompts
+from vocabseg.text.vocabulary import Vocabulary
+
+# list of N prompts -> [N, D] unnormalised text features.
+EncodeFn = Callable[[list[str]], torch.Tensor]
+
+_CACHE_FORMAT = 1  # bump when the stored layout or the math changes
+_PROGRESS_MIN_BATCHES = 8  # show a progress bar from this many encoder calls
+
+
+class TextClassifier(NamedTuple):
+    """Per-synonym text embeddings of a vocabulary."""
+
+    embeddings: torch.Tensor  # [num_synonyms_total, D], unit L2 norm per row
+    synonym_counts: list[int]  # rows per class, in class order; sums to num rows
+
+
+def _encode_in_batches(
+    prompts: list[str], encode_fn: EncodeFn, batch_size: int, progress: bool | None
+) -> torch.Tensor:
+    """Encodes prompts in chunks (bounded memory); returns [N, D] float32."""
+    starts = range(0, len(prompts), batch_size)
+    show = len(starts) >= _PROGRESS_MIN_BATCHES if progress is None else progress
+    chunks = []
+    for start in tqdm(starts, desc="text embeddings", unit="batch", disable=not show):
+        feats = encode_fn(prompts[start : start + batch_size])  # [b, D]
+        chunks.append(feats.detach().float())
+    return torch.cat(chunks)
+
+
+def build_text_classifier(
+    vocab: Vocabulary,
+    encode_fn: EncodeFn,
+    templates: Sequence[str] = DEFAULT_TEMPLATES,
+    *,
+    batch_size: int = 128,
+    dtype: torch.dtype = torch.float32,
+    progress: bool | None = None,
+) -> TextClassifier:
+    """Embeds every synonym of a vocabulary as the official FC-CLIP does.
+
+    Each prompt embedding is L2-normalised, the embeddings of one synonym are
+    averaged over the templates, and the mean is L2-normalised again. The math
+    runs in float32 whatever ``encode_fn`` returns; ``dtype`` is the output's.
+
+    Args:
+        vocab: Classes to embed.
+        encode_fn: Maps a list of N prompts to their [N, D] unnormalised CLIP
+            text features (e.g. tokenizer + ``model.encode_text``).
+        templates: Prompt templates, one ``{}`` slot each.
+        batch_size: Prompts per ``encode_fn`` call (the official code uses 128).
+        dtype: dtype of the returned embeddings.
+        progress: Show a tqdm bar; ``None`` shows it only for many batches.
+
+    Returns:
+        Embeddings [num_synonyms_total, D] on ``encode_fn``'s device, and the
+        number of synonyms per class (the model takes a max over each group).
+    """
+    if len(vocab) == 0:
+        raise ValueError(f"vocabulary {vocab.name!r} has no classes; nothing to embed")
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    prompts, counts = expand_prompts(vocab, templates)
+    with torch.no_grad():  # frozen text tower; no autograd graph to keep
+        feats = _encode_in_batches(prompts, encode_fn, batch_size, progress)  # [S*T, D]
+        feats = F.normalize(feats, dim=-1)
+        feats = feats.view(sum(counts), len(templates), -1).mean(dim=1)  # [S, D]
+        feats = F.normalize(feats, dim=-1)
+    return TextClassifier(embeddings=feats.to(dtype), synonym_counts=counts)
+
+
+def default_cache_dir() -> Path:
+    """``$VOCABSEG_CACHE`` if set, else ``~/.cache/vocabseg/text``."""
+    env = os.environ.get("VOCABSEG_CACHE")
+    return Path(env).expanduser() if env else Path.home() / ".cache" / "vocabseg" / "text"
+
+
+def cache_key(
+    vocab: Vocabulary, encoder_id: str, templates: Sequence[str], dtype: torch.dtype
+) -> str:
+    """SHA-256 (hex) of everything a :class:`TextClassifier` depends on.
+
+    The vocabulary's name, thing flags, ids and colours are left out on
+    purpose: they do not change the embeddings.
+    """
+    payload = {
+        "format": _CACHE_FORMAT,
+        "encoder": encoder_id,
+        "templates": list(templates),
+        "classes": [list(c.names) for c in vocab.classes],  # grouping and order
+        "dtype": str(dtype),
+    }
+    blob = json.dumps(payload, ensure_ascii=False, separators=(",", ":"))
+    return hashlib.sha256(blob.encode("utf-8")).hexdigest()
+
+
+class TextEmbeddingCache:
+    """Directory of cached text classifiers, one ``<key>.pt`` file each.
+
+    Files are written atomically (temporary file, then ``os.replace``), so a
+    crash never leaves a truncated entry, and read with ``weights_only=True``.
+    """
+
+    def __init__(self, directory: str | os.PathLike | None = None):
+        self.directory = Path(directory).expanduser() if directory else default_cache_dir()
+
+    def path(self, key: str) -> Path:
+        return self.directory / f"text_{key}.pt"
+
+    def load(self, key: str) -> TextClassifier | None:
+        """Returns the cached classifier, or None if absent or unreadable."""
+        path = self.path(key)
+        if not path.is_file():
+            return None
+        try:
+            data = torch.load(path, map_location="cpu", weights_only=True)
+            if data["key"] != key:
+                raise ValueError("stored key differs from its file name")
+            return TextClassifier(data["embeddings"], [int(n) for n in data["synonym_counts"]])
+        except Exception as err:  # a bad entry must not stop inference: rebuild it
+            warnings.warn(f"ignoring unreadable text-embedding cache file '{path}': {err}")
+            return None
+
+    def save(self, key: str, classifier: TextClassifier) -> Path:
+        """Writes one entry atomically and returns its path."""
+        self.directory.mkdir(parents=True, exist_ok=True)
+        data = {
+            "key": key,
+            "embeddings": classifier.embeddings.detach().cpu(),
+            "synonym_counts": list(classifier.synonym_counts),
+        }
+        fd, tmp = tempfile.mkstemp(dir=self.directory, prefix=".text_", suffix=".tmp")
+        os.close(fd)
+        try:
+            os.chmod(tmp, 0o644)  # mkstemp makes 0600; let other users share the cache
+            torch.save(data, tmp)
+            os.replace(tmp, self.path(key))  # atomic on POSIX and Windows
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        return self.path(key)
+
+    def get_or_build(
+        self,
+        vocab: Vocabulary,
+        encode_fn: EncodeFn,
+        encoder_id: str,
+        templates: Sequence[str] = DEFAULT_TEMPLATES,
+        *,
+        batch_size: int = 128,
+        dtype: torch.dtype = torch.float32,
+        progress: bool | None = None,
+    ) -> TextClassifier:
+        """Loads the classifier from the cache, building and storing it on a miss.
+
+        Args:
+            vocab: Classes to embed.
+            encode_fn: See :func:`build_text_classifier`.
+            encoder_id: Identity of the text encoder, e.g. the CLIP model name
+                plus a checksum of its weights; part of the cache key.
+            templates: Prompt templates.
+            batch_size: Prompts per ``encode_fn`` call.
+            dtype: dtype of the embeddings (part of the key).
+            progress: See :func:`build_text_classifier`.
+
+        Returns:
+            The classifier, embeddings on the CPU (hit or miss alike).
+        """
+        key = cache_key(vocab, encoder_id, templates, dtype)
+        cached = self.load(key)
+        if cached is not None:
+            return cached
+        built = build_text_classifier(
+            vocab, encode_fn, templates, batch_size=batch_size, dtype=dtype, progress=progress
+        )
+        self.save(key, built)
+        return TextClassifier(built.embeddings.cpu(), built.synonym_counts)

@@ -1,0 +1,159 @@
+"""Custom vocabularies written by users, inline or in a text file.
+
+Syntax (the same inline and in files)::
+
+    # a comment runs to the end of the line
+    car, automobile, sedan
+    person, people; dog
+    grass, lawn [stuff]
+
+Classes are separated by ';' or newlines, synonyms by ','; the first name is
+the display name. A class is a thing unless it ends with ``[stuff]``
+(``[thing]`` is accepted for symmetry). Blank entries are ignored.
+"""
+from __future__ import annotations
+
+import difflib
+import os
+import re
+from pathlib import Path
+
+from vocabseg.text.builtin import get_vocabulary, list_vocabularies
+from vocabseg.text.vocabulary import VocabClass, Vocabulary
+
+# "names [tag]" -> ("names", "tag"); the tag must close the entry.
+_TAG_RE = re.compile(r"(.*?)\s*\[\s*(\w+)\s*\]")
+_EXAMPLE = "e.g. 'car, automobile; grass [stuff]'"
+
+
+def _entries(text: str) -> list[str]:
+    """Splits text into non-blank class entries, dropping '#' comments."""
+    entries: list[str] = []
+    for line in text.splitlines():
+        entries += line.split("#", 1)[0].split(";")
+    return [e.strip() for e in entries if e.strip()]
+
+
+def _split_tag(entry: str, source: str) -> tuple[str, bool]:
+    """Returns the names part of an entry and whether the class is a thing."""
+    match = _TAG_RE.fullmatch(entry)
+    if match is None:
+        return entry, True
+    body, tag = match.group(1), match.group(2).lower()
+    if tag not in ("stuff", "thing"):
+        raise ValueError(
+            f"{source}: unknown marker [{match.group(2)}] in {entry!r}; use [stuff] or [thing]"
+        )
+    return body, tag == "thing"
+
+
+def _parse_class(entry: str, source: str) -> VocabClass:
+    body, is_thing = _split_tag(entry, source)
+    # Collapse inner whitespace: "traffic   light" prompts like "traffic light".
+    names = tuple(" ".join(n.split()) for n in body.split(","))
+    if not all(names):
+        raise ValueError(
+            f"{source}: empty class name in {entry!r}; give every class at least one "
+            f"name and no empty synonyms between commas, {_EXAMPLE}"
+        )
+    return VocabClass(names=names, is_thing=is_thing)
+
+
+def _check_unique(classes: list[VocabClass], source: str) -> None:
+    # Case-insensitive because CLIP's tokenizer lower-cases: "Cat" == "cat".
+    seen: set[str] = set()
+    for c in classes:
+        key = c.name.casefold()
+        if key in seen:
+            raise ValueError(
+                f"{source}: duplicate class {c.name!r}; remove one or merge their "
+                "synonyms into a single class"
+            )
+        seen.add(key)
+
+
+def _parse(text: str, name: str, source: str) -> Vocabulary:
+    classes = [_parse_class(e, source) for e in _entries(text)]
+    if not classes:
+        raise ValueError(
+            f"{source}: no classes found; separate classes with ';' or newlines, {_EXAMPLE}"
+        )
+    _check_unique(classes, source)
+    return Vocabulary(name=name, classes=tuple(classes))
+
+
+def parse_vocabulary(text: str, name: str = "custom") -> Vocabulary:
+    """Parses an inline vocabulary such as ``"cat; dog, puppy; sky [stuff]"``.
+
+    Args:
+        text: Vocabulary in the module's syntax.
+        name: Name given to the vocabulary.
+
+    Raises:
+        ValueError: On an empty vocabulary, an empty class name or synonym, an
+            unknown ``[marker]`` or a duplicate class.
+    """
+    return _parse(text, name, source=f"vocabulary {name!r}")
+
+
+def load_vocabulary_file(path: str | os.PathLike) -> Vocabulary:
+    """Reads a vocabulary file (UTF-8, module syntax); its name is the file stem.
+
+    Raises:
+        ValueError: If the file cannot be read, or on the errors of
+            :func:`parse_vocabulary`.
+    """
+    path = Path(path)
+    source = f"vocabulary file '{path}'"
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as err:
+        reason = getattr(err, "strerror", None) or str(err)
+        raise ValueError(
+            f"{source}: cannot read it ({reason}); check the path and that it is UTF-8 text"
+        ) from err
+    return _parse(text, path.stem, source)
+
+
+def _looks_like_path(spec: str) -> bool:
+    # Conservative: "bag/purse" stays a class name, "./bag" or "x.txt" is a path.
+    return spec.endswith(".txt") or spec.startswith(("/", "./", "../", "~"))
+
+
+def _reject_typo(spec: str) -> None:
+    """Refuses a lone word that is a near miss of a built-in vocabulary name."""
+    close = difflib.get_close_matches(spec, list_vocabularies(), n=1, cutoff=0.8)
+    if close:
+        raise ValueError(
+            f"unknown vocabulary {spec!r}; did you mean {close[0]!r}? valid names: "
+            f"{', '.join(list_vocabularies())} (or a file path, or inline classes like 'cat; dog')"
+        )
+
+
+def resolve_vocabulary(spec: str | os.PathLike | Vocabulary) -> Vocabulary:
+    """Turns a user's vocabulary argument into a :class:`Vocabulary`.
+
+    Tried in order: an existing ``Vocabulary`` (returned as is), a built-in
+    name, a path to an existing file, inline text. A single-class inline spec
+    that is a near miss of a built-in name (e.g. ``"coco_panoptc"``) is refused
+    instead of becoming a one-class vocabulary.
+
+    Raises:
+        ValueError: For a missing ``.txt``/path-like file, a near-miss name, or
+            the errors of :func:`parse_vocabulary`.
+    """
+    if isinstance(spec, Vocabulary):
+        return spec
+    if isinstance(spec, os.PathLike):
+        return load_vocabulary_file(spec)
+    if spec in list_vocabularies():
+        return get_vocabulary(spec)
+    path = os.path.expanduser(spec.strip())
+    if os.path.isfile(path):
+        return load_vocabulary_file(path)
+    if "\n" not in spec and ";" not in spec:  # one entry: maybe a mistyped name or path
+        if _looks_like_path(spec.strip()):
+            raise ValueError(f"vocabulary file '{path}' does not exist; check the path")
+        if "," not in spec:
+            _reject_typo(spec.strip())
+    return parse_vocabulary(spec)
