@@ -99,8 +99,8 @@ class Predictor:
         resolve_device(device)
         ckpt = resolve_checkpoint(name_or_path, weights=weights, progress=progress)
         model = build_fcclip(ckpt.config)
-        check_state_dict(model, ckpt.state, source=ckpt.source, allow_missing_clip=not ckpt.has_clip)
-        model.load_state_dict(ckpt.state, strict=False)
+        check_state_dict(model, ckpt.state_dict, source=ckpt.source, allow_missing_clip=not ckpt.has_clip)
+        model.load_state_dict(ckpt.state_dict, strict=False)
         if not ckpt.has_clip or clip_weights:
             clip_state, origin = load_clip_state(ckpt.config, clip_weights)
             check_state_dict(model.backbone.clip, clip_state, source=origin, allow_missing_clip=False)

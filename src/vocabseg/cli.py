@@ -1,0 +1,141 @@
+"""Command line: `vocabseg predict | models | download | eval | data | train`."""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from .images import ImageError
+from .model.convert import CheckpointError
+from .zoo import SIZE_PRESETS, get_variant, list_models
+
+# Errors whose message is already one line that says what to fix.
+USER_ERRORS = (CheckpointError, ImageError, ValueError, FileNotFoundError, RuntimeError, KeyError)
+
+
+def add_model_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--model", required=True, help="zoo name (see `vocabseg models`) or checkpoint path")
+    parser.add_argument("--weights", help="checkpoint file for a zoo model (instead of downloading)")
+    parser.add_argument("--clip-weights", help="open_clip state dict, for checkpoints without the frozen CLIP")
+    parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ...")
+    parser.add_argument("--size-preset", choices=sorted(SIZE_PRESETS), help="official test resize of a benchmark")
+    parser.add_argument("--min-size", type=int, help="test resize: shortest edge (default 800)")
+    parser.add_argument("--max-size", type=int, help="test resize: longest edge cap (default 1333)")
+
+
+def inference_overrides(args) -> dict:
+    overrides = {}
+    if args.size_preset:
+        overrides["min_size"], overrides["max_size"] = SIZE_PRESETS[args.size_preset]
+    if args.min_size:
+        overrides["min_size"] = args.min_size
+    if args.max_size:
+        overrides["max_size"] = args.max_size
+    return overrides
+
+
+def load_predictor(args):
+    from .predictor import Predictor
+
+    return Predictor.from_pretrained(args.model, weights=args.weights, clip_weights=args.clip_weights,
+                                     device=args.device, inference=inference_overrides(args))
+
+
+def cmd_predict(args) -> None:
+    from tqdm import tqdm
+
+    from .images import expand_inputs, load_image
+    from .outputs import write_prediction
+
+    paths = expand_inputs(args.inputs)
+    output = Path(args.output)
+    todo = [p for p in paths if args.overwrite or not (output / f"{p.stem}_overlay.png").exists()]
+    if len(todo) < len(paths):
+        print(f"skipping {len(paths) - len(todo)} image(s) already done in {output} (--overwrite to redo)", file=sys.stderr)
+    predictor = load_predictor(args)
+    vocab = predictor.set_vocabulary(args.vocab)
+    tasks = ("panoptic", "semantic", "instance") if args.task == "all" else (args.task,)
+    for path in tqdm(todo, desc="predict", unit="img", disable=not todo):
+        image = load_image(path)
+        prediction = predictor.predict(image, task=tasks)
+        write_prediction(output, path.stem, image, prediction, vocab)
+    print(f"wrote {len(todo)} result(s) for {len(vocab)} classes to {output}")
+
+
+def cmd_models(args) -> None:
+    print(f"{'name':28s} {'CLIP':22s} {'pretrained':28s} {'embed':>5s} {'queries':>7s} {'ADE PQ':>6s} {'A-150':>6s}")
+    for name in list_models():
+        v = get_variant(name)
+        c = v.config
+        print(f"{name:28s} {c.clip_model_name:22s} {c.clip_pretrained:28s} {c.embed_dim:5d} {c.num_queries:7d} "
+              f"{v.reported.get('ade20k_pq', float('nan')):6.1f} {v.reported.get('ade20k_miou', float('nan')):6.1f}")
+
+
+def cmd_download(args) -> None:
+    from .weights import fetch_official_weights
+
+    for name in args.models:
+        print(fetch_official_weights(get_variant(name)))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="vocabseg", description="Open-vocabulary image segmentation")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("predict", help="segment images with a vocabulary")
+    p.add_argument("inputs", nargs="+", help="image files or directories")
+    add_model_arguments(p)
+    p.add_argument("--vocab", help="built-in name, file, or inline 'car; person; road [stuff]' (default: COCO+ADE+LVIS)")
+    p.add_argument("--task", default="panoptic", choices=["panoptic", "semantic", "instance", "all"])
+    p.add_argument("--output", required=True, help="output directory")
+    p.add_argument("--overwrite", action="store_true", help="redo images whose outputs exist")
+    p.set_defaults(func=cmd_predict)
+
+    p = sub.add_parser("models", help="list the model variants")
+    p.set_defaults(func=cmd_models)
+
+    p = sub.add_parser("download", help="download official checkpoints into the cache")
+    p.add_argument("models", nargs="+", choices=list_models())
+    p.set_defaults(func=cmd_download)
+    _add_optional_commands(sub)
+    return parser
+
+
+def _add_optional_commands(sub) -> None:
+    """Evaluation, data and training commands (their modules load lazily)."""
+    try:
+        from .eval.cli import add_eval_parser
+    except ImportError:
+        add_eval_parser = None
+    if add_eval_parser:
+        add_eval_parser(sub)
+    try:
+        from .data.cli import add_data_parser
+    except ImportError:
+        add_data_parser = None
+    if add_data_parser:
+        add_data_parser(sub)
+    try:
+        from .train.cli import add_train_parser
+    except ImportError:
+        add_train_parser = None
+    if add_train_parser:
+        add_train_parser(sub)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        args.func(args)
+    except USER_ERRORS as error:
+        message = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        print(f"vocabseg: error: {message}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("vocabseg: interrupted", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

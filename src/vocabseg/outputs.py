@@ -1,0 +1,122 @@
+"""Writing predictions to disk: overlay PNG, COCO panoptic PNG + JSON, label PNG, COCO RLE JSON.
+
+Every file is written to a temporary name and renamed into place, so an
+interrupted run never leaves a half-written file under a final name.
+"""
+from __future__ import annotations
+
+import json
+import os
+import zlib
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageDraw
+from pycocotools import mask as mask_utils
+
+from .predictor import Prediction
+from .text import Vocabulary
+
+
+def _atomic(path: Path, write) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(f".{path.name}.part")
+    try:
+        write(partial)
+        os.replace(partial, path)
+    finally:
+        partial.unlink(missing_ok=True)
+
+
+def save_png(path: Path, array: np.ndarray) -> None:
+    _atomic(path, lambda p: Image.fromarray(array).save(p, format="PNG"))
+
+
+def save_json(path: Path, data) -> None:
+    def write(p):
+        with open(p, "w") as f:
+            json.dump(data, f)
+
+    _atomic(path, write)
+
+
+def class_color(vocab: Vocabulary, index: int) -> tuple[int, int, int]:
+    """The vocabulary's colour, else a stable colour derived from the class name."""
+    color = vocab.classes[index].color
+    if color is not None:
+        return tuple(color)
+    h = zlib.crc32(vocab.classes[index].name.encode())
+    return (h & 255, (h >> 8) & 255, (h >> 16) & 255)
+
+
+def id_to_rgb(segment_map: np.ndarray) -> np.ndarray:
+    """COCO panoptic PNG encoding: id = R + 256 G + 256^2 B."""
+    ids = segment_map.astype(np.uint32)
+    return np.stack([ids & 255, (ids >> 8) & 255, (ids >> 16) & 255], axis=-1).astype(np.uint8)
+
+
+def overlay(image: np.ndarray, pred: Prediction, vocab: Vocabulary, alpha: float = 0.55) -> np.ndarray:
+    """Image blended with class colours, each region labelled with its class name."""
+    regions = _labelled_regions(pred)
+    canvas = image.astype(np.float32).copy()
+    for mask, class_index in regions:
+        canvas[mask] = (1 - alpha) * canvas[mask] + alpha * np.array(class_color(vocab, class_index), np.float32)
+    pil = Image.fromarray(canvas.clip(0, 255).astype(np.uint8))
+    draw = ImageDraw.Draw(pil)
+    for mask, class_index in regions:
+        ys, xs = np.nonzero(mask)
+        if len(xs):
+            draw.text((float(np.median(xs)), float(np.median(ys))), vocab.classes[class_index].name, fill=(255, 255, 255))
+    return np.asarray(pil)
+
+
+def _labelled_regions(pred: Prediction) -> list[tuple[np.ndarray, int]]:
+    if pred.panoptic is not None:
+        return [(pred.panoptic == s.id, s.category_id) for s in pred.segments]
+    if pred.semantic is not None:
+        return [(pred.semantic == c, int(c)) for c in np.unique(pred.semantic)]
+    if pred.instance_masks is not None:
+        keep = pred.instance_scores >= 0.5
+        return [(m, int(c)) for m, c in zip(pred.instance_masks[keep], pred.instance_classes[keep])]
+    return []
+
+
+def categories_json(vocab: Vocabulary) -> list[dict]:
+    return [{"id": i, "name": c.name, "isthing": int(c.is_thing), "color": list(class_color(vocab, i))}
+            for i, c in enumerate(vocab.classes)]
+
+
+def write_prediction(output_dir: Path, stem: str, image: np.ndarray, pred: Prediction, vocab: Vocabulary) -> list[Path]:
+    """Writes every output of one image; returns the paths written (overlay last)."""
+    written = []
+    if pred.panoptic is not None:
+        png = output_dir / "panoptic" / f"{stem}.png"
+        save_png(png, id_to_rgb(pred.panoptic))
+        segments = [{"id": s.id, "category_id": s.category_id, "iscrowd": 0, "isthing": int(s.is_thing),
+                     "area": s.area, "score": s.score, "class_name": s.class_name} for s in pred.segments]
+        save_json(output_dir / "panoptic" / f"{stem}.json",
+                  {"file_name": png.name, "image_id": stem, "segments_info": segments, "categories": categories_json(vocab)})
+        written += [png, output_dir / "panoptic" / f"{stem}.json"]
+    if pred.semantic is not None:
+        dtype = np.uint8 if len(vocab) <= 256 else np.uint16
+        path = output_dir / "semantic" / f"{stem}.png"
+        save_png(path, pred.semantic.astype(dtype))
+        written.append(path)
+    if pred.instance_masks is not None:
+        path = output_dir / "instance" / f"{stem}.json"
+        save_json(path, instance_results(stem, pred))
+        written.append(path)
+    path = output_dir / f"{stem}_overlay.png"
+    save_png(path, overlay(image, pred, vocab))
+    return written + [path]
+
+
+def instance_results(image_id, pred: Prediction) -> list[dict]:
+    """COCO results format: one dict per instance with an RLE mask."""
+    results = []
+    for mask, score, cls in zip(pred.instance_masks, pred.instance_scores, pred.instance_classes):
+        rle = mask_utils.encode(np.asfortranarray(mask.astype(np.uint8)))
+        rle["counts"] = rle["counts"].decode("ascii")
+        results.append({"image_id": image_id, "category_id": int(cls), "segmentation": rle, "score": float(score),
+                        "class_name": pred.class_names[int(cls)]})
+    return results
