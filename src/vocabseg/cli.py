@@ -44,7 +44,7 @@ def load_predictor(args):
 def cmd_predict(args) -> None:
     from tqdm import tqdm
 
-    from .images import expand_inputs, load_image
+    from .images import check_readable, expand_inputs, load_image
     from .outputs import write_prediction
 
     paths = expand_inputs(args.inputs)
@@ -52,6 +52,7 @@ def cmd_predict(args) -> None:
     todo = [p for p in paths if args.overwrite or not (output / f"{p.stem}_overlay.png").exists()]
     if len(todo) < len(paths):
         print(f"skipping {len(paths) - len(todo)} image(s) already done in {output} (--overwrite to redo)", file=sys.stderr)
+    check_readable(todo)
     predictor = load_predictor(args)
     vocab = predictor.set_vocabulary(args.vocab)
     tasks = ("panoptic", "semantic", "instance") if args.task == "all" else (args.task,)

@@ -49,6 +49,16 @@ def _array_to_rgb(array: np.ndarray) -> np.ndarray:
     raise ImageError(f"image array has shape {array.shape}; expected HxWx3 (RGB) or HxW")
 
 
+def check_readable(paths: list[Path]) -> None:
+    """Fails early (before loading a model) on a file that is not an image; reads headers only."""
+    for path in paths:
+        try:
+            with Image.open(path):
+                pass
+        except (UnidentifiedImageError, OSError) as error:
+            raise ImageError(f"image {path} cannot be read ({error.__class__.__name__}): is it a valid image file?") from None
+
+
 def expand_inputs(inputs: list[str]) -> list[Path]:
     """Paths of images given as files or directories (directories: their image files, sorted)."""
     paths: list[Path] = []

@@ -1,0 +1,25 @@
+"""Shared fixtures: the official-format synthetic checkpoints from ../shared/reference."""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+REFERENCE_DIR = Path(__file__).resolve().parents[1].parent / "shared" / "reference"
+
+
+@pytest.fixture(scope="session")
+def reference_dir() -> Path:
+    if not (REFERENCE_DIR / "synth_weights.py").exists():
+        pytest.skip("../shared/reference is not available")
+    return REFERENCE_DIR
+
+
+@pytest.fixture(scope="session")
+def synth_official_state(reference_dir):
+    """manifest file name -> official-format state dict with deterministic synthetic weights."""
+    sys.path.insert(0, str(reference_dir))
+    from synth_weights import load_manifest, synth_state_dict
+
+    return lambda name: synth_state_dict(load_manifest(reference_dir / name))

@@ -1,0 +1,94 @@
+"""`vocabseg` command line on a tiny random-weight checkpoint."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from pycocotools import mask as mask_utils
+
+from vocabseg.cli import main
+from vocabseg.model.build import build_fcclip
+from vocabseg.model.config import InferenceConfig
+from vocabseg.testing import synthetic_photo, tiny_config
+from vocabseg.weights import save_checkpoint
+
+
+@pytest.fixture()
+def tiny_checkpoint(tmp_path, monkeypatch):
+    monkeypatch.setenv("VOCABSEG_CACHE", str(tmp_path / "text"))
+    torch.manual_seed(0)
+    config = tiny_config()
+    path = tmp_path / "tiny.pth"
+    save_checkpoint(path, build_fcclip(config), config, InferenceConfig(min_size=64, max_size=128))
+    return path
+
+
+@pytest.fixture()
+def photo(tmp_path):
+    path = tmp_path / "images" / "street.png"
+    path.parent.mkdir()
+    Image.fromarray(synthetic_photo(60, 80)).save(path)
+    return path
+
+
+def test_predict_all_tasks_writes_consistent_files(tiny_checkpoint, photo, tmp_path):
+    out = tmp_path / "out"
+    rc = main(["predict", str(photo.parent), "--model", str(tiny_checkpoint), "--vocab", "cat; dog; sky [stuff]",
+               "--task", "all", "--output", str(out)])
+    assert rc == 0
+    pan = np.asarray(Image.open(out / "panoptic" / "street.png"))
+    assert pan.shape == (60, 80, 3)
+    pan = pan.astype(np.int64)
+    ids = pan[..., 0] + 256 * pan[..., 1] + 65536 * pan[..., 2]
+    info = json.loads((out / "panoptic" / "street.json").read_text())
+    assert {s["id"] for s in info["segments_info"]} == set(np.unique(ids)) - {0}
+    assert [c["name"] for c in info["categories"]] == ["cat", "dog", "sky"]
+    semantic = np.asarray(Image.open(out / "semantic" / "street.png"))
+    assert semantic.shape == (60, 80) and semantic.max() < 3
+    instances = json.loads((out / "instance" / "street.json").read_text())
+    assert instances and all(inst["category_id"] in (0, 1) for inst in instances)  # things only
+    assert mask_utils.decode(instances[0]["segmentation"]).shape == (60, 80)
+    assert (out / "street_overlay.png").exists()
+    assert not list(out.rglob("*.part"))
+
+
+def test_predict_skips_finished_images(tiny_checkpoint, photo, tmp_path, capsys):
+    args = ["predict", str(photo), "--model", str(tiny_checkpoint), "--vocab", "cat", "--output", str(tmp_path / "o")]
+    assert main(args) == 0 and main(args) == 0
+    assert "skipping 1 image(s)" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("case", ["bad_image", "empty_vocab", "truncated_checkpoint", "cuda", "missing_input"])
+def test_bad_input_is_one_line_error_and_writes_nothing(case, tiny_checkpoint, photo, tmp_path, capsys):
+    image, checkpoint, vocab, extra = str(photo), str(tiny_checkpoint), "cat", []
+    if case == "bad_image":
+        image = str(tmp_path / "bad.jpg")
+        (tmp_path / "bad.jpg").write_bytes(b"not an image")
+    elif case == "empty_vocab":
+        vocab = " ; "
+    elif case == "truncated_checkpoint":
+        checkpoint = str(tmp_path / "cut.pth")
+        (tmp_path / "cut.pth").write_bytes(tiny_checkpoint.read_bytes()[:5000])
+    elif case == "cuda":
+        if torch.cuda.is_available():
+            pytest.skip("a GPU is present")
+        extra = ["--device", "cuda"]
+    else:
+        image = str(tmp_path / "nowhere.jpg")
+    out = tmp_path / "out"
+    rc = main(["predict", image, "--model", checkpoint, "--vocab", vocab, "--output", str(out), *extra])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc != 0
+    assert len(err) == 1 and err[0].startswith("vocabseg: error: ")
+    assert not out.exists() or not any(p.is_file() for p in out.rglob("*"))
+
+
+def test_models_lists_every_official_variant(capsys):
+    assert main(["models"]) == 0
+    listing = capsys.readouterr().out
+    for name in ("fcclip_convnext_large_coco", "fcclip_rn50_coco", "fcclip_rn101_coco", "fcclip_rn50x4_coco",
+                 "fcclip_rn50x16_coco", "fcclip_rn50x64_coco"):
+        assert name in listing
