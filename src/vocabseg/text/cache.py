@@ -39,14 +39,22 @@ class TextClassifier(NamedTuple):
 def _encode_in_batches(
     prompts: list[str], encode_fn: EncodeFn, batch_size: int, progress: bool | None
 ) -> torch.Tensor:
-    """Encodes prompts in chunks (bounded memory); returns [N, D] float32."""
+    """Encodes prompts in chunks (bounded memory); returns [N, D] float32 in input order.
+
+    Prompts are batched by length so that an encoder which runs only up to the
+    longest prompt of a batch wastes little work on padding.
+    """
+    order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
     starts = range(0, len(prompts), batch_size)
     show = len(starts) >= _PROGRESS_MIN_BATCHES if progress is None else progress
     chunks = []
     for start in tqdm(starts, desc="text embeddings", unit="batch", disable=not show):
-        feats = encode_fn(prompts[start : start + batch_size])  # [b, D]
+        feats = encode_fn([prompts[i] for i in order[start : start + batch_size]])  # [b, D]
         chunks.append(feats.detach().float())
-    return torch.cat(chunks)
+    sorted_feats = torch.cat(chunks)
+    feats = torch.empty_like(sorted_feats)
+    feats[torch.tensor(order, device=feats.device)] = sorted_feats
+    return feats
 
 
 def build_text_classifier(

@@ -1,0 +1,44 @@
+"""Text-classifier cost: naive 77-token encoding vs. vocabseg's length-sorted truncated batches.
+
+Prints seconds for a built-in vocabulary through a real-size (random-weight) CLIP text tower.
+Usage: python benchmarks/text_encoding.py [--model convnext_large_d_320] [--vocab ade20k_150] [--limit 1400]
+"""
+from __future__ import annotations
+
+import argparse
+import time
+
+import open_clip
+import torch
+
+from vocabseg.model.backbone import CLIPBackbone, create_clip
+from vocabseg.text import build_text_classifier, expand_prompts, get_vocabulary
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--model", default="convnext_large_d_320")
+    parser.add_argument("--vocab", default="ade20k_150")
+    parser.add_argument("--limit", type=int, default=1400, help="prompts timed for the naive baseline")
+    args = parser.parse_args()
+    torch.set_grad_enabled(False)
+    backbone = CLIPBackbone(create_clip(args.model, quick_gelu=args.model.startswith("RN")))
+    tokenizer = open_clip.get_tokenizer(args.model)
+    vocab = get_vocabulary(args.vocab)
+    prompts, _ = expand_prompts(vocab)
+    print(f"{args.vocab}: {len(vocab)} classes, {len(prompts)} prompts, {torch.get_num_threads()} threads")
+
+    clip = backbone.clip
+    start = time.perf_counter()
+    for i in range(0, args.limit, 128):
+        clip.encode_text(tokenizer(prompts[i : min(i + 128, args.limit)]))  # open_clip: all 77 positions
+    naive = (time.perf_counter() - start) * len(prompts) / args.limit
+    print(f"naive 77-token encoding (extrapolated from {args.limit} prompts): {naive:.1f} s")
+
+    start = time.perf_counter()
+    build_text_classifier(vocab, lambda p: backbone.encode_text(tokenizer(p)), progress=False)
+    print(f"vocabseg (length-sorted, truncated batches): {time.perf_counter() - start:.1f} s")
+
+
+if __name__ == "__main__":
+    main()
