@@ -1,0 +1,4 @@
+"""Converters from raw dataset releases to the layouts the readers expect.
+
+One module per dataset family; ``vocabseg.data.prepare`` dispatches to them.
+"""

@@ -1,0 +1,56 @@
+"""One error type for datasets that are missing, unprepared or malformed.
+
+Every message is one line: the file or folder, what is wrong with it, and the
+command or step that fixes it. The CLI prints ``str(error)`` and nothing else.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+
+class DatasetError(ValueError):
+    """A dataset on disk is missing, not prepared, or not in the expected format."""
+
+
+def prepare_hint(prepare_name: str, root: Path) -> str:
+    """The command that builds the derived files of one dataset family."""
+    return f"run `vocabseg data prepare {prepare_name} --root {root}`"
+
+
+def require_dir(path: Path, fix: str) -> Path:
+    """Returns ``path`` if it is a folder, else raises naming it and ``fix``."""
+    if not path.is_dir():
+        raise DatasetError(f"folder {path} not found; {fix}")
+    return path
+
+
+def require_file(path: Path, fix: str) -> Path:
+    """Returns ``path`` if it is a file, else raises naming it and ``fix``."""
+    if not path.is_file():
+        raise DatasetError(f"file {path} not found; {fix}")
+    return path
+
+
+def read_json(path: Path, fix: str) -> Any:
+    """Loads a json file; a missing or unparsable file raises with ``fix``."""
+    require_file(path, fix)
+    try:
+        with open(path, encoding="utf-8") as f:
+            return json.load(f)
+    except json.JSONDecodeError as e:
+        # Usually a download or a prepare run cut short.
+        raise DatasetError(
+            f"file {path} is not valid JSON ({e.msg} at line {e.lineno}); "
+            f"it is probably truncated: delete it and {fix}"
+        ) from None
+
+
+def require_keys(obj: Any, keys: tuple[str, ...], where: str, fix: str) -> None:
+    """Raises if ``obj`` is not a dict holding every key in ``keys``."""
+    if not isinstance(obj, dict):
+        raise DatasetError(f"{where} should be a JSON object, got {type(obj).__name__}; {fix}")
+    missing = [k for k in keys if k not in obj]
+    if missing:
+        raise DatasetError(f"{where} lacks field(s) {', '.join(missing)}; {fix}")
