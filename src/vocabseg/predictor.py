@@ -55,6 +55,7 @@ class RawOutput:
     out_vocab_logits: torch.Tensor  # [Q, K + 1]
     mask_cls: torch.Tensor  # [Q, K + 1] ensembled log-probabilities
     mask_logits: torch.Tensor  # [Q, H, W] at the original image size
+    pred_masks: torch.Tensor  # [Q, H_pad/4, W_pad/4] raw decoder mask logits of the padded input
 
 
 def resolve_device(device: str | torch.device) -> torch.device:
@@ -154,7 +155,8 @@ class Predictor:
         )
         masks = F.interpolate(out.pred_masks, size=batch.shape[-2:], mode="bilinear", align_corners=False)
         return [
-            RawOutput(out.pred_logits[i], out_vocab[i], mask_cls[i], crop_and_resize(masks[i], sizes[i], arrays[i].shape[:2]))
+            RawOutput(out.pred_logits[i], out_vocab[i], mask_cls[i], crop_and_resize(masks[i], sizes[i], arrays[i].shape[:2]),
+                      out.pred_masks[i])
             for i in range(len(arrays))
         ]
 
