@@ -103,31 +103,23 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _add_optional_commands(sub) -> None:
-    """Evaluation, data and training commands (their modules load lazily)."""
-    try:
-        from .eval.cli import add_eval_parser
-    except ImportError:
-        add_eval_parser = None
-    if add_eval_parser:
-        add_eval_parser(sub)
-    try:
-        from .data.cli import add_data_parser
-    except ImportError:
-        add_data_parser = None
-    if add_data_parser:
-        add_data_parser(sub)
+    """Evaluation, data and training commands; their heavy modules load only when run."""
+    from .data.cli import add_data_parser
+    from .eval.cli import add_eval_parser
+
+    add_eval_parser(sub)
+    add_data_parser(sub)
     try:
         from .train.cli import add_train_parser
-    except ImportError:
-        add_train_parser = None
-    if add_train_parser:
-        add_train_parser(sub)
+    except ImportError:  # training lands separately; until then the command is absent
+        return
+    add_train_parser(sub)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        args.func(args)
+        status = args.func(args)
     except USER_ERRORS as error:
         message = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         print(f"vocabseg: error: {message}", file=sys.stderr)
@@ -135,7 +127,7 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("vocabseg: interrupted", file=sys.stderr)
         return 130
-    return 0
+    return int(status or 0)
 
 
 if __name__ == "__main__":

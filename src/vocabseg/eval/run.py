@@ -1,0 +1,408 @@
+"""Evaluate a predictor on a dataset split: sharded over ranks, resumable, one report.
+
+Launch with ``torchrun --nproc_per_node N -m vocabseg.cli eval ...`` for several
+processes: rank r evaluates records r, r + N, r + 2N, ... Each rank saves its
+evaluator states and the indices it has done to ``output_dir/state/rank{r}.pt``
+every ``checkpoint_every`` images and at the end (atomically), so a rerun with the
+same output folder skips what is done; since evaluator states add up, the
+resumed results equal those of an uninterrupted run. Rank 0 then merges every
+rank's file and writes ``results.json`` and ``results.md``.
+
+Category ids: gt and predictions both use the vocabulary's contiguous class
+indices (the readers translate the dataset ids), so PQ, mIoU and AP equal the
+official ones computed with dataset ids; gt segment areas come from the json, as
+panopticapi reads them. Semantic gt pixels of IGNORE_LABEL are not evaluated.
+Instances: the predictor keeps its ``instances_per_image`` (100) best, COCOeval
+scores masks with up to 100 detections per image.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from tqdm import tqdm
+
+from vocabseg.data import IGNORE_LABEL, Dataset, Record, get_dataset, get_spec, load_panoptic, load_semantic
+from vocabseg.data.io import load_instances
+from vocabseg.eval.evaluators import InstanceEvaluator, PanopticEvaluator, SemanticEvaluator
+from vocabseg.eval.from_files import evaluate_instance_files, evaluate_panoptic_files
+from vocabseg.eval.instance import encode_mask
+from vocabseg.eval.panoptic import PanopticImage
+from vocabseg.eval.readers import read_label_png
+from vocabseg.eval.report import format_markdown
+from vocabseg.text import Vocabulary, get_vocabulary, seen_mask
+
+TASKS = ("panoptic", "semantic", "instance")
+STATE_VERSION = 1
+# Ranks wait at a barrier for the slowest one; a resumed rank may have much more left.
+BARRIER_TIMEOUT = timedelta(hours=6)
+
+
+# ---- distributed: plain functions, no process group for a single process -----------------------
+def rank_and_world() -> tuple[int, int]:
+    """(rank, world size) of the process group if any, else of torchrun's RANK/WORLD_SIZE."""
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
+
+
+def _join_group(world_size: int) -> bool:
+    """Joins torchrun's group (gloo: only barriers are needed); True if this call created it."""
+    if world_size == 1 or dist.is_initialized():
+        return False
+    dist.init_process_group("gloo", timeout=BARRIER_TIMEOUT)  # env://: torchrun's MASTER_ADDR/PORT
+    return True
+
+
+def _barrier() -> None:
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+
+
+# ---- evaluators and their inputs -------------------------------------------------------------------
+def build_evaluators(vocab: Vocabulary, tasks: tuple[str, ...], seen: list[bool]) -> dict[str, Any]:
+    """One evaluator per task, all keyed by contiguous class index."""
+    evaluators: dict[str, Any] = {}
+    if "panoptic" in tasks:
+        evaluators["panoptic"] = PanopticEvaluator(
+            [{"id": i, "name": c.name, "isthing": int(c.is_thing)} for i, c in enumerate(vocab.classes)]
+        )
+    if "semantic" in tasks:
+        evaluators["semantic"] = SemanticEvaluator(vocab.class_names, ignore_label=IGNORE_LABEL, seen=seen)
+    if "instance" in tasks:
+        evaluators["instance"] = InstanceEvaluator(
+            [{"id": i, "name": c.name} for i, c in enumerate(vocab.classes) if c.is_thing]
+        )
+    return evaluators
+
+
+def panoptic_gt(record: Record) -> PanopticImage:
+    segments = []
+    for s in record.panoptic.segments:
+        seg = {"id": s.id, "category_id": s.category, "iscrowd": int(s.iscrowd)}
+        if s.area > 0:  # the json's area, trusted as panopticapi does; absent: counted in the PNG
+            seg["area"] = s.area
+        segments.append(seg)
+    return PanopticImage(load_panoptic(record.panoptic.png), segments, record.image_id)
+
+
+def instance_gt(record: Record) -> dict[str, Any]:
+    """COCO gt of one image; segment-id instances (Cityscapes) become RLE."""
+    annotations = record.instances.annotations
+    masks = None
+    if any(isinstance(a.segmentation, int) for a in annotations):
+        masks = [m for _, m in load_instances(record)]
+    coco = []
+    for k, a in enumerate(annotations):
+        segmentation = encode_mask(masks[k]) if isinstance(a.segmentation, int) else a.segmentation
+        ann = {"category_id": a.category, "segmentation": segmentation, "iscrowd": int(a.iscrowd)}
+        if a.area > 0:  # else computed from the mask, as COCOeval needs one
+            ann["area"] = a.area
+        coco.append(ann)
+    return {"image_id": record.image_id, "height": record.height, "width": record.width, "annotations": coco}
+
+
+def process_image(evaluators: dict[str, Any], record: Record, pred) -> None:
+    """Feeds one record's gt and its Prediction to every evaluator."""
+    if "panoptic" in evaluators:
+        segments = [{"id": s.id, "category_id": s.category_id} for s in pred.segments if s.area > 0]
+        evaluators["panoptic"].process(panoptic_gt(record), PanopticImage(pred.panoptic, segments, record.image_id))
+    if "semantic" in evaluators:
+        evaluators["semantic"].process(load_semantic(record.semantic), pred.semantic)
+    if "instance" in evaluators:
+        masks = {"masks": pred.instance_masks, "category_ids": pred.instance_classes, "scores": pred.instance_scores}
+        evaluators["instance"].process(instance_gt(record), masks)
+
+
+# ---- state files -----------------------------------------------------------------------------------------
+def _to_saveable(obj: Any) -> Any:
+    """numpy -> torch, so the file loads with ``torch.load(weights_only=True)``."""
+    if isinstance(obj, np.ndarray):
+        return torch.from_numpy(np.ascontiguousarray(obj))
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, dict):
+        return {k: _to_saveable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(_to_saveable(v) for v in obj)
+    return obj
+
+
+def _from_saved(obj: Any) -> Any:
+    if isinstance(obj, torch.Tensor):
+        return obj.numpy()
+    if isinstance(obj, dict):
+        return {k: _from_saved(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_from_saved(v) for v in obj]
+    return obj
+
+
+def _atomic_write(path: Path, write) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(f".{path.name}.{os.getpid()}.part")
+    try:
+        write(partial)
+        os.replace(partial, path)  # readers see the old file or the new one, never half of one
+    finally:
+        partial.unlink(missing_ok=True)
+
+
+def state_path(output_dir: str | Path, rank: int) -> Path:
+    return Path(output_dir) / "state" / f"rank{rank}.pt"
+
+
+def save_state(path: Path, run: dict[str, Any], done: list[int], evaluators: dict[str, Any]) -> None:
+    payload = {"version": STATE_VERSION, "run": run, "done": list(done),
+               "states": {task: _to_saveable(ev.state_dict()) for task, ev in evaluators.items()}}  # fmt: skip
+    _atomic_write(path, lambda p: torch.save(payload, p))
+
+
+def load_state(path: Path, run: dict[str, Any]) -> dict[str, Any] | None:
+    """A rank's saved state, None if absent; a state of another run raises."""
+    if not path.is_file():
+        return None
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    if state.get("version") != STATE_VERSION or state.get("run") != run:
+        theirs = {k: v for k, v in state.get("run", {}).items() if run.get(k) != v}
+        raise ValueError(
+            f"{path} holds another evaluation (differs in {sorted(theirs) or 'version'}: {theirs}); "
+            f"use another --output or delete {path.parent} to start over"
+        )
+    state["states"] = _from_saved(state["states"])
+    return state
+
+
+def _run_identity(predictor, dataset: Dataset, tasks: tuple[str, ...], world_size: int) -> dict[str, Any]:
+    """What a saved state must match to be resumed: data, tasks, sharding and model."""
+    params = [p.detach().reshape(-1)[:4].float() for p in predictor.model.parameters()]
+    sample = torch.cat(params).cpu().numpy()  # a few values of every tensor; note: one device sync
+    model = {"config": predictor.config.to_dict(), "inference": predictor.inference.to_dict(),
+             "train_vocabulary": predictor.train_vocabulary.name}  # fmt: skip
+    digest = hashlib.sha256(json.dumps(model, sort_keys=True, default=str).encode() + sample.tobytes())
+    return {"dataset": dataset.name, "num_records": len(dataset), "vocabulary": dataset.vocabulary,
+            "tasks": list(tasks), "world_size": world_size, "model": digest.hexdigest()[:16]}  # fmt: skip
+
+
+@dataclass
+class RankState:
+    """One rank's progress: its evaluators and the record indices they hold."""
+
+    path: Path  # output_dir/state/rank{r}.pt
+    run: dict[str, Any]  # what the saved file must match, see _run_identity
+    evaluators: dict[str, Any]
+    done: list[int]
+
+    @classmethod
+    def resume(cls, path: Path, run: dict[str, Any], evaluators: dict[str, Any], shard: list[int]) -> RankState:
+        """Loads the saved progress into fresh ``evaluators`` (none saved: nothing done)."""
+        saved = load_state(path, run)
+        done = list(saved["done"]) if saved else []
+        extra = sorted(set(done) - set(shard))
+        if extra:
+            raise ValueError(
+                f"{path} has images beyond this --limit (record {extra[0]}); "
+                f"evaluate at least {max(extra) + 1} records or delete {path.parent}"
+            )
+        for task, evaluator in evaluators.items():
+            evaluator.merge([saved["states"][task]] if saved else [])
+        return cls(path, run, evaluators, done)
+
+    def save(self) -> None:
+        save_state(self.path, self.run, self.done, self.evaluators)
+
+
+# ---- results ---------------------------------------------------------------------------------------------
+def _json_safe(obj: Any) -> Any:
+    """NaN (a metric with no gt) -> null, so results.json is standard JSON."""
+    if isinstance(obj, float) and math.isnan(obj):
+        return None
+    if isinstance(obj, dict):
+        return {str(k): _json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_json_safe(v) for v in obj]
+    if isinstance(obj, np.generic):
+        return _json_safe(obj.item())
+    return obj
+
+
+def write_results(output_dir: str | Path, results: dict[str, Any]) -> None:
+    """``results.json`` (every figure, NaN as null) and ``results.md`` (summary + per-class tables)."""
+    output_dir = Path(output_dir)
+    text = json.dumps(_json_safe(results), indent=1)
+    _atomic_write(output_dir / "results.json", lambda p: p.write_text(text + "\n"))
+    _atomic_write(output_dir / "results.md", lambda p: p.write_text(results_markdown(results)))
+
+
+def results_markdown(results: dict[str, Any]) -> str:
+    title = f"# {results.get('dataset', 'evaluation')}"
+    if "num_images" in results:
+        title += f": {results['num_images']} images, vocabulary {results.get('vocabulary')}"
+    parts = [title]
+    for task in TASKS:
+        if task in results:
+            parts.append(f"## {task.capitalize()}\n\n{format_markdown(results[task])}")
+    return "\n\n".join(parts) + "\n"
+
+
+def _gather(output_dir: Path, run: dict[str, Any], shards: list[list[int]], tasks, vocab, seen) -> dict[str, Any]:
+    """Rank 0: merges the state files of every rank and computes the metrics."""
+    merged = build_evaluators(vocab, tasks, seen)
+    for rank, shard in enumerate(shards):
+        path = state_path(output_dir, rank)
+        state = load_state(path, run)
+        done = set(state["done"]) if state else set()
+        if done != set(shard):
+            raise RuntimeError(f"{path} covers {len(done)} of the {len(shard)} images of rank {rank}; rerun to finish")
+        for task, evaluator in merged.items():
+            evaluator.merge([state["states"][task]] if state else [])
+    return {task: evaluator.evaluate() for task, evaluator in merged.items()}
+
+
+# ---- the evaluation loop -----------------------------------------------------------------------------------
+def evaluate(predictor, dataset: Dataset, *, tasks: tuple[str, ...] | list[str] | None = None,
+             output_dir: str | Path, limit: int | None = None, progress: bool = True,
+             checkpoint_every: int = 50) -> dict[str, Any]:
+    """Evaluates ``predictor`` on ``dataset`` with the dataset's own vocabulary.
+
+    Args:
+        predictor: a ``vocabseg.predictor.Predictor``; its vocabulary is replaced.
+        dataset: records from ``vocabseg.data.get_dataset``.
+        tasks: subset of the dataset's tasks; default all it has labels for.
+        output_dir: where ``state/``, ``results.json`` and ``results.md`` go; rerunning
+            with the same folder resumes.
+        limit: evaluate the first ``limit`` records only.
+        progress: show a progress bar (rank 0).
+        checkpoint_every: images between two saves of this rank's state.
+
+    Returns:
+        ``{"dataset", "vocabulary", "num_images", "tasks", <task>: evaluator results}``
+        (percent, with ``per_class``) on rank 0; ``{}`` on the other ranks.
+    """
+    tasks = _check_tasks(dataset, tasks)
+    output_dir = Path(output_dir)
+    rank, world_size = rank_and_world()
+    created_group = _join_group(world_size)
+    try:
+        vocab = predictor.set_vocabulary(dataset.get_vocabulary(), progress=progress and rank == 0)
+        seen = seen_mask(vocab, predictor.train_vocabulary)
+        count = len(dataset) if limit is None else min(limit, len(dataset))
+        shards = [list(range(r, count, world_size)) for r in range(world_size)]
+        run = _run_identity(predictor, dataset, tasks, world_size)
+        state = RankState.resume(state_path(output_dir, rank), run, build_evaluators(vocab, tasks, seen), shards[rank])
+        _evaluate_shard(predictor, dataset, tasks, shards[rank], state, show=progress and rank == 0,
+                        checkpoint_every=checkpoint_every)  # fmt: skip
+        _barrier()  # every rank's state file is complete
+        results = {}
+        if rank == 0:
+            metrics = _gather(output_dir, run, shards, tasks, vocab, seen)
+            results = {"dataset": dataset.name, "vocabulary": dataset.vocabulary, "num_images": count,
+                       "tasks": list(tasks), **metrics}  # fmt: skip
+            write_results(output_dir, results)
+        _barrier()  # no rank leaves before the results exist
+        return results
+    finally:
+        if created_group:
+            dist.destroy_process_group()
+
+
+def _check_tasks(dataset: Dataset, tasks) -> tuple[str, ...]:
+    """The requested tasks in canonical order; default all the dataset was read with."""
+    if tasks is None:
+        return tuple(dataset.tasks)
+    unknown = [t for t in tasks if t not in TASKS]
+    if unknown:
+        raise ValueError(f"unknown task {unknown[0]!r}; choose from {', '.join(TASKS)}")
+    missing = [t for t in tasks if t not in dataset.tasks]
+    if missing or not tasks:
+        raise ValueError(f"dataset {dataset.name} has labels for {', '.join(dataset.tasks)} only, "
+                         f"not {', '.join(missing) or 'no task'}")
+    return tuple(t for t in TASKS if t in tasks)
+
+
+def _evaluate_shard(predictor, dataset: Dataset, tasks: tuple[str, ...], shard: list[int], state: RankState, *,
+                    show: bool, checkpoint_every: int) -> None:
+    """Runs the records of ``shard`` not done yet, saving ``state`` as it goes."""
+    done = set(state.done)
+    todo = [i for i in shard if i not in done]
+    bar = tqdm(total=len(shard), initial=len(shard) - len(todo), desc=f"eval {dataset.name}", unit="img", disable=not show)
+    consistent, since_save = True, 0  # consistent: the evaluators hold exactly the images in state.done
+    try:
+        for index in todo:
+            record = dataset[index]
+            pred = predictor.predict(record.image, task=tasks)
+            consistent = False
+            process_image(state.evaluators, record, pred)
+            state.done.append(index)
+            consistent, since_save = True, since_save + 1
+            bar.update()
+            if since_save >= checkpoint_every:
+                state.save()
+                since_save = 0
+    finally:
+        bar.close()
+        if consistent and (since_save or not state.path.is_file()):  # also when interrupted between images
+            state.save()
+
+
+# ---- scoring saved prediction files ---------------------------------------------------------------------
+def score_files(dataset_name: str, root: str | Path, *, panoptic_json: str | Path | None = None,
+                panoptic_dir: str | Path | None = None, semantic_dir: str | Path | None = None,
+                instance_json: str | Path | None = None, pred_ignore: int = 255,
+                train_vocabulary: str = "coco_panoptic") -> dict[str, Any]:
+    """Scores predictions saved in the standard formats against a split's ground truth.
+
+    Args:
+        dataset_name: registered split, e.g. "ade20k_panoptic_val".
+        root: the datasets root.
+        panoptic_json: COCO panoptic prediction json (dataset category ids);
+            its PNGs in ``panoptic_dir`` (default: the json path without ``.json``).
+        semantic_dir: one label PNG per image, ``<image stem>.png``, holding
+            contiguous class indices; ``pred_ignore`` marks unpredicted pixels.
+        instance_json: COCO results json (dataset category ids, RLE masks).
+        train_vocabulary: the model's training vocabulary, for the seen/unseen split.
+
+    Returns:
+        ``{"dataset", "vocabulary", "num_images", "tasks", <task>: results}``.
+    """
+    wanted = {t for t, given in zip(TASKS, (panoptic_json, semantic_dir, instance_json)) if given}
+    if not wanted:
+        raise ValueError("nothing to score: pass --panoptic-json, --semantic-dir and/or --instance-json")
+    spec, root = get_spec(dataset_name), Path(root)
+    dataset = get_dataset(dataset_name, root, tasks=wanted)  # checks the gt files, with their fixes
+    results: dict[str, Any] = {"dataset": dataset.name, "vocabulary": dataset.vocabulary,
+                               "num_images": len(dataset), "tasks": [t for t in TASKS if t in wanted]}  # fmt: skip
+    if panoptic_json:
+        results["panoptic"] = evaluate_panoptic_files(
+            root / spec.panoptic_json, panoptic_json, root / spec.panoptic_dir, panoptic_dir
+        )
+    if semantic_dir:
+        results["semantic"] = _score_semantic(dataset, Path(semantic_dir), pred_ignore, train_vocabulary)
+    if instance_json:
+        if spec.instance_json is None:
+            raise ValueError(f"dataset {dataset.name} has no COCO instances json to score against; use `vocabseg eval`")
+        results["instance"] = evaluate_instance_files(root / spec.instance_json, instance_json)
+    return results
+
+
+def _score_semantic(dataset: Dataset, pred_dir: Path, pred_ignore: int, train_vocabulary: str) -> dict[str, Any]:
+    vocab = dataset.get_vocabulary()
+    evaluator = SemanticEvaluator(vocab.class_names, ignore_label=IGNORE_LABEL,
+                                  seen=seen_mask(vocab, get_vocabulary(train_vocabulary)))  # fmt: skip
+    for record in dataset:
+        pred = read_label_png(pred_dir / f"{record.image.stem}.png")  # [H, W] int64
+        pred[pred == pred_ignore] = IGNORE_LABEL  # unpredicted: a miss for its gt class
+        try:
+            evaluator.process(load_semantic(record.semantic), pred)
+        except ValueError as e:
+            raise ValueError(f"{pred_dir / (record.image.stem + '.png')}: {e}") from None
+    return evaluator.evaluate()
