@@ -10,6 +10,7 @@
 
 from vocabseg.eval.evaluators import InstanceEvaluator, PanopticEvaluator, SemanticEvaluator
 from vocabseg.eval.from_files import (
+    pq_compute_files,
     evaluate_instance_files,
     evaluate_panoptic_files,
     evaluate_semantic_folders,
@@ -30,6 +31,7 @@ from vocabseg.eval.report import format_markdown
 from vocabseg.eval.semantic import confusion_matrix, harmonic_mean, seen_unseen_miou, semantic_metrics
 
 __all__ = [
+    "pq_compute_files",
     "InstanceEvaluator",
     "PanopticEvaluator",
     "PanopticImage",

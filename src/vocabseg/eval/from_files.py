@@ -8,6 +8,7 @@ from typing import Any
 
 from vocabseg.eval.evaluators import PanopticEvaluator, SemanticEvaluator
 from vocabseg.eval.instance import coco_mask_ap
+from vocabseg.eval.panoptic import pq_compute
 from vocabseg.eval.readers import (
     default_png_folder,
     iter_label_pairs,
@@ -36,6 +37,22 @@ def evaluate_panoptic_files(
         ``PanopticEvaluator.evaluate()`` results (percent).
     """
     return panoptic_evaluator_from_files(gt_json, pred_json, gt_folder, pred_folder).evaluate()
+
+
+def pq_compute_files(
+    gt_json: str | Path,
+    pred_json: str | Path,
+    gt_folder: str | Path | None = None,
+    pred_folder: str | Path | None = None,
+) -> dict[str, Any]:
+    """Drop-in for panopticapi's ``pq_compute``: same arguments, same result layout.
+
+    Returns:
+        ``{"All" | "Things" | "Stuff": {"pq", "sq", "rq", "n"}, "per_class": {category_id: {"pq", "sq", "rq"}}}``
+        with fractions in [0, 1], as panopticapi returns them.
+    """
+    evaluator = panoptic_evaluator_from_files(gt_json, pred_json, gt_folder, pred_folder)
+    return pq_compute(evaluator.stat, evaluator.categories)
 
 
 def panoptic_evaluator_from_files(
