@@ -23,6 +23,11 @@ def build_clip(config: FCCLIPConfig):
 
 def build_fcclip(config: FCCLIPConfig) -> FCCLIP:
     """Random-initialised FC-CLIP (CLIP included) with the shapes of ``config``."""
+    if not config.conv_dim == config.mask_dim == config.hidden_dim:
+        # The decoder attends to pixel-decoder features and mask-pools mask features without
+        # an input projection, as the released models do: all three widths must agree.
+        raise ValueError(f"conv_dim ({config.conv_dim}), mask_dim ({config.mask_dim}) and hidden_dim "
+                         f"({config.hidden_dim}) must be equal")
     backbone = CLIPBackbone(build_clip(config))
     if backbone.embed_dim != config.embed_dim:
         raise ValueError(

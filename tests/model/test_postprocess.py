@@ -1,0 +1,146 @@
+"""Tests for vocabseg.model.postprocess on hand-made queries.
+
+Masks are logits of +-10 (sigmoid 0.99995 / 0.00005) on tiny maps; class rows are the
+logs of chosen probabilities, so ``softmax`` gives those probabilities back.
+"""
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from vocabseg.model.postprocess import instance_inference, panoptic_inference, semantic_inference
+
+THING, STUFF = 0, 1
+IS_THING = [True, False]  # K = 2; column 2 is void
+ALL, LEFT, TOP = slice(None), slice(0, 2), slice(0, 2)  # regions of a 4x4 map
+
+
+def _cls(*rows: list[float]) -> torch.Tensor:
+    return torch.tensor(rows).log()
+
+
+def _mask(*regions: tuple[slice, slice], size=(4, 4)) -> torch.Tensor:
+    """Mask logits: +10 inside the union of (row slice, column slice) regions, -10 elsewhere."""
+    logits = torch.full(size, -10.0)
+    for rows, cols in regions:
+        logits[rows, cols] = 10.0
+    return logits
+
+
+def _panoptic(mask_cls, masks, *, object_mask_threshold=0.0, overlap_threshold=0.8):
+    return panoptic_inference(
+        mask_cls, torch.stack(masks), IS_THING,
+        object_mask_threshold=object_mask_threshold, overlap_threshold=overlap_threshold,
+    )
+
+
+
+def test_void_queries_are_dropped():
+    result = _panoptic(_cls([0.1, 0.1, 0.8]), [_mask((ALL, ALL))])
+    assert result.segments == []
+    assert result.segment_map.dtype == torch.int32 and result.segment_map.shape == (4, 4)
+    assert torch.count_nonzero(result.segment_map) == 0
+
+
+def test_object_mask_threshold_drops_low_scores():
+    mask_cls = _cls([0.5, 0.3, 0.2], [0.2, 0.7, 0.1])
+    masks = [_mask((ALL, LEFT)), _mask((ALL, slice(2, 4)))]
+    kept = _panoptic(mask_cls, masks, object_mask_threshold=0.6)
+    assert [s["category_id"] for s in kept.segments] == [STUFF]
+    assert kept.segment_map[:, :2].eq(0).all() and kept.segment_map[:, 2:].eq(1).all()
+    both = _panoptic(mask_cls, masks, object_mask_threshold=0.4)
+    assert [s["category_id"] for s in both.segments] == [THING, STUFF]
+
+
+def test_mostly_covered_query_is_rejected_by_overlap_threshold():
+    # A (0.9) owns columns 0-1; B (0.8) wants columns 0-2 but keeps only column 2: 4/12 visible
+    mask_cls = _cls([0.9, 0.05, 0.05], [0.8, 0.1, 0.1])
+    masks = [_mask((ALL, LEFT)), _mask((ALL, slice(0, 3)))]
+    result = _panoptic(mask_cls, masks, overlap_threshold=0.8)
+    assert [(s["id"], s["category_id"]) for s in result.segments] == [(1, THING)]
+    assert math.isclose(result.segments[0]["score"], 0.9, rel_tol=1e-6)
+    expected = torch.zeros(4, 4, dtype=torch.int32)
+    expected[:, :2] = 1
+    assert torch.equal(result.segment_map, expected)
+    # with a permissive threshold B keeps its visible column as a second segment
+    lenient = _panoptic(mask_cls, masks, overlap_threshold=0.3)
+    assert [s["id"] for s in lenient.segments] == [1, 2]
+    assert lenient.segment_map[:, 2].eq(2).all() and lenient.segment_map[:, 3].eq(0).all()
+
+
+def test_stuff_queries_of_one_class_merge_into_one_segment():
+    mask_cls = _cls([0.05, 0.9, 0.05], [0.1, 0.85, 0.05])
+    result = _panoptic(mask_cls, [_mask((TOP, ALL)), _mask((slice(2, 4), ALL))])
+    assert len(result.segments) == 1
+    assert result.segments[0]["category_id"] == STUFF and result.segments[0]["isthing"] is False
+    assert result.segment_map.eq(1).all()
+
+
+def test_thing_queries_of_one_class_stay_separate():
+    mask_cls = _cls([0.9, 0.05, 0.05], [0.85, 0.1, 0.05])
+    result = _panoptic(mask_cls, [_mask((TOP, ALL)), _mask((slice(2, 4), ALL))])
+    assert [(s["id"], s["isthing"]) for s in result.segments] == [(1, True), (2, True)]
+
+
+def test_segment_ids_are_consecutive_from_one():
+    # dropped void query first, then thing, stuff, stuff (merged), thing
+    mask_cls = _cls([0.1, 0.1, 0.8], [0.9, 0.05, 0.05], [0.05, 0.9, 0.05], [0.05, 0.9, 0.05], [0.9, 0.05, 0.05])
+    masks = [
+        _mask((ALL, ALL)),
+        _mask((slice(0, 1), ALL)),
+        _mask((slice(1, 2), ALL)),
+        _mask((slice(2, 3), ALL)),
+        _mask((slice(3, 4), ALL)),
+    ]
+    result = _panoptic(mask_cls, masks)
+    assert [s["id"] for s in result.segments] == [1, 2, 3]
+    assert [s["category_id"] for s in result.segments] == [THING, STUFF, THING]
+    assert result.segment_map[:, 0].tolist() == [1, 2, 2, 3]
+    assert sorted(result.segment_map.unique().tolist()) == [1, 2, 3]
+
+
+def test_semantic_inference_matches_hand_sum():
+    g = torch.Generator().manual_seed(0)
+    mask_cls, mask_pred = torch.randn(3, 4, generator=g), torch.randn(3, 2, 5, generator=g)  # Q=3, K=3
+    expected = torch.zeros(3, 2, 5)
+    for q in range(3):
+        probs = mask_cls[q].exp() / mask_cls[q].exp().sum()  # softmax over K + 1, then void dropped
+        for c in range(3):
+            expected[c] += probs[c] * (1 / (1 + (-mask_pred[q]).exp()))
+    result = semantic_inference(mask_cls, mask_pred)
+    assert result.shape == (3, 2, 5)
+    torch.testing.assert_close(result, expected)
+
+
+def test_semantic_inference_does_not_renormalise_without_void():
+    result = semantic_inference(_cls([0.3, 0.5, 0.2]), torch.full((1, 1, 1), 50.0))
+    torch.testing.assert_close(result.flatten(), torch.tensor([0.3, 0.5]))
+
+
+# Q=3, K=3 (void last); flattened (query, class) scores .6 .3 .05 | .1 .7 .15 | .2 .1 .5
+INSTANCE_CLS = _cls([0.6, 0.3, 0.05, 0.05], [0.1, 0.7, 0.15, 0.05], [0.2, 0.1, 0.5, 0.2])
+INSTANCE_MASKS = torch.tensor([[[2.0, 1.0, -1.0, -3.0]], [[5.0, 5.0, 5.0, 5.0]], [[-1.0, -2.0, -3.0, -4.0]]])  # [3, 1, 4]
+
+
+def test_instance_top_k_order_and_scores():
+    result = instance_inference(INSTANCE_CLS, INSTANCE_MASKS, None, top_k=4)
+    # top pairs: (q1, c1) .7, (q0, c0) .6, (q2, c2) .5, (q0, c1) .3
+    assert result.classes.tolist() == [1, 0, 2, 1]
+    assert torch.equal(result.masks, INSTANCE_MASKS[[1, 0, 2, 0]] > 0)
+    sig = lambda x: 1 / (1 + math.exp(-x))
+    q0_inside = (sig(2.0) + sig(1.0)) / 2
+    expected = [0.7 * sig(5.0), 0.6 * q0_inside, 0.0, 0.3 * q0_inside]  # empty mask scores 0
+    torch.testing.assert_close(result.scores, torch.tensor(expected), atol=1e-5, rtol=0)
+
+
+def test_instance_keeps_only_things_when_given():
+    result = instance_inference(INSTANCE_CLS, INSTANCE_MASKS, [True, False, True], top_k=4)
+    assert result.classes.tolist() == [0, 2]
+    assert result.masks.shape == (2, 1, 4) and result.masks.dtype == torch.bool
+
+
+@pytest.mark.parametrize("top_k, expected", [(1, 1), (9, 9), (100, 9)])
+def test_instance_top_k_is_capped_by_the_number_of_pairs(top_k, expected):
+    assert len(instance_inference(INSTANCE_CLS, INSTANCE_MASKS, None, top_k=top_k).scores) == expected
