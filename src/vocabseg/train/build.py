@@ -1,0 +1,148 @@
+"""TrainConfig -> Trainer: the one place that reads a training preset."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from vocabseg.model.build import build_fcclip
+from vocabseg.model.config import FCCLIPConfig, InferenceConfig
+from vocabseg.model.fcclip import FCCLIP
+from vocabseg.text import TextClassifier, TextEmbeddingCache, Vocabulary, get_vocabulary, list_vocabularies, resolve_vocabulary
+from vocabseg.text.encode import clip_text_encoder
+from vocabseg.train import distributed as dist
+from vocabseg.train.checkpoint import load_clip_weights, load_init_weights
+from vocabseg.train.config import ConfigError, DataSection, SolverSection, TrainConfig
+from vocabseg.train.criterion import build_criterion
+from vocabseg.train.data import TrainDataset
+from vocabseg.train.loop import EvalFn, LoopSettings, Trainer
+from vocabseg.train.optim import build_optimizer, build_scheduler, scale_schedule
+from vocabseg.train.rng import seed_everything
+from vocabseg.train.sources import (FileSource, SyntheticShapes, files_from_record, has_targets, read_label_folder,
+                                    read_panoptic_folder)
+from vocabseg.zoo import ModelVariant, get_variant
+
+DATA_FORMATS = {
+    "registered": ("name", "root"),
+    "panoptic_json": ("images", "panoptic_dir", "panoptic_json"),
+    "semantic": ("images", "labels", "vocabulary"),
+    "synthetic": (),
+}
+
+
+def resolve_architecture(config: TrainConfig) -> tuple[FCCLIPConfig, InferenceConfig, ModelVariant | None]:
+    """The zoo variant's configs (if any) with ``model.arch`` fields on top."""
+    section = config.model
+    try:
+        variant = get_variant(section.variant) if section.variant else None
+        base = variant.config.to_dict() if variant else FCCLIPConfig().to_dict()
+        model_config = FCCLIPConfig.from_dict({**base, **section.arch})
+    except ValueError as error:
+        raise ConfigError(f"model: {error}") from None
+    return model_config, variant.inference if variant else InferenceConfig(), variant
+
+
+def resolve_accum_steps(solver: SolverSection, world_size: int) -> int:
+    """Accumulation steps making ``batch_per_gpu x world_size x accum = batch_size``."""
+    per_pass = solver.batch_per_gpu * world_size
+    accum = solver.accum_steps if solver.accum_steps is not None else solver.batch_size // per_pass
+    if accum < 1 or per_pass * accum != solver.batch_size:
+        raise ConfigError(f"solver.batch_size={solver.batch_size} is not solver.batch_per_gpu ({solver.batch_per_gpu}) x "
+                          f"{world_size} process(es) x accumulation steps ({solver.accum_steps or 'auto'}); "
+                          "change solver.batch_per_gpu or solver.accum_steps")
+    return accum
+
+
+def build_source(data: DataSection, *, image_size: int, seed: int):
+    """The examples and their vocabulary for ``data.format``."""
+    if data.format not in DATA_FORMATS:
+        raise ConfigError(f"data.format={data.format!r}; use one of {', '.join(DATA_FORMATS)}")
+    missing = [f"data.{k}" for k in DATA_FORMATS[data.format] if getattr(data, k) in (None, "")]
+    if missing:
+        raise ConfigError(f"data.format={data.format} needs {', '.join(missing)}; set it in the preset or as an override")
+    if data.format == "synthetic":
+        return SyntheticShapes(num_images=data.num_images, size=image_size, seed=seed), SyntheticShapes.vocabulary
+    if data.format == "registered":
+        from vocabseg.data.registry import get_dataset
+
+        dataset = get_dataset(data.name, data.root, tasks={"panoptic"} if "panoptic" in _tasks(data.name) else {"semantic"})
+        files, vocabulary = [files_from_record(r) for r in dataset], dataset.get_vocabulary()
+    elif data.format == "panoptic_json":
+        vocabulary = resolve_vocabulary(data.vocabulary) if data.vocabulary else None
+        files, vocabulary = read_panoptic_folder(images=Path(data.images), panoptic_dir=Path(data.panoptic_dir),
+                                                 panoptic_json=Path(data.panoptic_json), vocabulary=vocabulary)
+    else:
+        files = read_label_folder(images=Path(data.images), labels=Path(data.labels), ignore_label=data.ignore_label)
+        vocabulary = resolve_vocabulary(data.vocabulary)
+    # As the official loader (FILTER_EMPTY_ANNOTATIONS): images with only crowd segments are skipped.
+    return FileSource([f for f in files if has_targets(f)], num_classes=len(vocabulary)), vocabulary
+
+
+def _tasks(split: str) -> tuple[str, ...]:
+    from vocabseg.data.registry import get_spec
+
+    return get_spec(split).tasks
+
+
+def vocabulary_spec(vocabulary: Vocabulary) -> str:
+    """What ``resolve_vocabulary`` turns back into ``vocabulary``: a built-in name, or inline text."""
+    if vocabulary.name in list_vocabularies() and get_vocabulary(vocabulary.name).classes == vocabulary.classes:
+        return vocabulary.name
+    return "; ".join(", ".join(c.names) + ("" if c.is_thing else " [stuff]") for c in vocabulary.classes)
+
+
+def text_classifier(model: FCCLIP, model_config: FCCLIPConfig, vocabulary: Vocabulary, *,
+                    cache_dir: str | None) -> TextClassifier:
+    """The vocabulary's embeddings by the frozen text tower; rank 0 fills the cache, the others read it."""
+    encoder = clip_text_encoder(model.backbone, clip_model_name=model_config.clip_model_name,
+                                custom_clip=model_config.clip_config is not None)
+    cache = TextEmbeddingCache(cache_dir)
+    if not dist.is_main_process():
+        dist.barrier()
+    classifier = cache.get_or_build(vocabulary, encoder.encode, encoder.encoder_id)
+    if dist.is_main_process():
+        dist.barrier()
+    return classifier
+
+
+def loop_settings(config: TrainConfig, *, accum_steps: int, max_iter: int) -> LoopSettings:
+    s = config.solver
+    return LoopSettings(max_iter=max_iter, batch_per_gpu=s.batch_per_gpu, accum_steps=accum_steps, amp=s.amp,
+                        clip_grad=s.clip_grad, checkpoint_period=s.checkpoint_period, eval_period=s.eval_period,
+                        best_metric=s.best_metric, log_period=s.log_period, seed=s.seed,
+                        num_workers=config.data.num_workers)
+
+
+def build_trainer(config: TrainConfig, *, device: torch.device, init: str | None = None, eval_fn: EvalFn | None = None,
+                  keep_history: bool = False) -> Trainer:
+    """Model (pretrained frozen CLIP, optional starting weights), data, losses, optimizer, schedule."""
+    model_config, inference, variant = resolve_architecture(config)
+    accum = resolve_accum_steps(config.solver, dist.get_world_size())
+    source, vocabulary = build_source(config.data, image_size=config.input.image_size, seed=config.solver.seed)
+    seed_everything(config.solver.seed)  # same initial weights on every rank
+    model = build_fcclip(model_config)
+    if config.model.load_clip:
+        load_clip_weights(model, model_config, config.model.clip_weights)
+    if init:
+        load_init_weights(model, init, variant=variant)
+    seed_everything(config.solver.seed + dist.get_rank())
+    model.to(device)
+    solver, loss = config.solver, config.loss
+    criterion = build_criterion(class_weight=loss.class_weight, mask_weight=loss.mask_weight, dice_weight=loss.dice_weight,
+                                no_object_weight=loss.no_object_weight, dec_layers=model_config.dec_layers + 1,
+                                num_points=loss.num_points, oversample_ratio=loss.oversample_ratio,
+                                importance_sample_ratio=loss.importance_sample_ratio)
+    optimizer = build_optimizer(model, lr=solver.lr, weight_decay=solver.weight_decay,
+                                weight_decay_norm=solver.weight_decay_norm, weight_decay_embed=solver.weight_decay_embed)
+    max_iter, steps = scale_schedule(solver.max_iter, solver.steps, solver.schedule_scale)
+    scheduler = build_scheduler(optimizer, steps=steps, gamma=solver.gamma, warmup_iters=solver.warmup_iters,
+                                warmup_factor=solver.warmup_factor)
+    dataset = TrainDataset(source, image_size=config.input.image_size, min_scale=config.input.min_scale,
+                           max_scale=config.input.max_scale, flip=config.input.flip)
+    return Trainer(model=model, model_config=model_config, inference=inference, criterion=criterion,
+                   text=text_classifier(model, model_config, vocabulary, cache_dir=config.text_cache),
+                   train_vocabulary=vocabulary_spec(vocabulary), dataset=dataset, optimizer=optimizer,
+                   scheduler=scheduler, settings=loop_settings(config, accum_steps=accum, max_iter=max_iter),
+                   device=device, output_dir=config.output, eval_fn=eval_fn, run_config=config.to_dict(),
+                   keep_history=keep_history)
+

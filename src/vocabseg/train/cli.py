@@ -1,0 +1,94 @@
+"""`vocabseg train --preset NAME [--output DIR] [--resume | --resume-from PATH] [--init PATH] [key.sub=value ...]`.
+
+Several GPUs: ``torchrun --nproc_per_node 8 -m vocabseg.cli train --preset ...``
+(the effective batch stays the preset's ``solver.batch_size``).
+"""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from vocabseg.model.convert import CheckpointError
+from vocabseg.train import distributed as dist
+from vocabseg.train.config import TrainConfig, list_presets, load_config, save_config
+
+
+def add_train_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--preset", required=True, help=f"built-in recipe ({', '.join(list_presets())}) or a YAML file")
+    parser.add_argument("--output", help="run folder (default: the preset's `output`)")
+    parser.add_argument("--resume", action="store_true",
+                        help="continue the run in OUTPUT from its last.pth (starts a new run if there is none)")
+    parser.add_argument("--resume-from", metavar="PATH", help="continue a run from this training checkpoint")
+    parser.add_argument("--init", metavar="PATH", help="start from these weights (vocabseg or official FC-CLIP checkpoint)")
+    parser.add_argument("overrides", nargs="*", metavar="key.sub=value",
+                        help="preset overrides, e.g. solver.lr=2e-4 data.root=/data solver.batch_per_gpu=4")
+
+
+def add_train_parser(subparsers) -> argparse.ArgumentParser:
+    """Adds the ``train`` command to ``vocabseg``'s sub-commands."""
+    parser = subparsers.add_parser("train", help="train FC-CLIP from a preset recipe")
+    add_train_arguments(parser)
+    parser.set_defaults(func=main_from_args)
+    return parser
+
+
+def main_from_args(args: argparse.Namespace, *, eval_fn=None, keep_history: bool = False):
+    """Runs ``vocabseg train`` and returns the Trainer.
+
+    User errors raise one-line ValueErrors (ConfigError, DatasetError, CheckpointError).
+
+    Args:
+        eval_fn: optional evaluation hook ``(model, iteration) -> {metric: value}``, run every
+            ``solver.eval_period`` iterations; ``solver.best_metric`` picks ``best.pth``.
+    """
+    config = load_config(args.preset, args.overrides)
+    config.output = args.output or config.output
+    return run_training(config, resume=_resume_arg(args), init=args.init, eval_fn=eval_fn, keep_history=keep_history)
+
+
+def run_training(argv_or_config: list[str] | TrainConfig, *, resume: str | None = None, init: str | None = None,
+                 eval_fn=None, keep_history: bool = False):
+    """Trains from command-line arguments (those after ``vocabseg train``) or a TrainConfig; returns the Trainer.
+
+    Args:
+        resume: None (new run), "auto" (OUTPUT/last.pth when it exists) or a training checkpoint.
+        init: starting weights (vocabseg or official checkpoint) for a new run.
+        keep_history: keep every iteration's StepResult in ``trainer.history`` (tests).
+    """
+    if not isinstance(argv_or_config, TrainConfig):
+        parser = argparse.ArgumentParser(prog="vocabseg train")
+        add_train_arguments(parser)
+        return main_from_args(parser.parse_args(argv_or_config), eval_fn=eval_fn, keep_history=keep_history)
+    from vocabseg.train.build import build_trainer  # heavy imports only when training
+
+    config = argv_or_config
+    device = dist.init_from_env(device=config.device)
+    try:
+        trainer = build_trainer(config, device=device, init=init, eval_fn=eval_fn, keep_history=keep_history)
+        checkpoint = _resume_path(resume, Path(config.output))
+        if checkpoint is not None:
+            trainer.resume(checkpoint)
+        if dist.is_main_process():
+            save_config(config, Path(config.output) / "config.yaml")
+        trainer.train()
+        return trainer
+    finally:
+        dist.cleanup()
+
+
+def _resume_arg(args: argparse.Namespace) -> str | None:
+    return args.resume_from or ("auto" if args.resume else None)
+
+
+def _resume_path(resume: str | None, output: Path) -> Path | None:
+    """``resume``: None (new run), "auto" (OUTPUT/last.pth if any) or a checkpoint path."""
+    if resume is None:
+        return None
+    if resume == "auto":
+        last = output / "last.pth"
+        if not last.is_file() and dist.is_main_process():
+            print(f"--resume: no {last} yet, starting a new run", flush=True)
+        return last if last.is_file() else None
+    if not Path(resume).is_file():
+        raise CheckpointError(f"--resume-from {resume}: no such file; give a last.pth or model_*.pth of the run")
+    return Path(resume)

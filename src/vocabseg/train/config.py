@@ -1,0 +1,241 @@
+"""Training presets: one YAML file per recipe, plus ``key.sub=value`` overrides.
+
+A preset is a built-in name (``src/vocabseg/presets/<name>.yaml``) or a YAML
+path. There is no inheritance: a preset spells out its recipe. Every key is a
+field below; an unknown key is an error that lists the valid ones. Override
+values are parsed as YAML (``solver.steps=[100,200]``, ``model.clip_weights=null``).
+"""
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import typing
+from dataclasses import dataclass, field, fields
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from vocabseg.model.config import FCCLIPConfig
+
+
+class ConfigError(ValueError):
+    """A preset or override that does not fit the schema; the message is one line."""
+
+
+@dataclass
+class ModelSection:
+    variant: str | None = None  # zoo name (vocabseg models): architecture + inference defaults
+    arch: dict = field(default_factory=dict)  # FCCLIPConfig fields overriding the variant's (or the defaults)
+    clip_weights: str | None = None  # open_clip state-dict file; None: download the config's open_clip tag
+    load_clip: bool = True  # False keeps the frozen CLIP random (smoke tests only)
+
+
+@dataclass
+class DataSection:
+    format: str = "registered"  # registered | panoptic_json | semantic | synthetic
+    name: str = "coco_panoptic_train"  # registered: split name (vocabseg.data.list_datasets())
+    root: str = "datasets"  # registered: the datasets root
+    images: str | None = None  # panoptic_json, semantic: image folder
+    panoptic_dir: str | None = None  # panoptic_json: PNG folder
+    panoptic_json: str | None = None  # panoptic_json: annotation file
+    labels: str | None = None  # semantic: label-map folder (<image stem>.png, value = class index)
+    vocabulary: str | None = None  # semantic: class file or built-in name; panoptic_json: optional (default: json categories)
+    ignore_label: int = 255  # semantic: label value of unlabelled pixels
+    num_images: int = 8  # synthetic: dataset size
+    num_workers: int = 4  # data-loading processes per GPU
+
+
+@dataclass
+class InputSection:
+    image_size: int = 1024  # LSJ target and crop size
+    min_scale: float = 0.1
+    max_scale: float = 2.0
+    flip: bool = True  # random horizontal flip
+
+
+@dataclass
+class LossSection:
+    class_weight: float = 2.0
+    mask_weight: float = 5.0
+    dice_weight: float = 5.0
+    no_object_weight: float = 0.1
+    num_points: int = 12544  # points per mask (112 x 112)
+    oversample_ratio: float = 3.0
+    importance_sample_ratio: float = 0.75
+
+
+@dataclass
+class SolverSection:
+    lr: float = 1e-4
+    weight_decay: float = 0.05
+    weight_decay_norm: float = 0.0
+    weight_decay_embed: float = 0.0
+    max_iter: int = 368750
+    steps: list = field(default_factory=lambda: [327778, 355092])  # iterations where lr *= gamma
+    gamma: float = 0.1
+    warmup_iters: int = 10
+    warmup_factor: float = 1.0
+    schedule_scale: float = 1.0  # multiplies max_iter and steps (short runs keep the recipe's shape)
+    batch_size: int = 16  # effective batch: images per optimizer step, all GPUs together
+    batch_per_gpu: int = 2  # images per forward pass
+    accum_steps: int | None = None  # None: batch_size / (batch_per_gpu x world size)
+    amp: str = "fp16"  # off | fp16 (with loss scaling) | bf16
+    clip_grad: float = 0.01  # full-model gradient L2 norm; 0 disables
+    checkpoint_period: int = 5000
+    eval_period: int = 5000  # 0 disables; needs an evaluation hook
+    best_metric: str = "panoptic/PQ"  # metric of the evaluation hook that picks best.pth (higher is better)
+    log_period: int = 20
+    seed: int = 0
+
+
+@dataclass
+class TrainConfig:
+    output: str = "output"  # run folder: checkpoints, TensorBoard logs, config.yaml
+    device: str = "auto"  # auto | cpu | cuda
+    text_cache: str | None = None  # text-embedding cache folder (default: ~/.cache/vocabseg/text)
+    model: ModelSection = field(default_factory=ModelSection)
+    data: DataSection = field(default_factory=DataSection)
+    input: InputSection = field(default_factory=InputSection)
+    loss: LossSection = field(default_factory=LossSection)
+    solver: SolverSection = field(default_factory=SolverSection)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+def list_presets() -> list[str]:
+    folder = resources.files("vocabseg").joinpath("presets")
+    return sorted(p.name[: -len(".yaml")] for p in folder.iterdir() if p.name.endswith(".yaml"))
+
+
+def read_preset(name_or_path: str) -> dict:
+    """The raw mapping of a built-in preset name or a YAML file."""
+    if name_or_path in list_presets():
+        text = resources.files("vocabseg").joinpath("presets", f"{name_or_path}.yaml").read_text(encoding="utf-8")
+    elif Path(name_or_path).is_file():
+        text = Path(name_or_path).read_text(encoding="utf-8")
+    else:
+        raise ConfigError(f"unknown preset {name_or_path!r}; use a YAML file or one of: {', '.join(list_presets())}")
+    try:
+        data = yaml.safe_load(text) or {}
+    except yaml.YAMLError as error:
+        raise ConfigError(f"preset {name_or_path} is not valid YAML ({str(error).splitlines()[0]})") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"preset {name_or_path} must be a mapping of sections (model, data, solver, ...)")
+    return data
+
+
+def apply_overrides(data: dict, overrides: list[str]) -> dict:
+    """Returns a copy of ``data`` with each ``a.b.c=value`` set (value parsed as YAML)."""
+    data = _deep_copy(data)
+    for item in overrides:
+        key, sep, raw = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"override {item!r} is not key=value, e.g. solver.lr=0.0002")
+        value = yaml.safe_load(raw) if raw.strip() else None
+        if isinstance(value, bool) and raw.strip().lower() not in ("true", "false"):
+            value = raw.strip()  # YAML 1.1 reads off/on/yes/no as booleans; keep words as words (amp=off)
+        *parents, leaf = key.strip().split(".")
+        node = data
+        for part in parents:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"override {item!r}: {part!r} is a value, not a section")
+        node[leaf] = value
+    return data
+
+
+def load_config(preset: str, overrides: list[str] | None = None) -> TrainConfig:
+    """Preset + overrides -> validated TrainConfig."""
+    return config_from_dict(apply_overrides(read_preset(preset), overrides or []))
+
+
+def config_from_dict(data: dict) -> TrainConfig:
+    """Validates keys and value types against the schema."""
+    sections = {f.name for f in fields(TrainConfig) if dataclasses.is_dataclass(f.default_factory)}
+    unknown = [k for k in _flatten(data) if k not in valid_keys() and k not in sections and not _is_arch_key(k)]
+    if unknown and unknown[0].startswith("model.arch."):
+        raise ConfigError(f"unknown key {unknown[0]!r}; model.arch takes FCCLIPConfig fields: "
+                          f"{', '.join(f.name for f in fields(FCCLIPConfig))}")
+    if unknown:
+        hint = difflib.get_close_matches(unknown[0], valid_keys(), n=1)
+        raise ConfigError(f"unknown key {unknown[0]!r}{f' (did you mean {hint[0]!r}?)' if hint else ''}; "
+                          f"valid keys: {', '.join(valid_keys())}")
+    return _build(TrainConfig, data, prefix="")
+
+
+def valid_keys() -> list[str]:
+    """Every dotted key a preset may set (model.arch.* takes FCCLIPConfig fields)."""
+    keys = []
+    for f in fields(TrainConfig):
+        if dataclasses.is_dataclass(f.default_factory):
+            keys += [f"{f.name}.{sub.name}" for sub in fields(f.default_factory)]
+        else:
+            keys.append(f.name)
+    return keys
+
+
+def _is_arch_key(key: str) -> bool:
+    parts = key.split(".")
+    return len(parts) >= 3 and parts[:2] == ["model", "arch"] and parts[2] in {f.name for f in fields(FCCLIPConfig)}
+
+
+def _flatten(data: dict, prefix: str = "") -> list[str]:
+    keys = []
+    for key, value in data.items():
+        dotted = f"{prefix}{key}"
+        if isinstance(value, dict) and dotted != "model.arch" and not dotted.startswith("model.arch."):
+            keys += _flatten(value, dotted + ".")
+        elif dotted == "model.arch" and isinstance(value, dict):
+            keys += [f"model.arch.{k}" for k in value] or [dotted]
+        else:
+            keys.append(dotted)
+    return keys
+
+
+def _build(cls, data: dict, prefix: str):
+    hints = typing.get_type_hints(cls)
+    values = {}
+    for f in fields(cls):
+        if f.name not in data:
+            continue
+        key, value = f"{prefix}{f.name}", data[f.name]
+        if dataclasses.is_dataclass(hints[f.name]):
+            if not isinstance(value, dict):
+                raise ConfigError(f"{key} must be a section (a mapping), got {value!r}")
+            values[f.name] = _build(hints[f.name], value, prefix=key + ".")
+        else:
+            values[f.name] = _coerce(value, hints[f.name], key)
+    return cls(**values)
+
+
+def _coerce(value: Any, hint: Any, key: str) -> Any:
+    """Checks one value against its field type; ints are accepted for floats, '1e-4' strings too."""
+    args = typing.get_args(hint)
+    if value is None:
+        if type(None) in args:
+            return None
+        raise ConfigError(f"{key} cannot be null")
+    base = next((a for a in args if a is not type(None)), hint) if args else hint
+    base = typing.get_origin(base) or base
+    if base is float and not isinstance(value, bool):
+        try:
+            return float(value)
+        except (TypeError, ValueError):
+            pass
+    elif base is int and isinstance(value, int) and not isinstance(value, bool):
+        return value
+    elif base in (str, bool, dict, list) and isinstance(value, base):
+        return value
+    raise ConfigError(f"{key} must be {getattr(base, '__name__', base)}, got {value!r}")
+
+
+def _deep_copy(data: dict) -> dict:
+    return {k: _deep_copy(v) if isinstance(v, dict) else v for k, v in data.items()}
+
+
+def save_config(config: TrainConfig, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(yaml.safe_dump(config.to_dict(), sort_keys=False), encoding="utf-8")

@@ -1,0 +1,85 @@
+"""AdamW with the official FC-CLIP parameter groups, and its learning-rate schedule.
+
+Official rules (detectron2 ``train_net.py``): every trainable parameter gets the
+base weight decay, except parameters of normalisation layers (``weight_decay_norm``)
+and of ``nn.Embedding`` layers (``weight_decay_embed``), both 0 in the COCO recipe.
+Biases are not special-cased. The official backbone LR multiplier (0.1) has nothing
+to act on: the CLIP is frozen, so its parameters are not given to the optimizer.
+
+Schedule: linear warmup over ``warmup_iters`` from ``warmup_factor``, then the
+rate is multiplied by ``gamma`` at each of ``steps``.
+"""
+from __future__ import annotations
+
+import bisect
+import functools
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+
+NORM_TYPES = (
+    nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.SyncBatchNorm, nn.GroupNorm,
+    nn.InstanceNorm1d, nn.InstanceNorm2d, nn.InstanceNorm3d, nn.LayerNorm, nn.LocalResponseNorm,
+)  # fmt: skip
+
+
+def param_groups(model: nn.Module, *, weight_decay: float, weight_decay_norm: float,
+                 weight_decay_embed: float) -> list[dict]:
+    """Trainable parameters split into "decay", "norm" and "embedding" groups.
+
+    Frozen parameters (``requires_grad=False``: the CLIP) are left out.
+    """
+    groups = {"decay": [], "norm": [], "embedding": []}
+    seen: set[int] = set()
+    for module in model.modules():
+        for param in module.parameters(recurse=False):
+            if not param.requires_grad or id(param) in seen:
+                continue
+            seen.add(id(param))
+            kind = "norm" if isinstance(module, NORM_TYPES) else "embedding" if isinstance(module, nn.Embedding) else "decay"
+            groups[kind].append(param)
+    decays = {"decay": weight_decay, "norm": weight_decay_norm, "embedding": weight_decay_embed}
+    return [{"name": name, "params": params, "weight_decay": decays[name]} for name, params in groups.items() if params]
+
+
+def build_optimizer(model: nn.Module, *, lr: float, weight_decay: float, weight_decay_norm: float = 0.0,
+                    weight_decay_embed: float = 0.0) -> torch.optim.AdamW:
+    """AdamW (torch defaults: betas (0.9, 0.999), eps 1e-8) over the trainable parameters."""
+    groups = param_groups(model, weight_decay=weight_decay, weight_decay_norm=weight_decay_norm,
+                          weight_decay_embed=weight_decay_embed)
+    if not groups:
+        raise ValueError("the model has no trainable parameter")
+    return torch.optim.AdamW(groups, lr=lr)
+
+
+def lr_factor(iteration: int, *, steps: Sequence[int], gamma: float, warmup_iters: int, warmup_factor: float) -> float:
+    """Multiplier of the base learning rate at ``iteration`` (0-based).
+
+    ``gamma ** (number of steps <= iteration)``, times the linear warmup
+    ``warmup_factor * (1 - a) + a`` with ``a = iteration / warmup_iters`` while
+    ``iteration < warmup_iters``.
+    """
+    factor = gamma ** bisect.bisect_right(list(steps), iteration)
+    if iteration < warmup_iters:
+        alpha = iteration / warmup_iters
+        factor *= warmup_factor * (1 - alpha) + alpha
+    return factor
+
+
+def build_scheduler(optimizer: torch.optim.Optimizer, *, steps: Sequence[int], gamma: float, warmup_iters: int,
+                    warmup_factor: float) -> torch.optim.lr_scheduler.LambdaLR:
+    """LambdaLR stepped once per iteration: iteration ``t`` trains with ``lr * lr_factor(t)``."""
+    factor = functools.partial(lr_factor, steps=tuple(steps), gamma=gamma, warmup_iters=warmup_iters,
+                               warmup_factor=warmup_factor)
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+
+def scale_schedule(iters: int, steps: Sequence[int], factor: float) -> tuple[int, tuple[int, ...]]:
+    """Shrinks (or stretches) a schedule by ``factor``, keeping where the decays fall.
+
+    Example: ``scale_schedule(368750, (327778, 355092), 0.01) == (3688, (3278, 3551))``.
+    """
+    if factor <= 0:
+        raise ValueError(f"schedule factor must be positive, got {factor}")
+    return max(1, round(iters * factor)), tuple(max(1, round(s * factor)) for s in steps)
