@@ -1,11 +1,9 @@
 """Task-shaped inference: load a model once, set a vocabulary, segment images."""
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass, field
 
 import numpy as np
-import open_clip
 import torch
 import torch.nn.functional as F
 
@@ -16,6 +14,7 @@ from .model.ensemble import geometric_ensemble
 from .model.fcclip import FCCLIP
 from .model.postprocess import instance_inference, panoptic_inference, semantic_inference
 from .model.preprocess import crop_and_resize, normalize_and_pad, resize_image
+from .text.encode import clip_text_encoder
 from .text import TextEmbeddingCache, Vocabulary, default_vocabulary, get_vocabulary, resolve_vocabulary, seen_mask
 from .weights import check_state_dict, load_clip_state, log, resolve_checkpoint
 
@@ -83,7 +82,8 @@ class Predictor:
         self.train_vocabulary = resolve_vocabulary(train_vocabulary)
         self.text_cache = text_cache if text_cache is not None else TextEmbeddingCache()
         self.vocabulary: Vocabulary | None = None
-        self._tokenizer = open_clip.get_tokenizer(config.clip_model_name) if config.clip_config is None else open_clip.tokenize
+        self._text_encoder = clip_text_encoder(self.model.backbone, clip_model_name=config.clip_model_name,
+                                               custom_clip=config.clip_config is not None)
 
     @classmethod
     def from_pretrained(cls, name_or_path: str, *, weights: str | None = None, clip_weights: str | None = None,
@@ -117,25 +117,13 @@ class Predictor:
         vocab = default_vocabulary() if vocabulary is None else resolve_vocabulary(vocabulary)
         if len(vocab) == 0:
             raise ValueError("the vocabulary is empty: give at least one class, e.g. --vocab 'cat; dog'")
-        classifier = self.text_cache.get_or_build(vocab, self._encode_prompts, self._encoder_id(), progress=progress)
+        classifier = self.text_cache.get_or_build(vocab, self._text_encoder.encode, self._text_encoder.encoder_id,
+                                                  progress=progress)
         self.vocabulary = vocab
         self._text_classifier = classifier.embeddings.to(self.device)
         self._synonym_counts = list(classifier.synonym_counts)
         self._seen = torch.tensor(seen_mask(vocab, self.train_vocabulary), device=self.device)
         return vocab
-
-    @torch.inference_mode()
-    def _encode_prompts(self, prompts: list[str]) -> torch.Tensor:
-        tokens = self._tokenizer(prompts).to(self.device)
-        return self.model.backbone.encode_text(tokens).float()
-
-    def _encoder_id(self) -> str:
-        """CLIP name + a fingerprint of its text-tower weights (cheap: a few tensors)."""
-        clip = self.model.backbone.clip
-        digest = hashlib.sha256()
-        for tensor in (clip.text_projection, clip.ln_final.weight, clip.positional_embedding, clip.token_embedding.weight[:512]):
-            digest.update(tensor.detach().float().cpu().numpy().tobytes())
-        return f"{self.config.clip_model_name}:{digest.hexdigest()[:16]}"
 
     # ---- inference ----------------------------------------------------------------------------
     @torch.inference_mode()
