@@ -36,7 +36,12 @@ class AttentionBlock(nn.Module):
                 nn.init.xavier_uniform_(p)
 
     def forward(self, x, query_pos, memory, memory_pos, attn_mask=None):
-        out = self.attn(x + query_pos, memory + memory_pos, memory, attn_mask=attn_mask, need_weights=False)[0]
+        # At inference use PyTorch's explicit attention math (the need_weights path), as the
+        # reference implementation does: the fused kernel differs by ~1e-7 per layer, and masked
+        # attention turns such differences into flipped mask pixels (1e-3 in the final logits).
+        # Training keeps the faster fused kernel.
+        out = self.attn(x + query_pos, memory + memory_pos, memory, attn_mask=attn_mask,
+                        need_weights=not self.training)[0]
         return self.norm(x + out)
 
 
