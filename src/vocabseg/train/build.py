@@ -15,6 +15,7 @@ from vocabseg.train.checkpoint import load_clip_weights, load_init_weights
 from vocabseg.train.config import ConfigError, DataSection, SolverSection, TrainConfig
 from vocabseg.train.criterion import build_criterion
 from vocabseg.train.data import TrainDataset
+from vocabseg.train.evaluation import benchmark_eval_fn
 from vocabseg.train.loop import EvalFn, LoopSettings, Trainer
 from vocabseg.train.optim import build_optimizer, build_scheduler, scale_schedule
 from vocabseg.train.rng import seed_everything
@@ -139,6 +140,10 @@ def build_trainer(config: TrainConfig, *, device: torch.device, init: str | None
                                 warmup_factor=solver.warmup_factor)
     dataset = TrainDataset(source, image_size=config.input.image_size, min_scale=config.input.min_scale,
                            max_scale=config.input.max_scale, flip=config.input.flip)
+    if eval_fn is None:
+        eval_fn = benchmark_eval_fn(config.eval, model_config=model_config, inference=inference,
+                                    train_vocabulary=vocabulary_spec(vocabulary), device=device,
+                                    output_dir=config.output, text_cache=config.text_cache)
     return Trainer(model=model, model_config=model_config, inference=inference, criterion=criterion,
                    text=text_classifier(model, model_config, vocabulary, cache_dir=config.text_cache),
                    train_vocabulary=vocabulary_spec(vocabulary), dataset=dataset, optimizer=optimizer,

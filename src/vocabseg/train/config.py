@@ -91,6 +91,14 @@ class SolverSection:
 
 
 @dataclass
+class EvalSection:
+    dataset: str | None = None  # split of vocabseg.data (e.g. ade20k_panoptic_val); None: no periodic evaluation
+    root: str = "datasets"  # the datasets root of that split
+    tasks: list | None = None  # subset of panoptic / semantic / instance; None: all the split has
+    limit: int | None = None  # evaluate the first N images only (quick checks during training)
+
+
+@dataclass
 class TrainConfig:
     output: str = "output"  # run folder: checkpoints, TensorBoard logs, config.yaml
     device: str = "auto"  # auto | cpu | cuda
@@ -100,6 +108,7 @@ class TrainConfig:
     input: InputSection = field(default_factory=InputSection)
     loss: LossSection = field(default_factory=LossSection)
     solver: SolverSection = field(default_factory=SolverSection)
+    eval: EvalSection = field(default_factory=EvalSection)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
