@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import pickle
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -76,3 +77,37 @@ def test_own_checkpoint_round_trip_is_self_describing(rn50_files, reference_outp
 def test_checkpoint_without_model_name_is_recognised(rn50_files, tmp_path):
     predictor = Predictor.from_pretrained(str(rn50_files / "full.pth"), text_cache=TextEmbeddingCache(tmp_path))
     assert predictor.config.clip_model_name == "RN50" and predictor.config.quick_gelu
+
+
+GOLDEN = Path(__file__).parent / "goldens" / "fcclip_rn50_cityscapes_synthetic.npz"
+
+
+def _relative_error(ours: torch.Tensor, reference: np.ndarray) -> float:
+    reference = torch.from_numpy(reference)
+    return float((ours.float() - reference).abs().max() / reference.abs().max())
+
+
+def test_matches_the_official_implementation_on_stored_outputs(rn50_files, tmp_path):
+    """Outputs of the official FC-CLIP code (detectron2, CPU) on the same synthetic checkpoint.
+
+    Generated once with the official repository on this image, the built-in Cityscapes vocabulary
+    and a 256/512 test resize; the file keeps the official logits, ensembled log-probabilities,
+    every 4th mask-logit pixel, the semantic argmax and the panoptic result.
+    """
+    golden = np.load(GOLDEN)
+    predictor = Predictor.from_pretrained("fcclip_rn50_coco", weights=str(rn50_files / "full.pth"),
+                                          inference={"min_size": 256, "max_size": 512},
+                                          text_cache=TextEmbeddingCache(tmp_path), progress=False)
+    predictor.set_vocabulary("cityscapes", progress=False)
+    assert _relative_error(predictor._text_classifier, golden["text_classifier"]) < 1e-5
+    raw = predictor.run([golden["image"]])[0]
+    assert _relative_error(raw.in_vocab_logits, golden["pred_logits"]) < 1e-4
+    assert _relative_error(raw.out_vocab_logits, golden["out_vocab_logits"]) < 1e-4
+    assert _relative_error(raw.mask_cls, golden["mask_cls"]) < 1e-4
+    assert _relative_error(raw.pred_masks[:, ::4, ::4], golden["pred_masks_every4"]) < 1e-4
+
+    prediction = predictor.postprocess(raw, ("semantic", "panoptic"))
+    assert (prediction.semantic == golden["semantic_argmax"]).mean() >= 0.999
+    segments = [[s.id, s.category_id, int(s.is_thing)] for s in prediction.segments]
+    assert segments == golden["segments"].tolist()
+    assert (prediction.panoptic == golden["panoptic"]).mean() >= 0.999

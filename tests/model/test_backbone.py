@@ -131,14 +131,16 @@ def test_resnet_single_pixel_mask_returns_that_pixels_value(tiny_models):
     torch.testing.assert_close(pooled[0], expected, atol=1e-5, rtol=1e-5)
 
 
-def test_resnet_empty_mask_is_finite_and_attends_everywhere(tiny_models):
+def test_resnet_empty_mask_pools_to_the_projection_bias(tiny_models):
+    """As the reference under current PyTorch: a fully masked row attends to nothing (output c_proj(0))."""
     attnpool, dense = _resnet_dense(tiny_models)
     masks = torch.ones(2, 2, 2, 2)
     masks[:, 1] = -1.0  # query 1 empty in both images
     with torch.no_grad():
         pooled = masked_attention_pool(attnpool, dense, masks)
     assert torch.isfinite(pooled).all()
-    torch.testing.assert_close(pooled[:, 1], pooled[:, 0])
+    torch.testing.assert_close(pooled[:, 1], attnpool.c_proj.bias.expand(2, -1))
+    assert not torch.allclose(pooled[:, 0], pooled[:, 1])
 
 
 def test_resnet_pool_masks_resizes_positional_embedding(tiny_models):

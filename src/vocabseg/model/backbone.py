@@ -176,12 +176,15 @@ def masked_attention_pool(attnpool: nn.Module, dense: torch.Tensor, mask_logits:
     query = (tokens.mean(1, keepdim=True) + pos[:1]).expand(batch, num_masks, channels)  # [B, Q, C]
 
     blocked = mask_logits.flatten(2) <= 0  # [B, Q, hw]: outside the mask
-    # An empty mask would leave a row with nothing to attend to (NaN); let it attend
-    # everywhere. The ensemble ignores the out-of-vocabulary score of empty masks.
-    blocked = blocked & ~blocked.all(-1, keepdim=True)
+    # An empty mask leaves a row with nothing to attend to: unblock it so softmax stays
+    # finite, then zero its output below (the reference gives c_proj(0) there under current
+    # PyTorch). The ensemble ignores the out-of-vocabulary score of empty masks anyway.
+    empty = blocked.all(-1, keepdim=True)  # [B, Q, 1]
+    blocked = blocked & ~empty
     head_dim = channels // heads
     split = lambda t: t.view(batch, -1, heads, head_dim).transpose(1, 2)  # [B, heads, L, d]
     q, k, v = split(attnpool.q_proj(query)), split(attnpool.k_proj(key_value)), split(attnpool.v_proj(key_value))
     attn_bias = torch.zeros(blocked.shape, dtype=q.dtype, device=q.device).masked_fill(blocked, float("-inf"))
     out = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_bias[:, None])  # [B, heads, Q, d]
-    return attnpool.c_proj(out.transpose(1, 2).reshape(batch, num_masks, channels))
+    out = out.transpose(1, 2).reshape(batch, num_masks, channels).masked_fill(empty, 0.0)
+    return attnpool.c_proj(out)
