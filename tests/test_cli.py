@@ -92,3 +92,13 @@ def test_models_lists_every_official_variant(capsys):
     for name in ("fcclip_convnext_large_coco", "fcclip_rn50_coco", "fcclip_rn101_coco", "fcclip_rn50x4_coco",
                  "fcclip_rn50x16_coco", "fcclip_rn50x64_coco"):
         assert name in listing
+
+
+def test_predict_in_batches_covers_every_image(tiny_checkpoint, photo, tmp_path):
+    for i in range(2):
+        Image.fromarray(synthetic_photo(50 + 10 * i, 70, seed=i)).save(photo.parent / f"extra{i}.png")
+    out = tmp_path / "batched"
+    assert main(["predict", str(photo.parent), "--model", str(tiny_checkpoint), "--vocab", "cat; sky [stuff]",
+                 "--task", "semantic", "--batch-size", "2", "--output", str(out)]) == 0
+    sizes = {p.stem: Image.open(p).size for p in (out / "semantic").glob("*.png")}
+    assert sizes == {"street": (80, 60), "extra0": (70, 50), "extra1": (70, 60)}
