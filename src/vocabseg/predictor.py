@@ -15,7 +15,7 @@ from .model.fcclip import FCCLIP
 from .model.postprocess import instance_inference, panoptic_inference, semantic_inference
 from .model.preprocess import crop_and_resize, normalize_and_pad, resize_image
 from .text.encode import clip_text_encoder
-from .text import TextEmbeddingCache, Vocabulary, default_vocabulary, get_vocabulary, resolve_vocabulary, seen_mask
+from .text import TextEmbeddingCache, Vocabulary, default_vocabulary, resolve_vocabulary, seen_mask
 from .weights import check_state_dict, load_clip_state, log, resolve_checkpoint
 
 TASKS = ("panoptic", "semantic", "instance")

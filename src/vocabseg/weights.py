@@ -8,7 +8,6 @@ Formats read:
 from __future__ import annotations
 
 import hashlib
-import io
 import os
 import pickle
 import sys
@@ -16,7 +15,6 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import torch
 from tqdm import tqdm
 

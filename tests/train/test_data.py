@@ -136,7 +136,7 @@ def test_missing_label_map_names_the_file(tmp_path):
 
 
 def test_missing_panoptic_png_names_the_file(tmp_path):
-    data = write_panoptic_folder(tmp_path, crowd_only_second=False)
+    write_panoptic_folder(tmp_path, crowd_only_second=False)
     (tmp_path / "pan" / "2.png").unlink()
     with pytest.raises(DatasetError, match=r"1 of 4 files are missing, e\.g\. .*2\.png; point data\.images"):
         read_panoptic_folder(images=tmp_path / "images", panoptic_dir=tmp_path / "pan",

@@ -1,7 +1,7 @@
 """Architecture and inference settings. Both travel inside our checkpoints."""
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, fields
 
 CLIP_PIXEL_MEAN = (122.7709383, 116.7460125, 104.09373615)  # CLIP's mean, 0-255 scale
 CLIP_PIXEL_STD = (68.5005327, 66.6321579, 70.32316305)
