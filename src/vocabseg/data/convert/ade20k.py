@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from vocabseg.data.categories import ade20k_instance_to_index
-from vocabseg.data.convert.common import Report, bbox_of, progress, read_raw, save_image, save_json
+from vocabseg.data.convert.common import Report, bbox_of, convert_each, progress, read_raw, save_image, save_json
 from vocabseg.data.errors import require_file
 from vocabseg.data.io import id_to_rgb, rgb_to_id
 from vocabseg.text.builtin import get_vocabulary
@@ -104,14 +104,10 @@ def prepare_semantic(root: Path, report: Report, show: bool) -> None:
         if not src_dir.is_dir():
             report.split_missing(f"ade20k_150 semantic {dirname}", src_dir)
             continue
-        written = skipped = 0
-        for src in progress(sorted(src_dir.glob("*.png")), f"ADE20K-150 semantic {dirname}", show):
-            dst = dst_dir / src.name
-            if dst.exists():
-                skipped += 1
-                continue
-            save_image(shift_semantic(read_raw(src)), dst)
-            written += 1
+        written, skipped = convert_each(
+            src_dir.glob("*.png"), lambda src, d=dst_dir: d / src.name,
+            lambda src, dst: save_image(shift_semantic(read_raw(src)), dst),
+            desc=f"ADE20K-150 semantic {dirname}", show=show)
         report.split_done(f"ade20k_150 semantic {dirname}", written, skipped, dst_dir)
 
 

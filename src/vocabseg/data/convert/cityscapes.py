@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from vocabseg.data.categories import raw_value_table
-from vocabseg.data.convert.common import Report, apply_lut, progress, read_raw, save_image
+from vocabseg.data.convert.common import Report, apply_lut, convert_each, read_raw, save_image
 from vocabseg.data.errors import DatasetError
 from vocabseg.text.builtin import get_vocabulary
 
@@ -45,14 +45,11 @@ def prepare_train_ids(root: Path, report: Report, show: bool) -> None:
         if not split_dir.is_dir():
             report.split_missing(f"cityscapes train ids {split}", split_dir)
             continue
-        written = skipped = 0
-        for src in progress(sorted(split_dir.glob("*/*_gtFine_labelIds.png")), f"Cityscapes train ids {split}", show):
-            out = src.with_name(src.name.replace("_labelIds.png", "_labelTrainIds.png"))
-            if out.exists():
-                skipped += 1
-                continue
-            save_image(train_ids(read_raw(src)), out)
-            written += 1
+        written, skipped = convert_each(
+            split_dir.glob("*/*_gtFine_labelIds.png"),
+            lambda src: src.with_name(src.name.replace("_labelIds.png", "_labelTrainIds.png")),
+            lambda src, dst: save_image(train_ids(read_raw(src)), dst),
+            desc=f"Cityscapes train ids {split}", show=show)
         report.split_done(f"cityscapes train ids {split}", written, skipped, split_dir)
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -79,6 +79,27 @@ class Report:
     def split_missing(self, what: str, missing: Path, fix: str = "") -> None:
         self.missing.append(missing)
         self.lines.append(f"{what}: skipped, {missing} not found" + (f"; {fix}" if fix else ""))
+
+
+def convert_each(sources: Iterable[Path], destination: Callable[[Path], Path], convert: Callable[[Path, Path], None],
+                 *, desc: str, show: bool) -> tuple[int, int]:
+    """Runs ``convert(src, dst)`` for every source whose output is not there yet.
+
+    Outputs are written atomically by ``convert``, so an existing output is complete and a
+    rerun after an interruption resumes where it stopped.
+
+    Returns:
+        (written, skipped) counts.
+    """
+    written = skipped = 0
+    for src in progress(sorted(sources), desc, show):
+        dst = destination(src)
+        if dst.exists():
+            skipped += 1
+            continue
+        convert(src, dst)
+        written += 1
+    return written, skipped
 
 
 def bbox_of(mask: np.ndarray) -> list[int]:
