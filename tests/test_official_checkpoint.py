@@ -9,9 +9,13 @@ import pytest
 import torch
 
 from vocabseg.testing import synthetic_photo
+from vocabseg.model.build import build_fcclip
+from vocabseg.model.config import InferenceConfig
+from vocabseg.model.convert import official_to_vocabseg
 from vocabseg.predictor import Predictor
 from vocabseg.text import TextEmbeddingCache
 from vocabseg.weights import save_checkpoint
+from vocabseg.zoo import get_variant
 
 CLIP_PREFIX = "backbone.clip_model."
 VOCAB = "person; dog, puppy; grass [stuff]; sky [stuff]"
@@ -79,7 +83,8 @@ def test_checkpoint_without_model_name_is_recognised(rn50_files, tmp_path):
     assert predictor.config.clip_model_name == "RN50" and predictor.config.quick_gelu
 
 
-GOLDEN = Path(__file__).parent / "goldens" / "fcclip_rn50_cityscapes_synthetic.npz"
+GOLDENS = Path(__file__).parent / "goldens"
+SMALL_TEST_SIZE = {"min_size": 256, "max_size": 512}
 
 
 def _relative_error(ours: torch.Tensor, reference: np.ndarray) -> float:
@@ -87,17 +92,13 @@ def _relative_error(ours: torch.Tensor, reference: np.ndarray) -> float:
     return float((ours.float() - reference).abs().max() / reference.abs().max())
 
 
-def test_matches_the_official_implementation_on_stored_outputs(rn50_files, tmp_path):
-    """Outputs of the official FC-CLIP code (detectron2, CPU) on the same synthetic checkpoint.
+def _assert_matches_golden(predictor: Predictor, golden) -> None:
+    """Compares every stage with the official FC-CLIP code's outputs stored in ``golden``.
 
-    Generated once with the official repository on this image, the built-in Cityscapes vocabulary
-    and a 256/512 test resize; the file keeps the official logits, ensembled log-probabilities,
-    every 4th mask-logit pixel, the semantic argmax and the panoptic result.
+    The goldens were generated once with the official repository (detectron2, CPU) on the same
+    synthetic official-format checkpoint, the image stored in the file, the built-in Cityscapes
+    vocabulary and a 256/512 test resize.
     """
-    golden = np.load(GOLDEN)
-    predictor = Predictor.from_pretrained("fcclip_rn50_coco", weights=str(rn50_files / "full.pth"),
-                                          inference={"min_size": 256, "max_size": 512},
-                                          text_cache=TextEmbeddingCache(tmp_path), progress=False)
     predictor.set_vocabulary("cityscapes", progress=False)
     assert _relative_error(predictor._text_classifier, golden["text_classifier"]) < 1e-5
     raw = predictor.run([golden["image"]])[0]
@@ -106,8 +107,29 @@ def test_matches_the_official_implementation_on_stored_outputs(rn50_files, tmp_p
     assert _relative_error(raw.mask_cls, golden["mask_cls"]) < 1e-4
     assert _relative_error(raw.pred_masks[:, ::4, ::4], golden["pred_masks_every4"]) < 1e-4
 
-    prediction = predictor.postprocess(raw, ("semantic", "panoptic"))
+    prediction = predictor.postprocess(raw, ("semantic", "panoptic", "instance"))
     assert (prediction.semantic == golden["semantic_argmax"]).mean() >= 0.999
-    segments = [[s.id, s.category_id, int(s.is_thing)] for s in prediction.segments]
-    assert segments == golden["segments"].tolist()
+    assert [[s.id, s.category_id, int(s.is_thing)] for s in prediction.segments] == golden["segments"].tolist()
     assert (prediction.panoptic == golden["panoptic"]).mean() >= 0.999
+    # The reference takes its top-k unsorted: compare instances in score order.
+    np.testing.assert_allclose(prediction.instance_scores, golden["instance_scores"], rtol=1e-4)
+    assert prediction.instance_classes.tolist() == golden["instance_classes"].tolist()
+    areas = prediction.instance_masks.reshape(len(prediction.instance_masks), -1).sum(1)
+    assert np.abs(areas - golden["instance_areas"]).max() <= 0.001 * golden["instance_areas"].max()
+
+
+def test_rn50_matches_the_official_implementation(rn50_files, tmp_path):
+    predictor = Predictor.from_pretrained("fcclip_rn50_coco", weights=str(rn50_files / "full.pth"),
+                                          inference=SMALL_TEST_SIZE, text_cache=TextEmbeddingCache(tmp_path),
+                                          progress=False)
+    _assert_matches_golden(predictor, np.load(GOLDENS / "fcclip_rn50_cityscapes_synthetic.npz"))
+
+
+def test_convnext_large_matches_the_official_implementation(synth_official_state, tmp_path):
+    """Real-size ConvNeXt-Large FC-CLIP (built in memory: the checkpoint file would be 1.5 GB)."""
+    variant = get_variant("fcclip_convnext_large_coco")
+    model = build_fcclip(variant.config)
+    model.load_state_dict(official_to_vocabseg(synth_official_state("manifest_convnext_large.json")), strict=True)
+    inference = InferenceConfig.from_dict({**variant.inference.to_dict(), **SMALL_TEST_SIZE})
+    predictor = Predictor(model, variant.config, inference, text_cache=TextEmbeddingCache(tmp_path))
+    _assert_matches_golden(predictor, np.load(GOLDENS / "fcclip_convnext_large_cityscapes_synthetic.npz"))

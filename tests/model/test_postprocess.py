@@ -126,12 +126,13 @@ INSTANCE_MASKS = torch.tensor([[[2.0, 1.0, -1.0, -3.0]], [[5.0, 5.0, 5.0, 5.0]],
 
 def test_instance_top_k_order_and_scores():
     result = instance_inference(INSTANCE_CLS, INSTANCE_MASKS, None, top_k=4)
-    # top pairs: (q1, c1) .7, (q0, c0) .6, (q2, c2) .5, (q0, c1) .3
-    assert result.classes.tolist() == [1, 0, 2, 1]
-    assert torch.equal(result.masks, INSTANCE_MASKS[[1, 0, 2, 0]] > 0)
+    # top pairs: (q1, c1) .7, (q0, c0) .6, (q2, c2) .5, (q0, c1) .3; then sorted by final score,
+    # where (q2, c2) falls last because its mask is empty
+    assert result.classes.tolist() == [1, 0, 1, 2]
+    assert torch.equal(result.masks, INSTANCE_MASKS[[1, 0, 0, 2]] > 0)
     sig = lambda x: 1 / (1 + math.exp(-x))
     q0_inside = (sig(2.0) + sig(1.0)) / 2
-    expected = [0.7 * sig(5.0), 0.6 * q0_inside, 0.0, 0.3 * q0_inside]  # empty mask scores 0
+    expected = [0.7 * sig(5.0), 0.6 * q0_inside, 0.3 * q0_inside, 0.0]  # empty mask scores 0
     torch.testing.assert_close(result.scores, torch.tensor(expected), atol=1e-5, rtol=0)
 
 

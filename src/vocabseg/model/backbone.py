@@ -103,7 +103,10 @@ class CLIPBackbone(nn.Module):
                 x = layer(x)
                 levels.append(x)
             dense = x
-        return BackboneFeatures(stem, *levels, clip_dense=dense)
+        # timm ConvNeXt stages return channels-last-strided maps. Contiguous NCHW (as the
+        # reference hands its pixel decoder) selects the same convolution kernels downstream.
+        levels = [x.contiguous() for x in levels]
+        return BackboneFeatures(stem.contiguous(), *levels, clip_dense=dense.contiguous())
 
     @torch.no_grad()
     def pool_masks(self, dense: torch.Tensor, mask_logits: torch.Tensor) -> torch.Tensor:

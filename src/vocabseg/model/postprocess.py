@@ -81,7 +81,7 @@ def instance_inference(
     *,
     top_k: int,
 ) -> Instances:
-    """Top-k (query, class) pairs as instances.
+    """Top-k (query, class) pairs as instances, sorted by final score.
 
     Args:
         is_thing: when given (panoptic vocabularies), only thing classes are kept, as the
@@ -98,4 +98,6 @@ def instance_inference(
         top_scores, top_labels, masks = top_scores[thing], top_labels[thing], masks[thing]
     binary = (masks > 0).float()
     mask_scores = (masks.sigmoid().flatten(1) * binary.flatten(1)).sum(1) / (binary.flatten(1).sum(1) + 1e-6)
-    return Instances(binary.bool(), top_scores * mask_scores, top_labels)
+    final_scores = top_scores * mask_scores
+    order = final_scores.argsort(descending=True, stable=True)  # best first, by the score users see
+    return Instances(binary.bool()[order], final_scores[order], top_labels[order])
