@@ -1,0 +1,64 @@
+"""Inference cost of an FC-CLIP variant: seconds per image for each stage, and peak memory.
+
+Random weights unless --weights is given (speed does not depend on the values).
+Usage: python benchmarks/inference.py [--model fcclip_convnext_large_coco] [--height 800 --width 1199]
+       [--vocab ade20k_150] [--device cpu] [--repeats 2]
+"""
+from __future__ import annotations
+
+import argparse
+import resource
+import time
+
+import numpy as np
+import torch
+
+from vocabseg.model.build import build_fcclip
+from vocabseg.predictor import Predictor
+from vocabseg.testing import synthetic_photo
+from vocabseg.zoo import get_variant
+
+
+def timed(label: str, fn, device: torch.device):
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    start = time.perf_counter()
+    result = fn()
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    print(f"  {label:28s} {time.perf_counter() - start:7.2f} s")
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--model", default="fcclip_convnext_large_coco")
+    parser.add_argument("--weights")
+    parser.add_argument("--height", type=int, default=800)
+    parser.add_argument("--width", type=int, default=1199)
+    parser.add_argument("--vocab", default="ade20k_150")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--repeats", type=int, default=2)
+    args = parser.parse_args()
+    device = torch.device(args.device)
+    if args.weights:
+        predictor = Predictor.from_pretrained(args.model, weights=args.weights, device=args.device)
+    else:
+        variant = get_variant(args.model)
+        predictor = Predictor(build_fcclip(variant.config), variant.config, variant.inference, device=device)
+    start = time.perf_counter()
+    predictor.set_vocabulary(args.vocab)
+    print(f"{args.model} on {device} ({torch.get_num_threads()} threads), {args.height}x{args.width}, "
+          f"vocabulary {args.vocab} ({len(predictor.vocabulary)} classes): text classifier {time.perf_counter() - start:.1f} s "
+          "(cached after the first run)")
+    image = synthetic_photo(args.height, args.width)
+    for repeat in range(args.repeats):
+        print(f"run {repeat + 1}")
+        raw = timed("model + ensemble + resize", lambda: predictor.run([image])[0], device)
+        for task in ("semantic", "panoptic", "instance"):
+            timed(f"{task} post-processing", lambda t=task: predictor.postprocess(raw, (t,)), device)
+    print(f"peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20:.1f} GiB")
+
+
+if __name__ == "__main__":
+    main()
