@@ -79,3 +79,16 @@ def test_every_variant_has_official_weights_and_consistent_config():
         assert variant.inference.ensemble_on_valid_mask == name.startswith("fcclip_rn")
     with pytest.raises(ValueError, match="choose one of"):
         zoo.get_variant("nope")
+
+
+def test_a_web_page_is_never_saved_as_a_checkpoint(tmp_path):
+    page = tmp_path / "quota.html"
+    page.write_text("<html>Google Drive - quota exceeded</html>")
+    with pytest.raises(CheckpointError, match="returned a web page"):
+        download(page.as_uri(), tmp_path / "dl" / "w.pth", progress=False)
+    assert not any((tmp_path / "dl").iterdir())
+
+
+def test_official_urls_skip_the_google_drive_warning_page():
+    for name in zoo.list_models():
+        assert "confirm=t" in zoo.get_variant(name).weights.url

@@ -43,17 +43,29 @@ def download(url: str, target: Path, sha256: str | None = None, *, progress: boo
     """Downloads ``url`` to ``target`` atomically (a partial file is never left under the final name)."""
     target.parent.mkdir(parents=True, exist_ok=True)
     partial = target.with_name(target.name + ".part")
-    with urllib.request.urlopen(url, timeout=30) as response, open(partial, "wb") as out:
-        total = int(response.headers.get("Content-Length") or 0) or None
-        with tqdm(total=total, unit="B", unit_scale=True, desc=target.name, disable=not progress) as bar:
-            for chunk in iter(lambda: response.read(1 << 20), b""):
-                out.write(chunk)
-                bar.update(len(chunk))
+    try:
+        _fetch(url, partial, target, progress)
+    except BaseException:
+        partial.unlink(missing_ok=True)
+        raise
     if sha256 and sha256_of(partial) != sha256:
         partial.unlink()
         raise CheckpointError(f"{url}: checksum mismatch (expected sha256 {sha256}); download it again")
     os.replace(partial, target)
     return target
+
+
+def _fetch(url: str, partial: Path, target: Path, progress: bool) -> None:
+    with urllib.request.urlopen(url, timeout=30) as response, open(partial, "wb") as out:
+        if response.headers.get_content_type() == "text/html":
+            # A sign-in or quota page instead of the file: never store it as a checkpoint.
+            raise CheckpointError(f"{url} returned a web page, not the checkpoint (quota or sign-in); "
+                                  f"download it in a browser and pass --weights PATH or save it as {target}")
+        total = int(response.headers.get("Content-Length") or 0) or None
+        with tqdm(total=total, unit="B", unit_scale=True, desc=target.name, disable=not progress) as bar:
+            for chunk in iter(lambda: response.read(1 << 20), b""):
+                out.write(chunk)
+                bar.update(len(chunk))
 
 
 def fetch_official_weights(variant: ModelVariant, *, progress: bool = True) -> Path:

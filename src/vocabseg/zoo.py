@@ -44,7 +44,9 @@ class ModelVariant:
 
 
 def _gdrive(file_id: str) -> str:
-    return f"https://drive.google.com/uc?export=download&id={file_id}"
+    # The usercontent endpoint with confirm=t skips the "cannot scan for viruses" page that
+    # Google Drive shows instead of files this large.
+    return f"https://drive.usercontent.google.com/download?id={file_id}&export=download&confirm=t"
 
 
 def _reported(*values: float) -> dict:
