@@ -102,3 +102,14 @@ def test_predict_in_batches_covers_every_image(tiny_checkpoint, photo, tmp_path)
                  "--task", "semantic", "--batch-size", "2", "--output", str(out)]) == 0
     sizes = {p.stem: Image.open(p).size for p in (out / "semantic").glob("*.png")}
     assert sizes == {"street": (80, 60), "extra0": (70, 50), "extra1": (70, 60)}
+
+
+def test_train_command_runs_and_resumes(tmp_path, monkeypatch):
+    monkeypatch.setenv("VOCABSEG_CACHE", str(tmp_path / "text"))
+    torch.set_num_threads(1)
+    run = tmp_path / "run"
+    base = ["train", "--preset", "fcclip_tiny_cpu", "--output", str(run), "data.num_images=2", "solver.log_period=0"]
+    assert main([*base, "solver.max_iter=2", "solver.checkpoint_period=1"]) == 0
+    assert (run / "last.pth").exists() and (run / "config.yaml").exists()
+    assert main([*base, "solver.max_iter=3", "--resume"]) == 0
+    assert (run / "model_final.pth").exists()

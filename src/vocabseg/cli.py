@@ -133,7 +133,7 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("vocabseg: interrupted", file=sys.stderr)
         return 130
-    return int(status or 0)
+    return status if isinstance(status, int) else 0  # handlers may return a result object
 
 
 if __name__ == "__main__":
