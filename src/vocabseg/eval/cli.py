@@ -73,7 +73,8 @@ def cmd_eval(args) -> None:
 
 
 def cmd_score(args) -> None:
-    from vocabseg.eval.run import score_files, write_results
+    from vocabseg.eval.run import write_results
+    from vocabseg.eval.score import score_files
 
     results = score_files(args.dataset, args.data_root, panoptic_json=args.panoptic_json, panoptic_dir=args.panoptic_dir,
                           semantic_dir=args.semantic_dir, instance_json=args.instance_json, pred_ignore=args.pred_ignore,

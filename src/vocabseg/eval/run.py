@@ -31,15 +31,13 @@ import torch
 import torch.distributed as dist
 from tqdm import tqdm
 
-from vocabseg.data import IGNORE_LABEL, Dataset, Record, get_dataset, get_spec, load_panoptic, load_semantic
+from vocabseg.data import IGNORE_LABEL, Dataset, Record, load_panoptic, load_semantic
 from vocabseg.data.io import load_instances
 from vocabseg.eval.evaluators import InstanceEvaluator, PanopticEvaluator, SemanticEvaluator
-from vocabseg.eval.from_files import evaluate_instance_files, evaluate_panoptic_files
 from vocabseg.eval.instance import encode_mask
 from vocabseg.eval.panoptic import PanopticImage
-from vocabseg.eval.readers import read_label_png
 from vocabseg.eval.report import format_markdown
-from vocabseg.text import Vocabulary, get_vocabulary, seen_mask
+from vocabseg.text import Vocabulary, seen_mask
 
 TASKS = ("panoptic", "semantic", "instance")
 STATE_VERSION = 1
@@ -352,57 +350,3 @@ def _evaluate_shard(predictor, dataset: Dataset, tasks: tuple[str, ...], shard: 
         bar.close()
         if consistent and (since_save or not state.path.is_file()):  # also when interrupted between images
             state.save()
-
-
-# ---- scoring saved prediction files ---------------------------------------------------------------------
-def score_files(dataset_name: str, root: str | Path, *, panoptic_json: str | Path | None = None,
-                panoptic_dir: str | Path | None = None, semantic_dir: str | Path | None = None,
-                instance_json: str | Path | None = None, pred_ignore: int = 255,
-                train_vocabulary: str = "coco_panoptic") -> dict[str, Any]:
-    """Scores predictions saved in the standard formats against a split's ground truth.
-
-    Args:
-        dataset_name: registered split, e.g. "ade20k_panoptic_val".
-        root: the datasets root.
-        panoptic_json: COCO panoptic prediction json (dataset category ids);
-            its PNGs in ``panoptic_dir`` (default: the json path without ``.json``).
-        semantic_dir: one label PNG per image, ``<image stem>.png``, holding
-            contiguous class indices; ``pred_ignore`` marks unpredicted pixels.
-        instance_json: COCO results json (dataset category ids, RLE masks).
-        train_vocabulary: the model's training vocabulary, for the seen/unseen split.
-
-    Returns:
-        ``{"dataset", "vocabulary", "num_images", "tasks", <task>: results}``.
-    """
-    wanted = {t for t, given in zip(TASKS, (panoptic_json, semantic_dir, instance_json)) if given}
-    if not wanted:
-        raise ValueError("nothing to score: pass --panoptic-json, --semantic-dir and/or --instance-json")
-    spec, root = get_spec(dataset_name), Path(root)
-    dataset = get_dataset(dataset_name, root, tasks=wanted)  # checks the gt files, with their fixes
-    results: dict[str, Any] = {"dataset": dataset.name, "vocabulary": dataset.vocabulary,
-                               "num_images": len(dataset), "tasks": [t for t in TASKS if t in wanted]}  # fmt: skip
-    if panoptic_json:
-        results["panoptic"] = evaluate_panoptic_files(
-            root / spec.panoptic_json, panoptic_json, root / spec.panoptic_dir, panoptic_dir
-        )
-    if semantic_dir:
-        results["semantic"] = _score_semantic(dataset, Path(semantic_dir), pred_ignore, train_vocabulary)
-    if instance_json:
-        if spec.instance_json is None:
-            raise ValueError(f"dataset {dataset.name} has no COCO instances json to score against; use `vocabseg eval`")
-        results["instance"] = evaluate_instance_files(root / spec.instance_json, instance_json)
-    return results
-
-
-def _score_semantic(dataset: Dataset, pred_dir: Path, pred_ignore: int, train_vocabulary: str) -> dict[str, Any]:
-    vocab = dataset.get_vocabulary()
-    evaluator = SemanticEvaluator(vocab.class_names, ignore_label=IGNORE_LABEL,
-                                  seen=seen_mask(vocab, get_vocabulary(train_vocabulary)))  # fmt: skip
-    for record in dataset:
-        pred = read_label_png(pred_dir / f"{record.image.stem}.png")  # [H, W] int64
-        pred[pred == pred_ignore] = IGNORE_LABEL  # unpredicted: a miss for its gt class
-        try:
-            evaluator.process(load_semantic(record.semantic), pred)
-        except ValueError as e:
-            raise ValueError(f"{pred_dir / (record.image.stem + '.png')}: {e}") from None
-    return evaluator.evaluate()
