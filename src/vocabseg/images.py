@@ -17,16 +17,17 @@ class ImageError(ValueError):
 def load_image(image) -> np.ndarray:
     """Accepts a path, a PIL image or an HxWx3 / HxW uint8 array; returns HxWx3 uint8 RGB.
 
-    EXIF orientation is applied, as detectron2's reader does for the official models.
+    EXIF orientation is applied (paths and PIL images alike), as detectron2's reader does
+    for the official models; 16-bit images are scaled to 8 bits rather than clipped.
     """
     if isinstance(image, (str, os.PathLike)):
         path = Path(image)
         try:
             with Image.open(path) as pil:
-                return _pil_to_rgb(ImageOps.exif_transpose(pil))
+                return _pil_to_rgb(pil)
         except FileNotFoundError:
             raise ImageError(f"image {path} does not exist") from None
-        except (UnidentifiedImageError, OSError) as error:
+        except (UnidentifiedImageError, OSError, Image.DecompressionBombError) as error:
             raise ImageError(f"image {path} cannot be read ({error.__class__.__name__}): is it a valid image file?") from None
     if isinstance(image, Image.Image):
         return _pil_to_rgb(image)
@@ -36,6 +37,11 @@ def load_image(image) -> np.ndarray:
 
 
 def _pil_to_rgb(pil: Image.Image) -> np.ndarray:
+    pil = ImageOps.exif_transpose(pil)
+    if pil.mode.startswith("I;16") or pil.mode == "I":  # 16-bit grey: keep the top 8 bits
+        grey = np.asarray(pil).astype(np.int64)
+        shift = 8 if grey.max() < 65536 else 24
+        return _array_to_rgb((grey >> shift).clip(0, 255).astype(np.uint8))
     return np.asarray(pil.convert("RGB")).copy()
 
 
@@ -55,7 +61,7 @@ def check_readable(paths: list[Path]) -> None:
         try:
             with Image.open(path):
                 pass
-        except (UnidentifiedImageError, OSError) as error:
+        except (UnidentifiedImageError, OSError, Image.DecompressionBombError) as error:
             raise ImageError(f"image {path} cannot be read ({error.__class__.__name__}): is it a valid image file?") from None
 
 

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 
 import numpy as np
 import torch
@@ -12,7 +13,7 @@ from .model.build import build_fcclip
 from .model.config import FCCLIPConfig, InferenceConfig
 from .model.ensemble import geometric_ensemble
 from .model.fcclip import FCCLIP
-from .model.postprocess import instance_inference, panoptic_inference, semantic_inference
+from .model.postprocess import instance_inference, panoptic_inference, semantic_labels
 from .model.preprocess import crop_and_resize, normalize_and_pad, resize_image
 from .text.encode import clip_text_encoder
 from .text import TextEmbeddingCache, Vocabulary, default_vocabulary, resolve_vocabulary, seen_mask
@@ -53,8 +54,19 @@ class RawOutput:
     in_vocab_logits: torch.Tensor  # [Q, K + 1]
     out_vocab_logits: torch.Tensor  # [Q, K + 1]
     mask_cls: torch.Tensor  # [Q, K + 1] ensembled log-probabilities
-    mask_logits: torch.Tensor  # [Q, H, W] at the original image size
     pred_masks: torch.Tensor  # [Q, H_pad/4, W_pad/4] raw decoder mask logits of the padded input
+    input_size: tuple[int, int]  # the resized image inside the padded input
+    output_size: tuple[int, int]  # the original image
+
+    def padded_mask_logits(self) -> torch.Tensor:
+        """[Q, H_pad, W_pad]: mask logits upsampled to the padded network input."""
+        size = (4 * self.pred_masks.shape[-2], 4 * self.pred_masks.shape[-1])  # masks are at stride 4
+        return F.interpolate(self.pred_masks[None], size=size, mode="bilinear", align_corners=False)[0]
+
+    @cached_property
+    def mask_logits(self) -> torch.Tensor:
+        """[Q, H, W] mask logits at the original image size (padding cropped, then resized)."""
+        return crop_and_resize(self.padded_mask_logits(), self.input_size, self.output_size)
 
 
 def resolve_device(device: str | torch.device) -> torch.device:
@@ -141,10 +153,8 @@ class Predictor:
             out.pred_logits, out_vocab, self._seen, alpha=self.inference.ensemble_alpha, beta=self.inference.ensemble_beta,
             valid_masks=valid if self.inference.ensemble_on_valid_mask else None,
         )
-        masks = F.interpolate(out.pred_masks, size=batch.shape[-2:], mode="bilinear", align_corners=False)
         return [
-            RawOutput(out.pred_logits[i], out_vocab[i], mask_cls[i], crop_and_resize(masks[i], sizes[i], arrays[i].shape[:2]),
-                      out.pred_masks[i])
+            RawOutput(out.pred_logits[i], out_vocab[i], mask_cls[i], out.pred_masks[i], sizes[i], arrays[i].shape[:2])
             for i in range(len(arrays))
         ]
 
@@ -163,11 +173,10 @@ class Predictor:
 
     def postprocess(self, raw: RawOutput, tasks) -> Prediction:
         vocab = self.vocabulary
-        height, width = raw.mask_logits.shape[-2:]
+        height, width = raw.output_size
         pred = Prediction(height, width, vocab.class_names)
         if "semantic" in tasks:
-            scores = semantic_inference(raw.mask_cls, raw.mask_logits)
-            pred.semantic = scores.argmax(0).int().cpu().numpy()
+            pred.semantic = self._semantic(raw, tasks).int().cpu().numpy()
         if "panoptic" in tasks:
             pan = panoptic_inference(raw.mask_cls, raw.mask_logits, vocab.thing_mask,
                                      object_mask_threshold=self.inference.object_mask_threshold,
@@ -182,3 +191,15 @@ class Predictor:
             pred.instance_scores = inst.scores.float().cpu().numpy()
             pred.instance_classes = inst.classes.cpu().numpy()
         return pred
+
+    @staticmethod
+    def _semantic(raw: RawOutput, tasks) -> torch.Tensor:
+        """Semantic labels in the reference's order of operations.
+
+        With panoptic or instance output the masks are resized to the image first and scored
+        there; semantic alone scores the padded-resolution masks and resizes the class scores.
+        """
+        if "panoptic" in tasks or "instance" in tasks:
+            return semantic_labels(raw.mask_cls, raw.mask_logits)
+        return semantic_labels(raw.mask_cls, raw.padded_mask_logits(),
+                               resize=lambda scores: crop_and_resize(scores, raw.input_size, raw.output_size))

@@ -10,7 +10,7 @@ import math
 import pytest
 import torch
 
-from vocabseg.model.postprocess import instance_inference, panoptic_inference, semantic_inference
+from vocabseg.model.postprocess import instance_inference, panoptic_inference, semantic_inference, semantic_labels
 
 THING, STUFF = 0, 1
 IS_THING = [True, False]  # K = 2; column 2 is void
@@ -145,3 +145,14 @@ def test_instance_keeps_only_things_when_given():
 @pytest.mark.parametrize("top_k, expected", [(1, 1), (9, 9), (100, 9)])
 def test_instance_top_k_is_capped_by_the_number_of_pairs(top_k, expected):
     assert len(instance_inference(INSTANCE_CLS, INSTANCE_MASKS, None, top_k=top_k).scores) == expected
+
+
+@pytest.mark.parametrize("chunk", [1, 3, 16])
+def test_semantic_labels_equal_the_full_argmax(chunk):
+    g = torch.Generator().manual_seed(1)
+    mask_cls, mask_pred = torch.randn(6, 8, generator=g), torch.randn(6, 9, 11, generator=g)  # K = 7
+    expected = semantic_inference(mask_cls, mask_pred).argmax(0)
+    assert torch.equal(semantic_labels(mask_cls, mask_pred, chunk=chunk), expected)
+    double = lambda scores: scores.repeat_interleave(2, -1)
+    assert torch.equal(semantic_labels(mask_cls, mask_pred, resize=double, chunk=chunk),
+                       double(semantic_inference(mask_cls, mask_pred)).argmax(0))

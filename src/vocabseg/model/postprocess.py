@@ -16,6 +16,34 @@ def semantic_inference(mask_cls: torch.Tensor, mask_pred: torch.Tensor) -> torch
     return torch.einsum("qc,qhw->chw", class_probs, mask_pred.sigmoid())
 
 
+def semantic_labels(mask_cls: torch.Tensor, mask_pred: torch.Tensor, *, resize=None, chunk: int = 16) -> torch.Tensor:
+    """Per-pixel argmax of :func:`semantic_inference` without holding all K score maps at once.
+
+    Args:
+        resize: optional function applied to each [c, h, w] block of class scores before the
+            argmax (e.g. cropping the padding and resizing to the image, which the reference
+            does after scoring when only semantic output is requested).
+        chunk: classes scored at a time; bounds memory at chunk x H x W floats.
+
+    Returns:
+        [H, W] int64 class index (the first maximum on ties, as ``argmax`` over all classes).
+    """
+    class_probs = mask_cls.softmax(-1)[..., :-1]  # [Q, K]
+    mask_probs = mask_pred.sigmoid()
+    best = labels = None
+    for start in range(0, class_probs.shape[1], chunk):
+        scores = torch.einsum("qc,qhw->chw", class_probs[:, start:start + chunk], mask_probs)
+        if resize is not None:
+            scores = resize(scores)
+        value, index = scores.max(0)
+        if best is None:
+            best, labels = value, index
+        else:
+            better = value > best  # strict: an earlier class keeps a tie
+            best, labels = torch.where(better, value, best), torch.where(better, index + start, labels)
+    return labels
+
+
 @dataclass
 class PanopticSegments:
     segment_map: torch.Tensor  # [H, W] int32, 0 = no segment
