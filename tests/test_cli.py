@@ -61,7 +61,8 @@ def test_predict_skips_finished_images(tiny_checkpoint, photo, tmp_path, capsys)
     assert "skipping 1 image(s)" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("case", ["bad_image", "empty_vocab", "truncated_checkpoint", "cuda", "missing_input"])
+@pytest.mark.parametrize("case", ["bad_image", "empty_vocab", "truncated_checkpoint", "cuda", "missing_input",
+                                  "same_stem", "output_is_a_file"])
 def test_bad_input_is_one_line_error_and_writes_nothing(case, tiny_checkpoint, photo, tmp_path, capsys):
     image, checkpoint, vocab, extra = str(photo), str(tiny_checkpoint), "cat", []
     if case == "bad_image":
@@ -76,14 +77,26 @@ def test_bad_input_is_one_line_error_and_writes_nothing(case, tiny_checkpoint, p
         if torch.cuda.is_available():
             pytest.skip("a GPU is present")
         extra = ["--device", "cuda"]
-    else:
+    elif case == "same_stem":
+        other = tmp_path / "other" / "street.jpg"
+        other.parent.mkdir()
+        Image.fromarray(synthetic_photo(30, 40)).save(other)
+        image = [image, str(other)]
+    elif case == "missing_input":
         image = str(tmp_path / "nowhere.jpg")
     out = tmp_path / "out"
-    rc = main(["predict", image, "--model", checkpoint, "--vocab", vocab, "--output", str(out), *extra])
+    if case == "output_is_a_file":
+        out = tmp_path / "taken.txt"
+        out.write_text("not a folder")
+    inputs = image if isinstance(image, list) else [image]
+    rc = main(["predict", *inputs, "--model", checkpoint, "--vocab", vocab, "--output", str(out), *extra])
     err = capsys.readouterr().err.strip().splitlines()
     assert rc != 0
     assert len(err) == 1 and err[0].startswith("vocabseg: error: ")
-    assert not out.exists() or not any(p.is_file() for p in out.rglob("*"))
+    if case == "output_is_a_file":
+        assert out.read_text() == "not a folder"
+    else:
+        assert not out.exists() or not any(p.is_file() for p in out.rglob("*"))
 
 
 def test_models_lists_every_official_variant(capsys):
@@ -113,3 +126,27 @@ def test_train_command_runs_and_resumes(tmp_path, monkeypatch):
     assert (run / "last.pth").exists() and (run / "config.yaml").exists()
     assert main([*base, "solver.max_iter=3", "--resume"]) == 0
     assert (run / "model_final.pth").exists()
+
+
+@pytest.mark.parametrize("flag", [["--batch-size", "0"], ["--min-size", "-5"], ["--max-size", "0"]])
+def test_non_positive_numbers_are_refused_by_the_parser(flag, tiny_checkpoint, photo, tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["predict", str(photo), "--model", str(tiny_checkpoint), "--output", str(tmp_path / "o"), *flag])
+    assert exit_info.value.code == 2 and "positive integer" in capsys.readouterr().err
+
+
+def test_a_sliver_image_is_segmented(tiny_checkpoint, tmp_path):
+    path = tmp_path / "sliver.png"
+    Image.fromarray(np.full((2, 2000, 3), 128, np.uint8)).save(path)
+    out = tmp_path / "o"
+    assert main(["predict", str(path), "--model", str(tiny_checkpoint), "--vocab", "cat", "--task", "semantic",
+                 "--output", str(out)]) == 0
+    assert np.asarray(Image.open(out / "semantic" / "sliver.png")).shape == (2, 2000)
+
+
+def test_eval_uses_the_official_test_size_of_cityscapes_and_mapillary():
+    from vocabseg.eval.cli import default_size_preset
+
+    assert default_size_preset("cityscapes_panoptic_val") == "cityscapes"
+    assert default_size_preset("mapillary_vistas_panoptic_val") == "mapillary_vistas"
+    assert default_size_preset("ade20k_panoptic_val") is None

@@ -10,8 +10,16 @@ from .images import ImageError
 from .model.convert import CheckpointError
 from .zoo import SIZE_PRESETS, get_variant, list_models
 
-# Errors whose message is already one line that says what to fix.
-USER_ERRORS = (CheckpointError, ImageError, ValueError, FileNotFoundError, RuntimeError, KeyError)
+# Errors whose message is already one line that says what to fix (OSError: unwritable output,
+# full disk, ...). Set VOCABSEG_DEBUG=1 to see the traceback instead.
+USER_ERRORS = (CheckpointError, ImageError, ValueError, OSError, RuntimeError)
+
+
+def positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
+    return value
 
 
 def add_model_arguments(parser: argparse.ArgumentParser) -> None:
@@ -20,26 +28,28 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--clip-weights", help="open_clip state dict, for checkpoints without the frozen CLIP")
     parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ...")
     parser.add_argument("--size-preset", choices=sorted(SIZE_PRESETS), help="official test resize of a benchmark")
-    parser.add_argument("--min-size", type=int, help="test resize: shortest edge (default 800)")
-    parser.add_argument("--max-size", type=int, help="test resize: longest edge cap (default 1333)")
+    parser.add_argument("--min-size", type=positive_int, help="test resize: shortest edge (default 800)")
+    parser.add_argument("--max-size", type=positive_int, help="test resize: longest edge cap (default 1333)")
 
 
-def inference_overrides(args) -> dict:
+def inference_overrides(args, default_preset: str | None = None) -> dict:
+    """Test-resize settings from --size-preset / --min-size / --max-size (else ``default_preset``)."""
     overrides = {}
-    if args.size_preset:
-        overrides["min_size"], overrides["max_size"] = SIZE_PRESETS[args.size_preset]
-    if args.min_size:
+    preset = args.size_preset or (default_preset if args.min_size is None and args.max_size is None else None)
+    if preset:
+        overrides["min_size"], overrides["max_size"] = SIZE_PRESETS[preset]
+    if args.min_size is not None:
         overrides["min_size"] = args.min_size
-    if args.max_size:
+    if args.max_size is not None:
         overrides["max_size"] = args.max_size
     return overrides
 
 
-def load_predictor(args):
+def load_predictor(args, default_preset: str | None = None):
     from .predictor import Predictor
 
-    return Predictor.from_pretrained(args.model, weights=args.weights, clip_weights=args.clip_weights,
-                                     device=args.device, inference=inference_overrides(args))
+    return Predictor.from_pretrained(args.model, weights=args.weights, clip_weights=args.clip_weights, device=args.device,
+                                     inference=inference_overrides(args, default_preset))
 
 
 def cmd_predict(args) -> None:
@@ -50,6 +60,8 @@ def cmd_predict(args) -> None:
 
     paths = expand_inputs(args.inputs)
     output = Path(args.output)
+    if output.exists() and not output.is_dir():
+        raise ValueError(f"--output {output} is a file; give a directory for the results")
     todo = [p for p in paths if args.overwrite or not (output / f"{p.stem}_overlay.png").exists()]
     if len(todo) < len(paths):
         print(f"skipping {len(paths) - len(todo)} image(s) already done in {output} (--overwrite to redo)", file=sys.stderr)
@@ -95,7 +107,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--task", default="panoptic", choices=["panoptic", "semantic", "instance", "all"])
     p.add_argument("--output", required=True, help="output directory")
     p.add_argument("--overwrite", action="store_true", help="redo images whose outputs exist")
-    p.add_argument("--batch-size", type=int, default=1,
+    p.add_argument("--batch-size", type=positive_int, default=1,
                    help="images per forward pass (1 reproduces the official per-image results exactly)")
     p.set_defaults(func=cmd_predict)
 
@@ -128,6 +140,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         status = args.func(args)
     except USER_ERRORS as error:
+        if os.environ.get("VOCABSEG_DEBUG"):
+            raise
         message = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         print(f"vocabseg: error: {message}", file=sys.stderr)
         return 2

@@ -78,4 +78,10 @@ def expand_inputs(inputs: list[str]) -> list[Path]:
             raise ImageError(f"input {path} does not exist")
     if not paths:
         raise ImageError(f"no images found in {', '.join(inputs)} (looked for {', '.join(sorted(IMAGE_SUFFIXES))})")
-    return paths
+    seen: dict[str, Path] = {}
+    for path in paths:  # outputs are named after the stem: two inputs must not share one
+        if path.stem in seen and seen[path.stem] != path:
+            raise ImageError(f"inputs {seen[path.stem]} and {path} would write the same output files "
+                             f"({path.stem}_*); rename one or run them separately")
+        seen[path.stem] = path
+    return list(dict.fromkeys(paths))

@@ -106,7 +106,7 @@ def read_checkpoint(path: str | os.PathLike) -> dict:
     """Reads a checkpoint file into a dict, with a one-line error for unreadable files."""
     path = Path(path)
     if not path.is_file():
-        raise CheckpointError(f"checkpoint {path} does not exist; pass an existing file to --weights")
+        raise CheckpointError(f"checkpoint {path} does not exist; check the path")
     try:
         if path.suffix == ".pkl":
             with open(path, "rb") as f:

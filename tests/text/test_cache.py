@@ -136,8 +136,9 @@ def test_failed_write_leaves_no_partial_file(tmp_path, monkeypatch):
         raise OSError("disk full")
 
     monkeypatch.setattr(cache_module.torch, "save", half_save)
-    with pytest.raises(OSError, match="disk full"):
-        TextEmbeddingCache(tmp_path).get_or_build(TOY, FakeEncoder(), "enc", TEMPLATES)
+    with pytest.warns(UserWarning, match="disk full"):  # the embeddings are still returned
+        clf = TextEmbeddingCache(tmp_path).get_or_build(TOY, FakeEncoder(), "enc", TEMPLATES)
+    assert clf.embeddings.shape == (3, 8)
     assert list(tmp_path.iterdir()) == []
 
 
@@ -158,3 +159,16 @@ def test_default_cache_dir(monkeypatch, tmp_path):
     assert TextEmbeddingCache().directory == tmp_path
     monkeypatch.delenv("VOCABSEG_CACHE")
     assert default_cache_dir().parts[-3:] == (".cache", "vocabseg", "text")
+
+
+def test_an_unwritable_cache_warns_and_still_returns_the_embeddings(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("a file where the cache folder should be")
+    cache = TextEmbeddingCache(blocker / "text")
+    from vocabseg.text import parse_vocabulary
+
+    vocab = parse_vocabulary("cat; dog")
+    encode = lambda prompts: torch.randn(len(prompts), 8)
+    with pytest.warns(UserWarning, match="could not write the text-embedding cache"):
+        classifier = cache.get_or_build(vocab, encode, "fake", progress=False)
+    assert classifier.embeddings.shape == (2, 8)

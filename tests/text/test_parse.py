@@ -91,3 +91,9 @@ def test_resolve_refuses_typos_and_missing_files(tmp_path):
         resolve_vocabulary("coco_panoptc")
     with pytest.raises(ValueError, match="does not exist"):
         resolve_vocabulary(str(tmp_path / "nope.txt"))
+
+
+def test_a_byte_order_mark_is_not_part_of_the_first_name(tmp_path):
+    path = tmp_path / "classes.txt"
+    path.write_bytes("person\ncar\n".encode("utf-8-sig"))
+    assert load_vocabulary_file(path).class_names == ["person", "car"]

@@ -11,6 +11,8 @@ import math
 import os
 from pathlib import Path
 
+from vocabseg.cli import positive_int
+
 TASK_NAMES = ("panoptic", "semantic", "instance")
 
 
@@ -23,7 +25,7 @@ def add_eval_parser(sub) -> None:
     p.add_argument("--dataset", required=True, help="split name, e.g. ade20k_panoptic_val (see `vocabseg data list`)")
     p.add_argument("--data-root", required=True, help="folder holding the dataset folders (coco/, ADEChallengeData2016/, ...)")
     p.add_argument("--tasks", type=_tasks, help="comma-separated, e.g. panoptic,semantic (default: all the split has)")
-    p.add_argument("--limit", type=int, help="evaluate the first N images only")
+    p.add_argument("--limit", type=positive_int, help="evaluate the first N images only")
     p.add_argument("--output", required=True, help="folder for results.json, results.md and the resumable state/")
     p.add_argument("--checkpoint-every", type=int, default=50, help="images between saves of the resumable state")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
@@ -57,6 +59,15 @@ def _rank_device(device: str) -> str:
     return device
 
 
+def default_size_preset(dataset_name: str) -> str | None:
+    """The official eval configs test Cityscapes and Mapillary Vistas at 1024/2560."""
+    from vocabseg.data import get_spec
+    from vocabseg.zoo import SIZE_PRESETS
+
+    family = get_spec(dataset_name).vocabulary
+    return family if family in SIZE_PRESETS else None
+
+
 def cmd_eval(args) -> None:
     from vocabseg.cli import load_predictor
     from vocabseg.data import get_dataset
@@ -64,7 +75,7 @@ def cmd_eval(args) -> None:
 
     dataset = get_dataset(args.dataset, args.data_root, tasks=set(args.tasks) if args.tasks else None)  # before the model: fail fast
     args.device = _rank_device(args.device)
-    predictor = load_predictor(args)
+    predictor = load_predictor(args, default_preset=default_size_preset(args.dataset))
     results = evaluate(predictor, dataset, output_dir=args.output, limit=args.limit,
                        progress=not args.no_progress, checkpoint_every=args.checkpoint_every)  # fmt: skip
     if rank_and_world()[0] == 0:

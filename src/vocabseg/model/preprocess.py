@@ -14,7 +14,8 @@ def shortest_edge_size(height: int, width: int, min_size: int, max_size: int) ->
     if max(new_h, new_w) > max_size:
         shrink = max_size / max(new_h, new_w)
         new_h, new_w = new_h * shrink, new_w * shrink
-    return int(new_h + 0.5), int(new_w + 0.5)
+    # detectron2 rounds with int(x + 0.5); a side rounding to 0 (a sliver image) would crash it
+    return max(1, int(new_h + 0.5)), max(1, int(new_w + 0.5))
 
 
 def resize_image(image: np.ndarray, min_size: int, max_size: int) -> np.ndarray:

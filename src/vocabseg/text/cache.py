@@ -202,5 +202,8 @@ class TextEmbeddingCache:
         built = build_text_classifier(
             vocab, encode_fn, templates, batch_size=batch_size, dtype=dtype, progress=progress
         )
-        self.save(key, built)
+        try:
+            self.save(key, built)
+        except OSError as err:  # unwritable or full cache: the embeddings are still good
+            warnings.warn(f"could not write the text-embedding cache in '{self.directory}': {err}")
         return TextClassifier(built.embeddings.cpu(), built.synonym_counts)

@@ -106,7 +106,7 @@ def load_vocabulary_file(path: str | os.PathLike) -> Vocabulary:
     path = Path(path)
     source = f"vocabulary file '{path}'"
     try:
-        text = path.read_text(encoding="utf-8")
+        text = path.read_text(encoding="utf-8-sig")  # a BOM from Windows editors is not part of a name
     except (OSError, UnicodeDecodeError) as err:
         reason = getattr(err, "strerror", None) or str(err)
         raise ValueError(
