@@ -24,19 +24,20 @@ def load_image(image) -> np.ndarray:
         path = Path(image)
         try:
             with Image.open(path) as pil:
-                return _pil_to_rgb(pil)
+                return pil_to_rgb(pil)
         except FileNotFoundError:
             raise ImageError(f"image {path} does not exist") from None
         except (UnidentifiedImageError, OSError, Image.DecompressionBombError) as error:
             raise ImageError(f"image {path} cannot be read ({error.__class__.__name__}): is it a valid image file?") from None
     if isinstance(image, Image.Image):
-        return _pil_to_rgb(image)
+        return pil_to_rgb(image)
     if isinstance(image, np.ndarray):
         return _array_to_rgb(image)
     raise ImageError(f"unsupported image input of type {type(image).__name__}: pass a path, a PIL image or a uint8 array")
 
 
-def _pil_to_rgb(pil: Image.Image) -> np.ndarray:
+def pil_to_rgb(pil: Image.Image) -> np.ndarray:
+    """HxWx3 uint8 RGB of a PIL image: EXIF rotation applied, 16-bit grey scaled to 8 bits."""
     pil = ImageOps.exif_transpose(pil)
     if pil.mode.startswith("I;16") or pil.mode == "I":  # 16-bit grey: keep the top 8 bits
         grey = np.asarray(pil).astype(np.int64)

@@ -14,6 +14,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 from pycocotools import mask as mask_utils
 
+from .data.io import id_to_rgb
 from .predictor import Prediction
 from .text import Vocabulary
 
@@ -47,12 +48,6 @@ def class_color(vocab: Vocabulary, index: int) -> tuple[int, int, int]:
         return tuple(color)
     h = zlib.crc32(vocab.classes[index].name.encode())
     return (h & 255, (h >> 8) & 255, (h >> 16) & 255)
-
-
-def id_to_rgb(segment_map: np.ndarray) -> np.ndarray:
-    """COCO panoptic PNG encoding: id = R + 256 G + 256^2 B."""
-    ids = segment_map.astype(np.uint32)
-    return np.stack([ids & 255, (ids >> 8) & 255, (ids >> 16) & 255], axis=-1).astype(np.uint8)
 
 
 def overlay(image: np.ndarray, pred: Prediction, vocab: Vocabulary, alpha: float = 0.55) -> np.ndarray:

@@ -10,10 +10,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, UnidentifiedImageError
 
 from vocabseg.data.errors import DatasetError
 from vocabseg.data.records import IGNORE_LABEL, InstanceAnnotation, Record, Segment, SemanticLabel
+from vocabseg.images import pil_to_rgb
 
 _LABEL_MODES = ("L", "P", "I;16", "I;16L", "I;16B", "I")  # single-channel integer images
 
@@ -32,7 +33,7 @@ def _open(path: Path, what: str) -> Image.Image:
 def load_image(path: str | Path) -> np.ndarray:
     """Reads an image as [H, W, 3] uint8 RGB, EXIF rotation applied."""
     with _open(Path(path), "image") as img:
-        return np.asarray(ImageOps.exif_transpose(img).convert("RGB"))
+        return pil_to_rgb(img)
 
 
 def rgb_to_id(rgb: np.ndarray) -> np.ndarray:

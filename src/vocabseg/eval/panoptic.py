@@ -25,6 +25,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
+from vocabseg.data.io import id_to_rgb, rgb_to_id
 
 VOID = 0
 # Pair (gt_id, pred_id) is packed into one uint64 as gt_id * OFFSET + pred_id; ids from
@@ -32,25 +33,9 @@ VOID = 0
 OFFSET = 256**3
 
 
-def rgb2id(rgb: np.ndarray) -> np.ndarray:
-    """Decodes a COCO panoptic RGB PNG into segment ids.
-
-    Args:
-        rgb: [H, W, 3] array of any integer dtype.
-
-    Returns:
-        [H, W] int64 ids, ``R + 256 * G + 256**2 * B``.
-    """
-    if rgb.ndim != 3 or rgb.shape[-1] != 3:
-        raise ValueError(f"rgb2id expects an [H, W, 3] array, got shape {tuple(rgb.shape)}")
-    rgb = rgb.astype(np.int64)  # uint8 would overflow in the products below
-    return rgb[..., 0] + 256 * rgb[..., 1] + 256 * 256 * rgb[..., 2]
-
-
-def id2rgb(ids: np.ndarray) -> np.ndarray:
-    """Encodes [H, W] segment ids as a [H, W, 3] uint8 RGB image (inverse of rgb2id)."""
-    ids = np.asarray(ids, dtype=np.int64)
-    return np.stack([ids % 256, ids // 256 % 256, ids // 256**2 % 256], axis=-1).astype(np.uint8)
+# panopticapi's names for the COCO panoptic PNG codec (id = R + 256 G + 256^2 B).
+rgb2id = rgb_to_id
+id2rgb = id_to_rgb
 
 
 @dataclass
