@@ -133,3 +133,23 @@ def test_convnext_large_matches_the_official_implementation(synth_official_state
     inference = InferenceConfig.from_dict({**variant.inference.to_dict(), **SMALL_TEST_SIZE})
     predictor = Predictor(model, variant.config, inference, text_cache=TextEmbeddingCache(tmp_path))
     _assert_matches_golden(predictor, np.load(GOLDENS / "fcclip_convnext_large_cityscapes_synthetic.npz"))
+
+
+def test_rn50_semantic_only_matches_the_official_order_of_operations(rn50_files, tmp_path):
+    """Official semantic-only evaluation (panoptic and instance off, as for A-847, PC and PAS):
+    class scores are computed on padded-resolution masks, then cropped and resized."""
+    from vocabseg.model.postprocess import semantic_inference
+    from vocabseg.model.preprocess import crop_and_resize
+
+    golden = np.load(GOLDENS / "fcclip_rn50_voc20_semantic_only_synthetic.npz")
+    image = np.load(GOLDENS / "fcclip_rn50_cityscapes_synthetic.npz")["image"]
+    predictor = Predictor.from_pretrained("fcclip_rn50_coco", weights=str(rn50_files / "full.pth"),
+                                          inference=SMALL_TEST_SIZE, text_cache=TextEmbeddingCache(tmp_path),
+                                          progress=False)
+    predictor.set_vocabulary("pascal_voc_20", progress=False)
+    raw = predictor.run([image])[0]
+    scores = crop_and_resize(semantic_inference(raw.mask_cls, raw.padded_mask_logits()), raw.input_size, raw.output_size)
+    assert _relative_error(scores[:, ::4, ::4], golden["semantic_scores_every4"]) < 1e-5
+    semantic = predictor.postprocess(raw, ("semantic",)).semantic
+    assert np.array_equal(semantic, scores.argmax(0).numpy())
+    assert (semantic == golden["semantic_argmax"]).mean() >= 0.999
