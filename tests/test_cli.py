@@ -150,3 +150,11 @@ def test_eval_uses_the_official_test_size_of_cityscapes_and_mapillary():
     assert default_size_preset("cityscapes_panoptic_val") == "cityscapes"
     assert default_size_preset("mapillary_vistas_panoptic_val") == "mapillary_vistas"
     assert default_size_preset("ade20k_panoptic_val") is None
+
+
+def test_wrong_clip_weights_and_unknown_device_say_what_to_fix(tiny_checkpoint, photo, tmp_path, capsys):
+    base = ["predict", str(photo), "--model", str(tiny_checkpoint), "--vocab", "cat", "--output", str(tmp_path / "o")]
+    assert main([*base, "--clip-weights", str(tiny_checkpoint)]) == 2
+    assert "not an open_clip state dict of tiny_convnext" in capsys.readouterr().err
+    assert main([*base, "--device", "banana"]) == 2
+    assert "unknown device 'banana'; use cpu, cuda or cuda:N" in capsys.readouterr().err

@@ -17,7 +17,7 @@ from .model.postprocess import instance_inference, panoptic_inference, semantic_
 from .model.preprocess import crop_and_resize, normalize_and_pad, resize_image
 from .text.encode import clip_text_encoder
 from .text import TextEmbeddingCache, Vocabulary, default_vocabulary, resolve_vocabulary, seen_mask
-from .weights import check_state_dict, load_clip_state, log, resolve_checkpoint
+from .weights import check_state_dict, load_clip_weights, log, resolve_checkpoint
 
 TASKS = ("panoptic", "semantic", "instance")
 
@@ -70,7 +70,10 @@ class RawOutput:
 
 
 def resolve_device(device: str | torch.device) -> torch.device:
-    device = torch.device(device)
+    try:
+        device = torch.device(device)
+    except RuntimeError:
+        raise ValueError(f"unknown device {device!r}; use cpu, cuda or cuda:N") from None
     if device.type == "cuda" and not torch.cuda.is_available():
         raise RuntimeError("CUDA was requested but no CUDA device is available; use --device cpu")
     return device
@@ -115,9 +118,7 @@ class Predictor:
         check_state_dict(model, ckpt.state_dict, source=ckpt.source, allow_missing_clip=not ckpt.has_clip)
         model.load_state_dict(ckpt.state_dict, strict=False)
         if not ckpt.has_clip or clip_weights:
-            clip_state, origin = load_clip_state(ckpt.config, clip_weights)
-            check_state_dict(model.backbone.clip, clip_state, source=origin, allow_missing_clip=False)
-            model.backbone.clip.load_state_dict(clip_state)
+            origin = load_clip_weights(model, ckpt.config, clip_weights)
             log(f"CLIP weights not in {ckpt.source}: loaded from {origin}" if not ckpt.has_clip
                 else f"CLIP weights replaced by {origin}")
         settings = InferenceConfig.from_dict({**ckpt.inference.to_dict(), **(inference or {})})

@@ -185,7 +185,8 @@ def _guess_variant(state: dict, source: str) -> ModelVariant:
     return matches[0]
 
 
-def check_state_dict(model: torch.nn.Module, state: dict, *, source: str, allow_missing_clip: bool) -> None:
+def check_state_dict(model: torch.nn.Module, state: dict, *, source: str, allow_missing_clip: bool,
+                     fix: str = "is it a checkpoint of another model? pass the matching --model") -> None:
     """Strict key and shape check with a one-line error listing what does not fit."""
     expected = model.state_dict()
     missing = [k for k in expected if k not in state and not (allow_missing_clip and k.startswith(CLIP_PREFIX_OURS))]
@@ -196,8 +197,7 @@ def check_state_dict(model: torch.nn.Module, state: dict, *, source: str, allow_
         if keys:
             problems.append(f"{len(keys)} {label} (e.g. {', '.join(keys[:3])})")
     if problems:
-        raise CheckpointError(f"{source} does not fit this architecture: {'; '.join(problems)}; "
-                              "is it a checkpoint of another model? pass the matching --model")
+        raise CheckpointError(f"{source} does not fit this architecture: {'; '.join(problems)}; {fix}")
 
 
 def load_clip_state(config: FCCLIPConfig, clip_weights: str | None) -> tuple[dict, str]:
@@ -223,6 +223,15 @@ def load_clip_state(config: FCCLIPConfig, clip_weights: str | None) -> tuple[dic
         ) from None
     state = read_checkpoint(path)
     return state.get("state_dict", state), f"open_clip:{config.clip_model_name}/{config.clip_pretrained}"
+
+
+def load_clip_weights(model: torch.nn.Module, config: FCCLIPConfig, clip_weights: str | None) -> str:
+    """Loads the frozen CLIP's weights (a file, or open_clip's pretrained tag); returns their origin."""
+    state, origin = load_clip_state(config, clip_weights)
+    check_state_dict(model.backbone.clip, state, source=origin, allow_missing_clip=False,
+                     fix=f"it is not an open_clip state dict of {config.clip_model_name}")
+    model.backbone.clip.load_state_dict(state)
+    return origin
 
 
 def resolve_checkpoint(name_or_path: str, *, weights: str | None = None, progress: bool = True) -> LoadedCheckpoint:

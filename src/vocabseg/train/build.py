@@ -11,7 +11,8 @@ from vocabseg.model.fcclip import FCCLIP
 from vocabseg.text import TextClassifier, TextEmbeddingCache, Vocabulary, get_vocabulary, list_vocabularies, resolve_vocabulary
 from vocabseg.text.encode import clip_text_encoder
 from vocabseg.train import distributed as dist
-from vocabseg.train.checkpoint import load_clip_weights, load_init_weights
+from vocabseg.train.checkpoint import load_init_weights
+from vocabseg.weights import load_clip_weights
 from vocabseg.train.config import ConfigError, DataSection, SolverSection, TrainConfig
 from vocabseg.train.criterion import build_criterion
 from vocabseg.train.data import TrainDataset

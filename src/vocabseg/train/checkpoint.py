@@ -14,18 +14,10 @@ import torch
 
 from vocabseg.model.config import FCCLIPConfig
 from vocabseg.model.convert import CheckpointError
-from vocabseg.weights import VOCABSEG_FORMAT, check_state_dict, load_clip_state, parse_checkpoint, read_checkpoint
+from vocabseg.weights import VOCABSEG_FORMAT, check_state_dict, parse_checkpoint, read_checkpoint
 from vocabseg.zoo import ModelVariant
 
 TRAINER_KEY = "trainer"
-
-
-def load_clip_weights(model: torch.nn.Module, config: FCCLIPConfig, clip_weights: str | None) -> str:
-    """Loads the frozen CLIP's pretrained weights (a file, or open_clip's download); returns their origin."""
-    state, origin = load_clip_state(config, clip_weights)
-    check_state_dict(model.backbone.clip, state, source=origin, allow_missing_clip=False)
-    model.backbone.clip.load_state_dict(state)
-    return origin
 
 
 def load_init_weights(model: torch.nn.Module, path: str | Path, *, variant: ModelVariant | None) -> None:
