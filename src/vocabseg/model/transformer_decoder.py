@@ -20,9 +20,6 @@ class DecoderOutput:
     pred_masks: torch.Tensor  # [B, Q, H/4, W/4] mask logits
     aux_outputs: list[dict[str, torch.Tensor]]  # earlier stages, for deep supervision
 
-    def as_dict(self) -> dict:
-        return {"pred_logits": self.pred_logits, "pred_masks": self.pred_masks, "aux_outputs": self.aux_outputs}
-
 
 class AttentionBlock(nn.Module):
     """Post-norm multi-head attention with residual connection."""
