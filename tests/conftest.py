@@ -5,6 +5,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 REFERENCE_DIR = Path(__file__).resolve().parents[1].parent / "shared" / "reference"
 
@@ -23,3 +24,13 @@ def synth_official_state(reference_dir):
     from synth_weights import load_manifest, synth_state_dict
 
     return lambda name: synth_state_dict(load_manifest(reference_dir / name))
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """Tiny models on a shared 2-core machine run several times faster on one intra-op thread
+    (a second thread mostly waits for a busy core); restored after the module."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)

@@ -117,9 +117,8 @@ def test_predict_in_batches_covers_every_image(tiny_checkpoint, photo, tmp_path)
     assert sizes == {"street": (80, 60), "extra0": (70, 50), "extra1": (70, 60)}
 
 
-def test_train_command_runs_and_resumes(tmp_path, monkeypatch):
+def test_train_command_runs_and_resumes(tmp_path, monkeypatch, one_thread):
     monkeypatch.setenv("VOCABSEG_CACHE", str(tmp_path / "text"))
-    torch.set_num_threads(1)
     run = tmp_path / "run"
     base = ["train", "--preset", "fcclip_tiny_cpu", "--output", str(run), "data.num_images=2", "solver.log_period=0"]
     assert main([*base, "solver.max_iter=2", "solver.checkpoint_period=1"]) == 0

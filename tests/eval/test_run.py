@@ -72,12 +72,7 @@ def write_tiny_ade(root: Path, n: int = NUM_IMAGES) -> None:
     write_json(base / "ade20k_instance_val.json", {"images": images, "annotations": objects, "categories": things})
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny model (see tests/conftest.py)
 
 
 @pytest.fixture(scope="module")

@@ -40,14 +40,9 @@ def _build_tiny(kind: str, seed: int = 0) -> FCCLIP:
     return build_fcclip(_tiny_config(kind))
 
 
-@pytest.fixture(scope="session", autouse=True)
-def _one_thread():
-    # These models are tiny: with two intra-op threads on a shared 2-core machine the
-    # forward passes ran ~10x slower (threads waiting on each other) than with one.
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+@pytest.fixture(autouse=True)
+def _tiny_models_on_one_thread(one_thread):
+    """Every model test runs its tiny networks on one thread (see tests/conftest.py)."""
 
 
 @pytest.fixture(scope="session")

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import pytest
-import torch
 
 from vocabseg.train.config import TrainConfig, load_config
 
@@ -20,9 +19,8 @@ def tiny_overrides(tmp_path) -> list[str]:
 
 
 @pytest.fixture
-def tiny_config(tiny_overrides):
+def tiny_config(tiny_overrides, one_thread):
     """``tiny_config(*overrides) -> TrainConfig`` (the tiny preset + ``tiny_overrides`` + these)."""
-    torch.set_num_threads(1)  # tiny ops: a second thread mostly waits for a busy core
 
     def make(*overrides: str) -> TrainConfig:
         return load_config(TINY_PRESET, tiny_overrides + list(overrides))
