@@ -1,0 +1,64 @@
+"""`vocabseg predict` on the example street scene writes the same files as before the family redesign.
+
+The pinned files in ``goldens/predict_tiny_street`` were written by the FC-CLIP-only code
+(before the model-family seam) with a seeded tiny random-weight model. PNGs must be
+byte-identical; JSON files equal, with instance scores to 1e-5 (their last float32 digits
+depend on the CPU's vector kernels).
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from vocabseg.cli import main
+from vocabseg.model.build import build_fcclip
+from vocabseg.model.config import InferenceConfig
+from vocabseg.testing import tiny_config
+from vocabseg.weights import save_checkpoint
+
+PINNED = Path(__file__).parent / "goldens" / "predict_tiny_street"
+EXAMPLE = Path(__file__).parents[1] / "examples" / "street.png"
+VOCAB = "car; person; traffic cone; road [stuff]; sky [stuff]"
+
+
+@pytest.fixture(scope="module")
+def outputs(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("pinned")
+    torch.manual_seed(0)
+    config = tiny_config()
+    save_checkpoint(root / "tiny.pth", build_fcclip(config), config, InferenceConfig(min_size=64, max_size=128))
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("VOCABSEG_CACHE", str(root / "text"))
+        assert main(["predict", str(EXAMPLE), "--model", str(root / "tiny.pth"), "--vocab", VOCAB,
+                     "--task", "all", "--output", str(root / "out")]) == 0
+    return root / "out"
+
+
+def _files(folder: Path) -> list[str]:
+    return sorted(str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file() and p.name != "run.json")
+
+
+def test_same_files_are_written(outputs):
+    assert _files(outputs) == _files(PINNED)
+
+
+@pytest.mark.parametrize("name", ["panoptic/street.png", "semantic/street.png", "street_overlay.png"])
+def test_images_are_byte_identical(outputs, name):
+    assert (outputs / name).read_bytes() == (PINNED / name).read_bytes()
+
+
+def test_panoptic_json_is_identical(outputs):
+    assert json.loads((outputs / "panoptic/street.json").read_text()) == json.loads(
+        (PINNED / "panoptic/street.json").read_text())
+
+
+def test_instances_match(outputs):
+    ours = json.loads((outputs / "instance/street.json").read_text())
+    pinned = json.loads((PINNED / "instance/street.json").read_text())
+    assert len(ours) == len(pinned) == 30
+    for a, b in zip(ours, pinned):
+        assert a["score"] == pytest.approx(b["score"], rel=1e-5)
+        assert {k: v for k, v in a.items() if k != "score"} == {k: v for k, v in b.items() if k != "score"}
