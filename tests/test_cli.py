@@ -10,7 +10,7 @@ from PIL import Image
 from pycocotools import mask as mask_utils
 
 from vocabseg.cli import main
-from vocabseg.model.build import build_fcclip
+from vocabseg.models.fcclip.build import build_fcclip
 from vocabseg.model.config import InferenceConfig
 from vocabseg.testing import synthetic_photo, tiny_config
 from vocabseg.weights import save_checkpoint
@@ -144,7 +144,7 @@ def test_a_sliver_image_is_segmented(tiny_checkpoint, tmp_path):
 
 
 def test_eval_uses_the_official_test_size_of_cityscapes_and_mapillary():
-    from vocabseg.eval.cli import default_size_preset
+    from vocabseg.cli.eval import default_size_preset
 
     assert default_size_preset("cityscapes_panoptic_val") == "cityscapes"
     assert default_size_preset("mapillary_vistas_panoptic_val") == "mapillary_vistas"

@@ -9,9 +9,9 @@ import pytest
 import torch
 
 from vocabseg.testing import synthetic_photo
-from vocabseg.model.build import build_fcclip
+from vocabseg.models.fcclip.build import build_fcclip
 from vocabseg.model.config import InferenceConfig
-from vocabseg.model.convert import official_to_vocabseg
+from vocabseg.models.fcclip.convert import official_to_vocabseg
 from vocabseg.predictor import Predictor
 from vocabseg.text import TextEmbeddingCache
 from vocabseg.weights import save_checkpoint
@@ -138,8 +138,8 @@ def test_convnext_large_matches_the_official_implementation(synth_official_state
 def test_rn50_semantic_only_matches_the_official_order_of_operations(rn50_files, tmp_path):
     """Official semantic-only evaluation (panoptic and instance off, as for A-847, PC and PAS):
     class scores are computed on padded-resolution masks, then cropped and resized."""
-    from vocabseg.model.postprocess import semantic_inference
-    from vocabseg.model.preprocess import crop_and_resize
+    from vocabseg.postprocess import semantic_inference
+    from vocabseg.preprocess import crop_and_resize
 
     golden = np.load(GOLDENS / "fcclip_rn50_voc20_semantic_only_synthetic.npz")
     image = np.load(GOLDENS / "fcclip_rn50_cityscapes_synthetic.npz")["image"]

@@ -11,13 +11,9 @@ import json
 from pathlib import Path
 
 import pytest
-import torch
 
 from vocabseg.cli import main
-from vocabseg.model.build import build_fcclip
-from vocabseg.model.config import InferenceConfig
-from vocabseg.testing import tiny_config
-from vocabseg.weights import save_checkpoint
+from vocabseg.testing import save_tiny_checkpoint
 
 PINNED = Path(__file__).parent / "goldens" / "predict_tiny_street"
 EXAMPLE = Path(__file__).parents[1] / "examples" / "street.png"
@@ -27,9 +23,7 @@ VOCAB = "car; person; traffic cone; road [stuff]; sky [stuff]"
 @pytest.fixture(scope="module")
 def outputs(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("pinned")
-    torch.manual_seed(0)
-    config = tiny_config()
-    save_checkpoint(root / "tiny.pth", build_fcclip(config), config, InferenceConfig(min_size=64, max_size=128))
+    save_tiny_checkpoint(root / "tiny.pth", seed=0, min_size=64, max_size=128)
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("VOCABSEG_CACHE", str(root / "text"))
         assert main(["predict", str(EXAMPLE), "--model", str(root / "tiny.pth"), "--vocab", VOCAB,

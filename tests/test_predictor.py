@@ -6,10 +6,10 @@ import pytest
 import torch
 from PIL import Image
 
-from vocabseg.model.build import build_fcclip
+from vocabseg.models.fcclip.build import build_fcclip
 from vocabseg.model.config import InferenceConfig
-from vocabseg.model.postprocess import semantic_inference
-from vocabseg.model.preprocess import crop_and_resize
+from vocabseg.postprocess import semantic_inference
+from vocabseg.preprocess import crop_and_resize
 from vocabseg.predictor import Predictor
 from vocabseg.testing import synthetic_photo, tiny_config
 from vocabseg.text import TextEmbeddingCache

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from vocabseg import zoo
-from vocabseg.model.convert import CheckpointError
+from vocabseg.errors import CheckpointError
 from vocabseg.weights import cache_dir, download, fetch_official_weights, read_checkpoint, sha256_of
 
 

@@ -1,6 +1,6 @@
 """vocabseg: open-vocabulary image segmentation."""
-from .predictor import Prediction, Predictor, Segment
-from .zoo import list_models
+from vocabseg.predictor import Prediction, Predictor, Segment
+from vocabseg.zoo import list_models
 
 __all__ = ["Predictor", "Prediction", "Segment", "list_models"]
 __version__ = "0.1.0"

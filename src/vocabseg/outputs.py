@@ -14,9 +14,9 @@ import numpy as np
 from PIL import Image, ImageDraw
 from pycocotools import mask as mask_utils
 
-from .data.io import id_to_rgb
-from .predictor import Prediction
-from .text import Vocabulary
+from vocabseg.data.io import id_to_rgb
+from vocabseg.predictor import Prediction
+from vocabseg.text import Vocabulary
 
 
 def _atomic(path: Path, write) -> None:

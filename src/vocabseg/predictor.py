@@ -3,23 +3,20 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from functools import cached_property
+from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+from torch import nn
 
-from .images import load_image
-from .model.build import build_fcclip
-from .model.config import FCCLIPConfig, InferenceConfig
-from .model.ensemble import geometric_ensemble
-from .model.fcclip import FCCLIP
-from .model.postprocess import instance_inference, panoptic_inference, semantic_labels
-from .model.preprocess import crop_and_resize, normalize_and_pad, resize_image
-from .text.encode import clip_text_encoder
-from .text import TextEmbeddingCache, Vocabulary, default_vocabulary, resolve_vocabulary, seen_mask
-from .weights import check_state_dict, load_clip_weights, log, resolve_checkpoint
-
-TASKS = ("panoptic", "semantic", "instance")
+from vocabseg.checkpoints import load_model
+from vocabseg.errors import ConfigError, DeviceError, VocabularyError
+from vocabseg.images import load_image
+from vocabseg.models import TASKS, ModelFamily, QueryOutput, Settings, get_family
+from vocabseg.postprocess import instance_inference, panoptic_inference, semantic_labels
+from vocabseg.preprocess import crop_and_resize, normalize_and_pad, resize_image
+from vocabseg.text import TextClassifier, TextEmbeddingCache, Vocabulary, default_vocabulary, resolve_vocabulary
 
 
 @dataclass
@@ -51,16 +48,16 @@ class Prediction:
 class RawOutput:
     """Model-level tensors of one image, for analysis and parity checks."""
 
-    in_vocab_logits: torch.Tensor  # [Q, K + 1]
-    out_vocab_logits: torch.Tensor  # [Q, K + 1]
-    mask_cls: torch.Tensor  # [Q, K + 1] ensembled log-probabilities
-    pred_masks: torch.Tensor  # [Q, H_pad/4, W_pad/4] raw decoder mask logits of the padded input
+    mask_cls: torch.Tensor  # [Q, K + 1] class log-probabilities, void last
+    pred_masks: torch.Tensor  # [Q, H_pad / s, W_pad / s] raw mask logits of the padded input
+    mask_stride: int  # s
     input_size: tuple[int, int]  # the resized image inside the padded input
     output_size: tuple[int, int]  # the original image
+    details: dict[str, torch.Tensor] = field(default_factory=dict)  # the family's own tensors of this image
 
     def padded_mask_logits(self) -> torch.Tensor:
         """[Q, H_pad, W_pad]: mask logits upsampled to the padded network input."""
-        size = (4 * self.pred_masks.shape[-2], 4 * self.pred_masks.shape[-1])  # masks are at stride 4
+        size = (self.mask_stride * self.pred_masks.shape[-2], self.mask_stride * self.pred_masks.shape[-1])
         return F.interpolate(self.pred_masks[None], size=size, mode="bilinear", align_corners=False)[0]
 
     @cached_property
@@ -73,14 +70,14 @@ def resolve_device(device: str | torch.device) -> torch.device:
     try:
         device = torch.device(device)
     except RuntimeError:
-        raise ValueError(f"unknown device {device!r}; use cpu, cuda or cuda:N") from None
+        raise DeviceError(f"unknown device {device!r}; use cpu, cuda or cuda:N") from None
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError("CUDA was requested but no CUDA device is available; use --device cpu")
+        raise DeviceError("CUDA was requested but no CUDA device is available; use --device cpu")
     return device
 
 
 class Predictor:
-    """FC-CLIP inference with a user-chosen vocabulary.
+    """Open-vocabulary segmentation with a user-chosen vocabulary, for any model family.
 
     Example:
         >>> predictor = Predictor.from_pretrained("fcclip_convnext_large_coco")
@@ -88,74 +85,79 @@ class Predictor:
         >>> result = predictor.predict("street.jpg", task="panoptic")
     """
 
-    def __init__(self, model: FCCLIP, config: FCCLIPConfig, inference: InferenceConfig, *,
+    def __init__(self, model: nn.Module, config: Any, settings: Settings, *, family: ModelFamily | str = "fcclip",
                  train_vocabulary: str | Vocabulary = "coco_panoptic", device: str | torch.device = "cpu",
                  text_cache: TextEmbeddingCache | None = None):
         self.device = resolve_device(device)
+        self.family = get_family(family) if isinstance(family, str) else family
         self.model = model.to(self.device).eval()
-        self.config, self.inference = config, inference
+        self.config, self.settings = config, settings
         self.train_vocabulary = resolve_vocabulary(train_vocabulary)
         self.text_cache = text_cache if text_cache is not None else TextEmbeddingCache()
         self.vocabulary: Vocabulary | None = None
-        self._text_encoder = clip_text_encoder(self.model.backbone, clip_model_name=config.clip_model_name,
-                                               custom_clip=config.clip_config is not None)
+        self.classifier: TextClassifier | None = None
+        self._text_encoder = model.text_encoder()
 
     @classmethod
     def from_pretrained(cls, name_or_path: str, *, weights: str | None = None, clip_weights: str | None = None,
                         device: str = "cpu", inference: dict | None = None, text_cache: TextEmbeddingCache | None = None,
-                        progress: bool = True) -> "Predictor":
+                        progress: bool = True) -> Predictor:
         """Builds the model of a zoo name or checkpoint path and loads its weights.
 
         Args:
-            name_or_path: a name from ``vocabseg.zoo.list_models()`` or a checkpoint file.
+            name_or_path: a name from ``vocabseg.list_models()`` or a checkpoint file.
             weights: checkpoint file for a zoo name (skips the download).
             clip_weights: open_clip state-dict file for checkpoints without CLIP weights.
-            inference: overrides of :class:`InferenceConfig` fields, e.g. ``{"min_size": 1024}``.
+            inference: overrides of test-time settings, generic or the family's,
+                e.g. ``{"min_size": 1024, "ensemble_alpha": 0.5}``.
         """
         resolve_device(device)
-        ckpt = resolve_checkpoint(name_or_path, weights=weights, progress=progress)
-        model = build_fcclip(ckpt.config)
-        check_state_dict(model, ckpt.state_dict, source=ckpt.source, allow_missing_clip=not ckpt.has_clip)
-        model.load_state_dict(ckpt.state_dict, strict=False)
-        if not ckpt.has_clip or clip_weights:
-            origin = load_clip_weights(model, ckpt.config, clip_weights)
-            log(f"CLIP weights not in {ckpt.source}: loaded from {origin}" if not ckpt.has_clip
-                else f"CLIP weights replaced by {origin}")
-        settings = InferenceConfig.from_dict({**ckpt.inference.to_dict(), **(inference or {})})
-        return cls(model, ckpt.config, settings, train_vocabulary=ckpt.train_vocabulary, device=device, text_cache=text_cache)
+        loaded = load_model(name_or_path, weights=weights, clip_weights=clip_weights, progress=progress)
+        return cls(loaded.model, loaded.config, loaded.settings.override(inference), family=loaded.family,
+                   train_vocabulary=loaded.train_vocabulary, device=device, text_cache=text_cache)
+
+    @property
+    def inference(self):
+        """The family-independent test-time settings (test size, merge thresholds)."""
+        return self.settings.inference
+
+    def describe(self) -> dict[str, Any]:
+        """What produced this predictor's outputs, JSON-able: family, architecture, settings, training vocabulary."""
+        return {"family": self.family.name, "config": self.config.to_dict(), "settings": self.settings.to_dict(),
+                "train_vocabulary": self.train_vocabulary.name}
+
+    def with_settings(self, overrides: dict[str, Any] | None) -> Predictor:
+        """Changes test-time settings in place (e.g. a benchmark's test size); returns self."""
+        self.settings = self.settings.override(overrides)
+        return self
 
     # ---- vocabulary -------------------------------------------------------------------------
     def set_vocabulary(self, vocabulary: str | Vocabulary | None = None, *, progress: bool | None = None) -> Vocabulary:
         """Sets the classes to find (built-in name, file, inline text; None = the demo's default)."""
         vocab = default_vocabulary() if vocabulary is None else resolve_vocabulary(vocabulary)
         if len(vocab) == 0:
-            raise ValueError("the vocabulary is empty: give at least one class, e.g. --vocab 'cat; dog'")
-        classifier = self.text_cache.get_or_build(vocab, self._text_encoder.encode, self._text_encoder.encoder_id,
-                                                  progress=progress)
+            raise VocabularyError("the vocabulary is empty: give at least one class, e.g. --vocab 'cat; dog'")
+        text = self.text_cache.get_or_build(vocab, self._text_encoder.encode, self._text_encoder.encoder_id,
+                                            progress=progress)
+        self.classifier = TextClassifier.build(text, vocab, self.train_vocabulary, device=self.device)
         self.vocabulary = vocab
-        self._text_classifier = classifier.embeddings.to(self.device)
-        self._synonym_counts = list(classifier.synonym_counts)
-        self._seen = torch.tensor(seen_mask(vocab, self.train_vocabulary), device=self.device)
         return vocab
 
     # ---- inference ----------------------------------------------------------------------------
     @torch.inference_mode()
     def run(self, images) -> list[RawOutput]:
         """Model outputs for a list of images (paths, PIL images or uint8 arrays)."""
-        if self.vocabulary is None:
-            raise RuntimeError("no vocabulary set: call set_vocabulary(...) first")
+        if self.classifier is None:
+            raise VocabularyError("no vocabulary set: call set_vocabulary(...) first")
         arrays = [load_image(img) for img in images]
-        resized = [resize_image(a, self.inference.min_size, self.inference.max_size) for a in arrays]
+        policy = self.model.input_policy(self.settings)
+        resized = [resize_image(a, policy.min_size, policy.max_size) for a in arrays]
         tensors = [torch.from_numpy(np.ascontiguousarray(r.transpose(2, 0, 1))).to(self.device) for r in resized]
-        batch, sizes = normalize_and_pad(tensors, self.config.pixel_mean, self.config.pixel_std, self.config.size_divisibility)
-        out = self.model(batch, self._text_classifier, self._synonym_counts)
-        out_vocab, valid = self.model.out_of_vocab_logits(out.clip_dense, out.pred_masks, self._text_classifier, self._synonym_counts)
-        mask_cls = geometric_ensemble(
-            out.pred_logits, out_vocab, self._seen, alpha=self.inference.ensemble_alpha, beta=self.inference.ensemble_beta,
-            valid_masks=valid if self.inference.ensemble_on_valid_mask else None,
-        )
+        batch, sizes = normalize_and_pad(tensors, policy.pixel_mean, policy.pixel_std, policy.size_divisibility)
+        out: QueryOutput = self.model.inference(batch, self.classifier, self.settings)
         return [
-            RawOutput(out.pred_logits[i], out_vocab[i], mask_cls[i], out.pred_masks[i], sizes[i], arrays[i].shape[:2])
+            RawOutput(out.mask_cls[i], out.mask_logits[i], out.mask_stride, sizes[i], arrays[i].shape[:2],
+                      {name: value[i] for name, value in out.details.items()})
             for i in range(len(arrays))
         ]
 
@@ -163,16 +165,20 @@ class Predictor:
         """Segments one image (returns a Prediction) or a list (returns a list)."""
         single = not isinstance(images, (list, tuple))
         items = [images] if single else list(images)
-        tasks = TASKS if task == "all" else ((task,) if isinstance(task, str) else tuple(task))
+        tasks = self.family.tasks if task == "all" else ((task,) if isinstance(task, str) else tuple(task))
         unknown = [t for t in tasks if t not in TASKS]
         if unknown:
-            raise ValueError(f"unknown task {unknown[0]!r}; choose panoptic, semantic, instance or all")
+            raise ConfigError(f"unknown task {unknown[0]!r}; choose panoptic, semantic, instance or all")
+        unsupported = [t for t in tasks if t not in self.family.tasks]
+        if unsupported:
+            raise ConfigError(f"{self.family.title} models give {', '.join(self.family.tasks)} output, "
+                              f"not {unsupported[0]}; choose another --task")
         results = []
         for start in range(0, len(items), batch_size):
             results.extend(self.postprocess(raw, tasks) for raw in self.run(items[start:start + batch_size]))
         return results[0] if single else results
 
-    def postprocess(self, raw: RawOutput, tasks) -> Prediction:
+    def postprocess(self, raw: RawOutput, tasks: tuple[str, ...]) -> Prediction:
         vocab = self.vocabulary
         height, width = raw.output_size
         pred = Prediction(height, width, vocab.class_names)

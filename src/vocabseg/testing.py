@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .model.config import FCCLIPConfig
+from vocabseg.models.fcclip.config import FCCLIPConfig
 
 TINY_TEXT = {"context_length": 77, "vocab_size": 49408, "width": 32, "heads": 2, "layers": 1}
 TINY_VISION = {
@@ -30,3 +30,26 @@ def synthetic_photo(height: int = 96, width: int = 128, seed: int = 0) -> np.nda
         cy, cx, r = rng.integers(0, height), rng.integers(0, width), rng.integers(8, 30)
         image[(yy - cy) ** 2 + (xx - cx) ** 2 < r**2] = rng.integers(0, 255, 3)
     return image.astype(np.uint8)
+
+
+def tiny_model(kind: str = "convnext", seed: int = 0):
+    """A random-weight FC-CLIP of :func:`tiny_config` (deterministic for a seed)."""
+    import torch
+
+    from vocabseg.models.fcclip.build import build_fcclip
+
+    torch.manual_seed(seed)
+    return build_fcclip(tiny_config(kind))
+
+
+def save_tiny_checkpoint(path, *, kind: str = "convnext", seed: int = 0, min_size: int = 64, max_size: int = 128,
+                         train_vocabulary: str = "coco_panoptic"):
+    """Writes a vocabseg checkpoint of a seeded tiny FC-CLIP tested at ``min_size``/``max_size``; returns the path."""
+    from vocabseg.checkpoints import save_checkpoint
+    from vocabseg.models import get_family
+
+    family = get_family("fcclip")
+    config = tiny_config(kind)
+    settings = family.default_settings(config).override({"min_size": min_size, "max_size": max_size})
+    return save_checkpoint(path, tiny_model(kind, seed), family=family, config=config, settings=settings,
+                           train_vocabulary=train_vocabulary)

@@ -1,121 +1,27 @@
-"""Named FC-CLIP variants: architecture, inference defaults and official weights.
+"""Named, ready-to-use models of every registered family.
 
-Each variant is a small function in a plain dict, so "go to definition" lands on
-its hyperparameters. Figures under ``reported`` are the official README's
-(ADE20K PQ/mAP/mIoU, Cityscapes PQ/mAP/mIoU, Mapillary PQ/mIoU, A-847, PC-59,
-PC-459, PAS-21, PAS-20 mIoU, COCO PQ/mAP/mIoU).
+Each family lists its variants as small functions in a plain dict
+(``vocabseg/models/<family>/variants.py``), so "go to definition" lands on the hyperparameters.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Callable
+from vocabseg.errors import ConfigError
+from vocabseg.models import FAMILIES, ModelVariant, WeightsSpec
 
-from .model.config import FCCLIPConfig, InferenceConfig
-
-REPORTED_COLUMNS = (
-    "ade20k_pq", "ade20k_map", "ade20k_miou", "cityscapes_pq", "cityscapes_map", "cityscapes_miou",
-    "mapillary_pq", "mapillary_miou", "a847_miou", "pc59_miou", "pc459_miou", "pas21_miou", "pas20_miou",
-    "coco_pq", "coco_map", "coco_miou",
-)
-
-# Test resize presets (shortest edge, longest edge cap) of the official eval configs.
-SIZE_PRESETS = {"default": (800, 1333), "cityscapes": (1024, 2560), "mapillary_vistas": (1024, 2560)}
+__all__ = ["ModelVariant", "WeightsSpec", "get_variant", "list_models"]
 
 
-@dataclass(frozen=True)
-class WeightsSpec:
-    """Where an official checkpoint comes from."""
-
-    filename: str  # name in the cache directory
-    url: str  # official download location
-    sha256: str | None = None  # checked after download when known
-    includes_clip: bool = True  # released checkpoints store backbone.clip_model.*
-
-
-@dataclass(frozen=True)
-class ModelVariant:
-    name: str
-    config: FCCLIPConfig
-    inference: InferenceConfig
-    weights: WeightsSpec | None
-    train_vocabulary: str = "coco_panoptic"  # decides which classes count as seen
-    description: str = ""
-    reported: dict = field(default_factory=dict)
-
-
-def _gdrive(file_id: str) -> str:
-    # The usercontent endpoint with confirm=t skips the "cannot scan for viruses" page that
-    # Google Drive shows instead of files this large.
-    return f"https://drive.usercontent.google.com/download?id={file_id}&export=download&confirm=t"
-
-
-def _reported(*values: float) -> dict:
-    return dict(zip(REPORTED_COLUMNS, values))
-
-
-def _resnet(name: str, clip: str, embed_dim: int, gdrive_id: str, reported: dict) -> ModelVariant:
-    return ModelVariant(
-        name=name,
-        config=FCCLIPConfig(clip_model_name=clip, clip_pretrained="openai", quick_gelu=True, embed_dim=embed_dim),
-        # ResNet CLIPs score empty masks badly: the official configs ensemble only on valid masks.
-        inference=InferenceConfig(ensemble_on_valid_mask=True),
-        weights=WeightsSpec(f"{name}.pth", _gdrive(gdrive_id)),
-        description=f"FC-CLIP with frozen OpenAI CLIP {clip}, trained on COCO panoptic",
-        reported=reported,
-    )
-
-
-def fcclip_convnext_large_coco() -> ModelVariant:
-    return ModelVariant(
-        name="fcclip_convnext_large_coco",
-        config=FCCLIPConfig(clip_model_name="convnext_large_d_320", clip_pretrained="laion2b_s29b_b131k_ft_soup", embed_dim=768),
-        inference=InferenceConfig(),
-        weights=WeightsSpec("fcclip_convnext_large_coco.pth", _gdrive("1-91PIns86vyNaL3CzMmDD39zKGnPMtvj")),
-        description="FC-CLIP with frozen LAION ConvNeXt-Large CLIP (the paper's main model), trained on COCO panoptic",
-        reported=_reported(26.8, 16.8, 34.1, 44.0, 26.8, 56.2, 18.3, 27.8, 14.8, 58.4, 18.2, 81.8, 95.4, 54.4, 44.6, 63.7),
-    )
-
-
-def fcclip_rn50_coco() -> ModelVariant:
-    return _resnet("fcclip_rn50_coco", "RN50", 1024, "1tcB-8FNON-LwckXQbUyKcBA2G7TU65Zh",
-                   _reported(17.9, 9.5, 23.3, 40.3, 21.6, 53.2, 15.9, 24.4, 7.1, 50.5, 12.9, 75.9, 89.5, 50.7, 40.7, 58.8))
-
-
-def fcclip_rn101_coco() -> ModelVariant:
-    return _resnet("fcclip_rn101_coco", "RN101", 512, "1P0mdgftReWzVbPQ0O0CSBfW3krHhTOj0",
-                   _reported(19.1, 10.2, 24.0, 40.9, 24.1, 53.9, 16.7, 23.2, 7.7, 48.9, 12.3, 77.6, 91.3, 51.4, 41.6, 58.9))
-
-
-def fcclip_rn50x4_coco() -> ModelVariant:
-    return _resnet("fcclip_rn50x4_coco", "RN50x4", 640, "1nUpUsNUE22eOV9skxv9IyIkmCbg5jrIF",
-                   _reported(21.8, 11.7, 26.8, 42.2, 23.8, 54.6, 17.4, 24.6, 8.7, 54.0, 13.1, 79.0, 92.9, 52.1, 42.8, 60.4))
-
-
-def fcclip_rn50x16_coco() -> ModelVariant:
-    return _resnet("fcclip_rn50x16_coco", "RN50x16", 768, "1rJu2UwwtI0VLDl9CyB8Mkgw9qHlnX70W",
-                   _reported(22.5, 13.6, 29.4, 42.0, 25.6, 56.0, 17.8, 26.1, 10.3, 56.4, 15.7, 80.7, 94.5, 54.4, 45.0, 63.3))
-
-
-def fcclip_rn50x64_coco() -> ModelVariant:
-    return _resnet("fcclip_rn50x64_coco", "RN50x64", 1024, "1rvfFVp5p3PZQsHp2NGVEBeYYcqgVVaZX",
-                   _reported(22.8, 13.6, 28.4, 42.7, 27.4, 55.1, 18.2, 27.3, 10.8, 55.7, 16.2, 80.3, 95.1, 55.6, 46.4, 65.3))
-
-
-MODELS: dict[str, Callable[[], ModelVariant]] = {
-    "fcclip_convnext_large_coco": fcclip_convnext_large_coco,
-    "fcclip_rn50_coco": fcclip_rn50_coco,
-    "fcclip_rn101_coco": fcclip_rn101_coco,
-    "fcclip_rn50x4_coco": fcclip_rn50x4_coco,
-    "fcclip_rn50x16_coco": fcclip_rn50x16_coco,
-    "fcclip_rn50x64_coco": fcclip_rn50x64_coco,
-}
+def _factories() -> dict:
+    return {name: factory for family in FAMILIES.values() for name, factory in family.variants().items()}
 
 
 def list_models() -> list[str]:
-    return sorted(MODELS)
+    """Names of every variant, e.g. ``fcclip_convnext_large_coco``."""
+    return sorted(_factories())
 
 
 def get_variant(name: str) -> ModelVariant:
-    if name not in MODELS:
-        raise ValueError(f"unknown model {name!r}; choose one of: {', '.join(list_models())}")
-    return MODELS[name]()
+    factories = _factories()
+    if name not in factories:
+        raise ConfigError(f"unknown model {name!r}; choose one of: {', '.join(sorted(factories))}")
+    return factories[name]()

@@ -12,7 +12,7 @@ from pycocotools import mask as mask_util
 
 from tiny_datasets import write_ade20k, write_coco
 from vocabseg.cli import main
-from vocabseg.model.build import build_fcclip
+from vocabseg.models.fcclip.build import build_fcclip
 from vocabseg.model.config import InferenceConfig
 from vocabseg.testing import tiny_config
 from vocabseg.weights import save_checkpoint

@@ -20,7 +20,7 @@ import torch
 from tiny_datasets.common import compressed_rle, id_to_rgb, image, segment_info, write_jpg, write_json, write_png
 from vocabseg.data import get_dataset, load_panoptic, load_semantic
 from vocabseg.eval.run import evaluate, state_path
-from vocabseg.model.build import build_fcclip
+from vocabseg.models.fcclip.build import build_fcclip
 from vocabseg.model.config import InferenceConfig
 from vocabseg.predictor import Prediction, Predictor, Segment
 from vocabseg.testing import tiny_config

@@ -11,9 +11,9 @@ from typing import Callable
 import pytest
 import torch
 
-from vocabseg.model.build import build_fcclip
+from vocabseg.models.fcclip.build import build_fcclip
 from vocabseg.model.config import FCCLIPConfig
-from vocabseg.model.fcclip import FCCLIP
+from vocabseg.models.fcclip.model import FCCLIP
 
 EMBED_DIM = 32  # CLIP joint embedding size of the tiny CLIPs
 TEXT_CFG = {"context_length": 77, "vocab_size": 49408, "width": 32, "heads": 2, "layers": 1}

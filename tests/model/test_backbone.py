@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from vocabseg.model.backbone import CLIPBackbone, masked_attention_pool
+from vocabseg.clip.visual import CLIPBackbone, masked_attention_pool
 
 STRIDES = {"res2": 4, "res3": 8, "res4": 16, "res5": 32}
 STEM_STRIDE = {"convnext": 4, "resnet": 2}

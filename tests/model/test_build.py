@@ -5,7 +5,7 @@ import dataclasses
 
 import pytest
 
-from vocabseg.model.build import build_fcclip
+from vocabseg.models.fcclip.build import build_fcclip
 from vocabseg.model.config import FCCLIPConfig
 
 
@@ -40,7 +40,7 @@ def test_mismatched_decoder_widths_are_refused():
 
     import pytest
 
-    from vocabseg.model.build import build_fcclip
+    from vocabseg.models.fcclip.build import build_fcclip
     from vocabseg.testing import tiny_config
 
     with pytest.raises(ValueError, match="must be equal"):

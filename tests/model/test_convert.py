@@ -13,9 +13,9 @@ import open_clip
 import pytest
 import torch
 
-from vocabseg.model.build import build_fcclip
+from vocabseg.models.fcclip.build import build_fcclip
 from vocabseg.model.config import FCCLIPConfig
-from vocabseg.model.convert import (
+from vocabseg.models.fcclip.convert import (
     CheckpointError,
     is_official_state_dict,
     official_to_vocabseg,

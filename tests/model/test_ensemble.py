@@ -5,7 +5,7 @@ import math
 
 import torch
 
-from vocabseg.model.ensemble import geometric_ensemble
+from vocabseg.models.fcclip.model import geometric_ensemble
 
 ALPHA, BETA = 0.4, 0.8
 SEEN = torch.tensor([True, False, True])  # K = 3

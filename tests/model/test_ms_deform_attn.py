@@ -6,7 +6,7 @@ import math
 import pytest
 import torch
 
-from vocabseg.model.ms_deform_attn import MSDeformAttn, multi_scale_deformable_attention
+from vocabseg.layers.ms_deform_attn import MSDeformAttn, multi_scale_deformable_attention
 
 
 def _bilinear_zero_padded(level: torch.Tensor, x: float, y: float) -> torch.Tensor:

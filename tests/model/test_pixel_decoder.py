@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import torch
 
-from vocabseg.model.pixel_decoder import MSDeformAttnPixelDecoder, _reference_points
+from vocabseg.models.fcclip.pixel_decoder import MSDeformAttnPixelDecoder, _reference_points
 
 CHANNELS = {"res2": 8, "res3": 16, "res4": 24, "res5": 40}
 STRIDES = {"res2": 4, "res3": 8, "res4": 16, "res5": 32}

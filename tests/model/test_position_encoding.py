@@ -5,7 +5,7 @@ import math
 
 import torch
 
-from vocabseg.model.position_encoding import sine_position_encoding
+from vocabseg.layers.position_encoding import sine_position_encoding
 
 
 def test_shape_is_batch_by_twice_num_pos_feats():

@@ -10,7 +10,7 @@ import math
 import pytest
 import torch
 
-from vocabseg.model.postprocess import instance_inference, panoptic_inference, semantic_inference, semantic_labels
+from vocabseg.postprocess import instance_inference, panoptic_inference, semantic_inference, semantic_labels
 
 THING, STUFF = 0, 1
 IS_THING = [True, False]  # K = 2; column 2 is void

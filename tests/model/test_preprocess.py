@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from vocabseg.model.preprocess import crop_and_resize, normalize_and_pad, resize_image, shortest_edge_size
+from vocabseg.preprocess import crop_and_resize, normalize_and_pad, resize_image, shortest_edge_size
 
 MEAN, STD = (100.0, 110.0, 120.0), (50.0, 55.0, 60.0)
 

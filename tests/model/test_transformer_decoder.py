@@ -4,7 +4,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from vocabseg.model.transformer_decoder import MaskedTransformerDecoder
+from vocabseg.models.fcclip.transformer_decoder import MaskedTransformerDecoder
 
 QUERIES, HEADS, LAYERS, CLIP_DIM = 5, 4, 3, 24
 MASK_DIM = 32  # must equal hidden_dim: mask-pooled features go through LayerNorm(hidden_dim), as in the official code

@@ -6,7 +6,7 @@ import argparse
 import pytest
 
 from vocabseg.train.build import resolve_accum_steps, resolve_architecture, vocabulary_spec
-from vocabseg.train.cli import add_train_parser, main_from_args
+from vocabseg.cli.train import add_train_parser, main_from_args
 from vocabseg.train.config import ConfigError, SolverSection, list_presets, load_config
 from vocabseg.text import get_vocabulary, parse_vocabulary, resolve_vocabulary
 

@@ -5,8 +5,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from vocabseg.train.criterion import SetCriterion, build_criterion, dice_loss, sigmoid_ce_loss
-from vocabseg.train.matcher import HungarianMatcher
+from vocabseg.losses.set_criterion import SetCriterion, build_criterion, dice_loss, sigmoid_ce_loss
+from vocabseg.losses.matcher import HungarianMatcher
 
 BASE_KEYS = {"loss_ce", "loss_mask", "loss_dice"}
 
@@ -157,7 +157,7 @@ def test_num_masks_is_total_targets_in_batch():
 
 
 def test_num_masks_clamped_to_one():
-    from vocabseg.train.criterion import _num_masks_per_rank
+    from vocabseg.losses.set_criterion import _num_masks_per_rank
 
     empty = [{"labels": torch.zeros(0, dtype=torch.int64)}]
     assert _num_masks_per_rank(empty, device=torch.device("cpu")) == 1

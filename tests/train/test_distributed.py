@@ -9,9 +9,9 @@ from pathlib import Path
 
 import torch
 
-from vocabseg.train import distributed as dist
+from vocabseg import distributed as dist
 from vocabseg.train.build import build_trainer
-from vocabseg.train.cli import run_training
+from vocabseg.cli.train import run_training
 from vocabseg.weights import read_checkpoint
 
 SRC = Path(__file__).resolve().parents[2] / "src"
@@ -39,7 +39,7 @@ def _free_port() -> int:
 
 def _launch_two_ranks(args: list[str]) -> None:
     """What torchrun does: one process per rank with RANK, WORLD_SIZE, LOCAL_RANK and a rendezvous address."""
-    code = "import sys, torch; torch.set_num_threads(1); from vocabseg.train.cli import run_training; run_training(sys.argv[1:])"
+    code = "import sys, torch; torch.set_num_threads(1); from vocabseg.cli.train import run_training; run_training(sys.argv[1:])"
     port = _free_port()
     procs = []
     for rank in range(2):

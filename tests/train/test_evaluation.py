@@ -7,7 +7,7 @@ import pytest
 
 from tiny_datasets import write_ade20k
 from vocabseg.data import DatasetError
-from vocabseg.train.cli import run_training
+from vocabseg.cli.train import run_training
 
 
 def test_training_evaluates_on_a_benchmark_and_keeps_best(tiny_config, tmp_path):

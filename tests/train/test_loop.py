@@ -7,9 +7,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from vocabseg.model.convert import CheckpointError
+from vocabseg.errors import CheckpointError
 from vocabseg.train.build import build_trainer
-from vocabseg.train.cli import run_training
+from vocabseg.cli.train import run_training
 from vocabseg.train.data import SampleKey
 from vocabseg.weights import parse_checkpoint, read_checkpoint
 

@@ -5,7 +5,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from vocabseg.train.matcher import HungarianMatcher, batch_dice_cost, batch_sigmoid_ce_cost
+from vocabseg.losses.matcher import HungarianMatcher, batch_dice_cost, batch_sigmoid_ce_cost
 
 NUM_CLASSES = 4  # K; logits have K + 1 columns
 

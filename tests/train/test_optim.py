@@ -5,7 +5,7 @@ import pytest
 import torch
 from torch import nn
 
-from vocabseg.model.build import build_fcclip
+from vocabseg.models.fcclip.build import build_fcclip
 from vocabseg.train.build import resolve_architecture
 from vocabseg.train.optim import NORM_TYPES, build_optimizer, build_scheduler, lr_factor, param_groups, scale_schedule
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from vocabseg.train.point_sampling import mask_uncertainty, pad_masks, point_sample, sample_uncertain_points
+from vocabseg.losses.point_sampling import mask_uncertainty, pad_masks, point_sample, sample_uncertain_points
 
 
 def _gen(seed: int = 0) -> torch.Generator:

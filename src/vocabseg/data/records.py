@@ -97,6 +97,7 @@ class Dataset(Sequence[Record]):
     tasks: tuple[str, ...]  # tasks the records carry labels for
     root: Path  # the datasets root it was read from
     records: tuple[Record, ...]
+    test_size: tuple[int, int] | None = None  # official test resize (min, max) of this split; None: the model's
 
     def __len__(self) -> int:
         return len(self.records)

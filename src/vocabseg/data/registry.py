@@ -120,13 +120,17 @@ def _pascal_voc(classes: int, split: str) -> SplitSpec:
     )  # fmt: skip
 
 
+# The official FC-CLIP evaluation configs test Cityscapes and Mapillary Vistas at 1024/2560.
+HIGH_RES_TEST_SIZE = (1024, 2560)
+
+
 def _cityscapes(split: str) -> SplitSpec:
     return SplitSpec(
         name=f"cityscapes_panoptic_{split}", vocabulary="cityscapes", tasks=_PAN_SEM_INS, prepare="cityscapes",
         download=_CITYSCAPES, read=read_cityscapes, images=f"cityscapes/leftImg8bit/{split}", image_ext=".png",
         panoptic_json=f"cityscapes/gtFine/cityscapes_panoptic_{split}.json",
         panoptic_dir=f"cityscapes/gtFine/cityscapes_panoptic_{split}", semantic_dir=f"cityscapes/gtFine/{split}",
-        derived=("panoptic", "semantic", "instance"),
+        derived=("panoptic", "semantic", "instance"), test_size=HIGH_RES_TEST_SIZE,
     )  # fmt: skip
 
 
@@ -137,6 +141,7 @@ def _mapillary(split: str) -> SplitSpec:
         prepare="mapillary_vistas", download=_MAPILLARY, read=read_panoptic_json, images=f"{base}/images",
         panoptic_json=f"{base}/panoptic/panoptic_2018.json", panoptic_dir=f"{base}/panoptic",
         semantic_dir=f"{base}/labels", ignore_value=65,  # Mapillary v1.2 labels: 0..64 classes, 65 unlabelled
+        test_size=HIGH_RES_TEST_SIZE,
     )  # fmt: skip
 
 
@@ -198,7 +203,8 @@ def get_dataset(name: str, root: str | Path, *, tasks: set[str] | None = None) -
     wanted = check_tasks(spec, tasks)
     records = spec.read(spec, Path(root), wanted)
     ordered = tuple(t for t in spec.tasks if t in wanted)
-    return Dataset(name=name, vocabulary=spec.vocabulary, tasks=ordered, root=Path(root), records=tuple(records))
+    return Dataset(name=name, vocabulary=spec.vocabulary, tasks=ordered, root=Path(root), records=tuple(records),
+                   test_size=spec.test_size)
 
 
 def splits_of(name: str) -> list[str]:

@@ -47,6 +47,10 @@ class SplitSpec:
     # Which of "images", "panoptic", "semantic", "instance" `prepare` creates;
     # a missing one is fixed by preparing, the others by downloading.
     derived: tuple[str, ...] = ()
+    # Test resize (shortest edge, longest edge cap) the official evaluations use on this split,
+    # or None for the model's own default (800/1333 for FC-CLIP). Used by `vocabseg eval` and
+    # by evaluation during training alike.
+    test_size: tuple[int, int] | None = None
 
     def path(self, root: Path, relative: str | None) -> Path | None:
         """``root / relative``, or None for a file this split does not have."""

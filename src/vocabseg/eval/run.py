@@ -37,7 +37,7 @@ from vocabseg.eval.evaluators import InstanceEvaluator, PanopticEvaluator, Seman
 from vocabseg.eval.instance import encode_mask
 from vocabseg.eval.panoptic import PanopticImage
 from vocabseg.eval.report import format_markdown
-from vocabseg.text import Vocabulary, seen_mask
+from vocabseg.text import Vocabulary
 
 TASKS = ("panoptic", "semantic", "instance")
 STATE_VERSION = 1
@@ -184,9 +184,7 @@ def _run_identity(predictor, dataset: Dataset, tasks: tuple[str, ...], world_siz
     """What a saved state must match to be resumed: data, tasks, sharding and model."""
     params = [p.detach().reshape(-1)[:4].float() for p in predictor.model.parameters()]
     sample = torch.cat(params).cpu().numpy()  # a few values of every tensor; note: one device sync
-    model = {"config": predictor.config.to_dict(), "inference": predictor.inference.to_dict(),
-             "train_vocabulary": predictor.train_vocabulary.name}  # fmt: skip
-    digest = hashlib.sha256(json.dumps(model, sort_keys=True, default=str).encode() + sample.tobytes())
+    digest = hashlib.sha256(json.dumps(predictor.describe(), sort_keys=True, default=str).encode() + sample.tobytes())
     return {"dataset": dataset.name, "num_records": len(dataset), "vocabulary": dataset.vocabulary,
             "tasks": list(tasks), "world_size": world_size, "model": digest.hexdigest()[:16]}  # fmt: skip
 
@@ -269,7 +267,7 @@ def _gather(output_dir: Path, run: dict[str, Any], shards: list[list[int]], task
 # ---- the evaluation loop -----------------------------------------------------------------------------------
 def evaluate(predictor, dataset: Dataset, *, tasks: tuple[str, ...] | list[str] | None = None,
              output_dir: str | Path, limit: int | None = None, progress: bool = True,
-             checkpoint_every: int = 50) -> dict[str, Any]:
+             checkpoint_every: int = 50, test_size: tuple[int, int] | None = None) -> dict[str, Any]:
     """Evaluates ``predictor`` on ``dataset`` with the dataset's own vocabulary.
 
     Args:
@@ -281,18 +279,23 @@ def evaluate(predictor, dataset: Dataset, *, tasks: tuple[str, ...] | list[str] 
         limit: evaluate the first ``limit`` records only.
         progress: show a progress bar (rank 0).
         checkpoint_every: images between two saves of this rank's state.
+        test_size: test resize (shortest edge, longest edge cap); default the split's official
+            one (``dataset.test_size``, e.g. 1024/2560 for Cityscapes), else the predictor's.
 
     Returns:
         ``{"dataset", "vocabulary", "num_images", "tasks", <task>: evaluator results}``
         (percent, with ``per_class``) on rank 0; ``{}`` on the other ranks.
     """
     tasks = _check_tasks(dataset, tasks)
+    size = test_size or dataset.test_size
+    if size is not None:
+        predictor.with_settings({"min_size": size[0], "max_size": size[1]})
     output_dir = Path(output_dir)
     rank, world_size = rank_and_world()
     created_group = _join_group(world_size)
     try:
         vocab = predictor.set_vocabulary(dataset.get_vocabulary(), progress=progress and rank == 0)
-        seen = seen_mask(vocab, predictor.train_vocabulary)
+        seen = predictor.classifier.seen.tolist()
         count = len(dataset) if limit is None else min(limit, len(dataset))
         shards = [list(range(r, count, world_size)) for r in range(world_size)]
         run = _run_identity(predictor, dataset, tasks, world_size)

@@ -1,12 +1,13 @@
 """Vocabularies, prompt templates and the text-embedding cache."""
 from vocabseg.text.builtin import default_vocabulary, get_vocabulary, list_vocabularies
 from vocabseg.text.cache import (
-    TextClassifier,
+    TextEmbeddings,
     TextEmbeddingCache,
     build_text_classifier,
     cache_key,
     default_cache_dir,
 )
+from vocabseg.text.classifier import TextClassifier
 from vocabseg.text.parse import load_vocabulary_file, parse_vocabulary, resolve_vocabulary
 from vocabseg.text.templates import DEFAULT_TEMPLATES, expand_prompts, flat_synonyms, synonym_counts
 from vocabseg.text.vocabulary import VocabClass, Vocabulary, seen_mask
@@ -14,6 +15,7 @@ from vocabseg.text.vocabulary import VocabClass, Vocabulary, seen_mask
 __all__ = [
     "DEFAULT_TEMPLATES",
     "TextClassifier",
+    "TextEmbeddings",
     "TextEmbeddingCache",
     "VocabClass",
     "Vocabulary",

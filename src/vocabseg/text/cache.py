@@ -29,7 +29,7 @@ _CACHE_FORMAT = 1  # bump when the stored layout or the math changes
 _PROGRESS_MIN_BATCHES = 8  # show a progress bar from this many encoder calls
 
 
-class TextClassifier(NamedTuple):
+class TextEmbeddings(NamedTuple):
     """Per-synonym text embeddings of a vocabulary."""
 
     embeddings: torch.Tensor  # [num_synonyms_total, D], unit L2 norm per row
@@ -65,7 +65,7 @@ def build_text_classifier(
     batch_size: int = 128,
     dtype: torch.dtype = torch.float32,
     progress: bool | None = None,
-) -> TextClassifier:
+) -> TextEmbeddings:
     """Embeds every synonym of a vocabulary as the official FC-CLIP does.
 
     Each prompt embedding is L2-normalised, the embeddings of one synonym are
@@ -95,7 +95,7 @@ def build_text_classifier(
         feats = F.normalize(feats, dim=-1)
         feats = feats.view(sum(counts), len(templates), -1).mean(dim=1)  # [S, D]
         feats = F.normalize(feats, dim=-1)
-    return TextClassifier(embeddings=feats.to(dtype), synonym_counts=counts)
+    return TextEmbeddings(embeddings=feats.to(dtype), synonym_counts=counts)
 
 
 def default_cache_dir() -> Path:
@@ -107,7 +107,7 @@ def default_cache_dir() -> Path:
 def cache_key(
     vocab: Vocabulary, encoder_id: str, templates: Sequence[str], dtype: torch.dtype
 ) -> str:
-    """SHA-256 (hex) of everything a :class:`TextClassifier` depends on.
+    """SHA-256 (hex) of everything a :class:`TextEmbeddings` depends on.
 
     The vocabulary's name, thing flags, ids and colours are left out on
     purpose: they do not change the embeddings.
@@ -136,7 +136,7 @@ class TextEmbeddingCache:
     def path(self, key: str) -> Path:
         return self.directory / f"text_{key}.pt"
 
-    def load(self, key: str) -> TextClassifier | None:
+    def load(self, key: str) -> TextEmbeddings | None:
         """Returns the cached classifier, or None if absent or unreadable."""
         path = self.path(key)
         if not path.is_file():
@@ -145,12 +145,12 @@ class TextEmbeddingCache:
             data = torch.load(path, map_location="cpu", weights_only=True)
             if data["key"] != key:
                 raise ValueError("stored key differs from its file name")
-            return TextClassifier(data["embeddings"], [int(n) for n in data["synonym_counts"]])
+            return TextEmbeddings(data["embeddings"], [int(n) for n in data["synonym_counts"]])
         except Exception as err:  # a bad entry must not stop inference: rebuild it
             warnings.warn(f"ignoring unreadable text-embedding cache file '{path}': {err}")
             return None
 
-    def save(self, key: str, classifier: TextClassifier) -> Path:
+    def save(self, key: str, classifier: TextEmbeddings) -> Path:
         """Writes one entry atomically and returns its path."""
         self.directory.mkdir(parents=True, exist_ok=True)
         data = {
@@ -179,7 +179,7 @@ class TextEmbeddingCache:
         batch_size: int = 128,
         dtype: torch.dtype = torch.float32,
         progress: bool | None = None,
-    ) -> TextClassifier:
+    ) -> TextEmbeddings:
         """Loads the classifier from the cache, building and storing it on a miss.
 
         Args:
@@ -206,4 +206,4 @@ class TextEmbeddingCache:
             self.save(key, built)
         except OSError as err:  # unwritable or full cache: the embeddings are still good
             warnings.warn(f"could not write the text-embedding cache in '{self.directory}': {err}")
-        return TextClassifier(built.embeddings.cpu(), built.synonym_counts)
+        return TextEmbeddings(built.embeddings.cpu(), built.synonym_counts)

@@ -2,19 +2,16 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any, NamedTuple
 
 import torch
 
-from vocabseg.model.build import build_fcclip
-from vocabseg.model.config import FCCLIPConfig, InferenceConfig
-from vocabseg.model.fcclip import FCCLIP
+from vocabseg import distributed as dist
+from vocabseg.errors import ConfigError
+from vocabseg.models import ModelFamily, ModelVariant, Settings, get_family
 from vocabseg.text import TextClassifier, TextEmbeddingCache, Vocabulary, get_vocabulary, list_vocabularies, resolve_vocabulary
-from vocabseg.text.encode import clip_text_encoder
-from vocabseg.train import distributed as dist
 from vocabseg.train.checkpoint import load_init_weights
-from vocabseg.weights import load_clip_weights
-from vocabseg.train.config import ConfigError, DataSection, SolverSection, TrainConfig
-from vocabseg.train.criterion import build_criterion
+from vocabseg.train.config import DataSection, SolverSection, TrainConfig
 from vocabseg.train.data import TrainDataset
 from vocabseg.train.evaluation import benchmark_eval_fn
 from vocabseg.train.loop import EvalFn, LoopSettings, Trainer
@@ -22,7 +19,7 @@ from vocabseg.train.optim import build_optimizer, build_scheduler, scale_schedul
 from vocabseg.train.rng import seed_everything
 from vocabseg.train.sources import (FileSource, SyntheticShapes, files_from_record, has_targets, read_label_folder,
                                     read_panoptic_folder)
-from vocabseg.zoo import ModelVariant, get_variant
+from vocabseg.zoo import get_variant
 
 DATA_FORMATS = {
     "registered": ("name", "root"),
@@ -32,16 +29,25 @@ DATA_FORMATS = {
 }
 
 
-def resolve_architecture(config: TrainConfig) -> tuple[FCCLIPConfig, InferenceConfig, ModelVariant | None]:
-    """The zoo variant's configs (if any) with ``model.arch`` fields on top."""
+class Architecture(NamedTuple):
+    family: ModelFamily
+    config: Any  # the family's config dataclass
+    settings: Settings
+    variant: ModelVariant | None
+
+
+def resolve_architecture(config: TrainConfig) -> Architecture:
+    """The zoo variant's (else the family's default) config and settings, ``model.arch`` fields on top."""
     section = config.model
     try:
         variant = get_variant(section.variant) if section.variant else None
-        base = variant.config.to_dict() if variant else FCCLIPConfig().to_dict()
-        model_config = FCCLIPConfig.from_dict({**base, **section.arch})
+        family = get_family(variant.family if variant else section.family)
+        base = variant.config.to_dict() if variant else family.config_from_dict({}).to_dict()
+        model_config = family.config_from_dict({**base, **section.arch})
     except ValueError as error:
         raise ConfigError(f"model: {error}") from None
-    return model_config, variant.inference if variant else InferenceConfig(), variant
+    settings = variant.settings if variant else family.default_settings(model_config)
+    return Architecture(family, model_config, settings, variant)
 
 
 def resolve_accum_steps(solver: SolverSection, world_size: int) -> int:
@@ -93,18 +99,16 @@ def vocabulary_spec(vocabulary: Vocabulary) -> str:
     return "; ".join(", ".join(c.names) + ("" if c.is_thing else " [stuff]") for c in vocabulary.classes)
 
 
-def text_classifier(model: FCCLIP, model_config: FCCLIPConfig, vocabulary: Vocabulary, *,
-                    cache_dir: str | None) -> TextClassifier:
+def text_classifier(model: torch.nn.Module, vocabulary: Vocabulary, *, cache_dir: str | None) -> TextClassifier:
     """The vocabulary's embeddings by the frozen text tower; rank 0 fills the cache, the others read it."""
-    encoder = clip_text_encoder(model.backbone, clip_model_name=model_config.clip_model_name,
-                                custom_clip=model_config.clip_config is not None)
+    encoder = model.text_encoder()
     cache = TextEmbeddingCache(cache_dir)
     if not dist.is_main_process():
         dist.barrier()
-    classifier = cache.get_or_build(vocabulary, encoder.encode, encoder.encoder_id)
+    text = cache.get_or_build(vocabulary, encoder.encode, encoder.encoder_id)
     if dist.is_main_process():
         dist.barrier()
-    return classifier
+    return TextClassifier.build(text, vocabulary)
 
 
 def loop_settings(config: TrainConfig, *, accum_steps: int, max_iter: int) -> LoopSettings:
@@ -118,22 +122,19 @@ def loop_settings(config: TrainConfig, *, accum_steps: int, max_iter: int) -> Lo
 def build_trainer(config: TrainConfig, *, device: torch.device, init: str | None = None, eval_fn: EvalFn | None = None,
                   keep_history: bool = False) -> Trainer:
     """Model (pretrained frozen CLIP, optional starting weights), data, losses, optimizer, schedule."""
-    model_config, inference, variant = resolve_architecture(config)
+    arch = resolve_architecture(config)
     accum = resolve_accum_steps(config.solver, dist.get_world_size())
     source, vocabulary = build_source(config.data, image_size=config.input.image_size, seed=config.solver.seed)
     seed_everything(config.solver.seed)  # same initial weights on every rank
-    model = build_fcclip(model_config)
+    model = arch.family.build(arch.config)
     if config.model.load_clip:
-        load_clip_weights(model, model_config, config.model.clip_weights)
+        arch.family.load_clip_weights(model, arch.config, config.model.clip_weights)
     if init:
-        load_init_weights(model, init, variant=variant)
+        load_init_weights(model, init, variant=arch.variant)
     seed_everything(config.solver.seed + dist.get_rank())
     model.to(device)
     solver, loss = config.solver, config.loss
-    criterion = build_criterion(class_weight=loss.class_weight, mask_weight=loss.mask_weight, dice_weight=loss.dice_weight,
-                                no_object_weight=loss.no_object_weight, dec_layers=model_config.dec_layers + 1,
-                                num_points=loss.num_points, oversample_ratio=loss.oversample_ratio,
-                                importance_sample_ratio=loss.importance_sample_ratio)
+    criterion = arch.family.build_criterion(arch.config, loss)
     optimizer = build_optimizer(model, lr=solver.lr, weight_decay=solver.weight_decay,
                                 weight_decay_norm=solver.weight_decay_norm, weight_decay_embed=solver.weight_decay_embed)
     max_iter, steps = scale_schedule(solver.max_iter, solver.steps, solver.schedule_scale)
@@ -142,11 +143,11 @@ def build_trainer(config: TrainConfig, *, device: torch.device, init: str | None
     dataset = TrainDataset(source, image_size=config.input.image_size, min_scale=config.input.min_scale,
                            max_scale=config.input.max_scale, flip=config.input.flip)
     if eval_fn is None:
-        eval_fn = benchmark_eval_fn(config.eval, model_config=model_config, inference=inference,
+        eval_fn = benchmark_eval_fn(config.eval, family=arch.family, model_config=arch.config, settings=arch.settings,
                                     train_vocabulary=vocabulary_spec(vocabulary), device=device,
                                     output_dir=config.output, text_cache=config.text_cache)
-    return Trainer(model=model, model_config=model_config, inference=inference, criterion=criterion,
-                   text=text_classifier(model, model_config, vocabulary, cache_dir=config.text_cache),
+    return Trainer(model=model, family=arch.family, model_config=arch.config, model_settings=arch.settings,
+                   criterion=criterion, text=text_classifier(model, vocabulary, cache_dir=config.text_cache),
                    train_vocabulary=vocabulary_spec(vocabulary), dataset=dataset, optimizer=optimizer,
                    scheduler=scheduler, settings=loop_settings(config, accum_steps=accum, max_iter=max_iter),
                    device=device, output_dir=config.output, eval_fn=eval_fn, run_config=config.to_dict(),

@@ -17,17 +17,15 @@ from typing import Any
 
 import yaml
 
-from vocabseg.model.config import FCCLIPConfig
-
-
-class ConfigError(ValueError):
-    """A preset or override that does not fit the schema; the message is one line."""
+from vocabseg.errors import ConfigError
+from vocabseg.models import ModelFamily, get_family
 
 
 @dataclass
 class ModelSection:
+    family: str = "fcclip"  # model family (vocabseg.models.FAMILIES); a variant's own family wins
     variant: str | None = None  # zoo name (vocabseg models): architecture + inference defaults
-    arch: dict = field(default_factory=dict)  # FCCLIPConfig fields overriding the variant's (or the defaults)
+    arch: dict = field(default_factory=dict)  # the family's config fields overriding the variant's (or the defaults)
     clip_weights: str | None = None  # open_clip state-dict file; None: download the config's open_clip tag
     load_clip: bool = True  # False keeps the frozen CLIP random (smoke tests only)
 
@@ -164,10 +162,11 @@ def load_config(preset: str, overrides: list[str] | None = None) -> TrainConfig:
 def config_from_dict(data: dict) -> TrainConfig:
     """Validates keys and value types against the schema."""
     sections = {f.name for f in fields(TrainConfig) if dataclasses.is_dataclass(f.default_factory)}
-    unknown = [k for k in _flatten(data) if k not in valid_keys() and k not in sections and not _is_arch_key(k)]
+    unknown = [k for k in _flatten(data) if k not in valid_keys() and k not in sections and not _is_arch_key(k, data.get("model", {}))]
     if unknown and unknown[0].startswith("model.arch."):
-        raise ConfigError(f"unknown key {unknown[0]!r}; model.arch takes FCCLIPConfig fields: "
-                          f"{', '.join(f.name for f in fields(FCCLIPConfig))}")
+        family = _family_of(data.get("model", {}))
+        raise ConfigError(f"unknown key {unknown[0]!r}; model.arch takes {family.title} config fields: "
+                          f"{', '.join(_arch_fields(family))}")
     if unknown:
         hint = difflib.get_close_matches(unknown[0], valid_keys(), n=1)
         raise ConfigError(f"unknown key {unknown[0]!r}{f' (did you mean {hint[0]!r}?)' if hint else ''}; "
@@ -176,7 +175,7 @@ def config_from_dict(data: dict) -> TrainConfig:
 
 
 def valid_keys() -> list[str]:
-    """Every dotted key a preset may set (model.arch.* takes FCCLIPConfig fields)."""
+    """Every dotted key a preset may set (model.arch.* takes the family's config fields)."""
     keys = []
     for f in fields(TrainConfig):
         if dataclasses.is_dataclass(f.default_factory):
@@ -186,9 +185,22 @@ def valid_keys() -> list[str]:
     return keys
 
 
-def _is_arch_key(key: str) -> bool:
+def _family_of(model: dict) -> ModelFamily:
+    """The family a preset's model section builds: its variant's, else ``model.family``."""
+    if model.get("variant"):
+        from vocabseg.zoo import get_variant
+
+        return get_family(get_variant(model["variant"]).family)
+    return get_family(model.get("family") or "fcclip")
+
+
+def _arch_fields(family: ModelFamily) -> list[str]:
+    return [f.name for f in fields(family.config_from_dict({}))]
+
+
+def _is_arch_key(key: str, model: dict) -> bool:
     parts = key.split(".")
-    return len(parts) >= 3 and parts[:2] == ["model", "arch"] and parts[2] in {f.name for f in fields(FCCLIPConfig)}
+    return len(parts) >= 3 and parts[:2] == ["model", "arch"] and parts[2] in _arch_fields(_family_of(model))
 
 
 def _flatten(data: dict, prefix: str = "") -> list[str]:

@@ -22,7 +22,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from vocabseg.model.preprocess import normalize_and_pad
+from vocabseg.preprocess import normalize_and_pad
 from vocabseg.train.rng import AUGMENT, derive_seed
 from vocabseg.train.sources import RawExample
 from vocabseg.train.transforms import lsj_targets

@@ -2,18 +2,19 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import torch
 
 from vocabseg.data import get_dataset
 from vocabseg.eval.run import evaluate
-from vocabseg.model.config import FCCLIPConfig, InferenceConfig
+from vocabseg.models import ModelFamily, Settings
 from vocabseg.text import TextEmbeddingCache, Vocabulary
 from vocabseg.train.config import EvalSection
 from vocabseg.train.loop import EvalFn
 
 
-def benchmark_eval_fn(section: EvalSection, *, model_config: FCCLIPConfig, inference: InferenceConfig,
+def benchmark_eval_fn(section: EvalSection, *, family: ModelFamily, model_config: Any, settings: Settings,
                       train_vocabulary: str | Vocabulary, device: torch.device, output_dir: str | Path,
                       text_cache: str | None = None) -> EvalFn | None:
     """An eval hook scoring the model on ``section.dataset``; None when no dataset is configured.
@@ -30,8 +31,8 @@ def benchmark_eval_fn(section: EvalSection, *, model_config: FCCLIPConfig, infer
         from vocabseg.predictor import Predictor
 
         network = getattr(model, "module", model)  # unwrap DistributedDataParallel
-        predictor = Predictor(network, model_config, inference, train_vocabulary=train_vocabulary, device=device,
-                              text_cache=TextEmbeddingCache(text_cache))
+        predictor = Predictor(network, model_config, settings, family=family, train_vocabulary=train_vocabulary,
+                              device=device, text_cache=TextEmbeddingCache(text_cache))
         folder = Path(output_dir) / "eval" / f"iter_{iteration:07d}"
         results = evaluate(predictor, dataset, tasks=section.tasks, output_dir=folder, limit=section.limit,
                            progress=False)

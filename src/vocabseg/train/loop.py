@@ -17,24 +17,22 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import torch
 from torch.nn.parallel import DistributedDataParallel
 
-from vocabseg.model.config import FCCLIPConfig, InferenceConfig
-from vocabseg.model.convert import CheckpointError
-from vocabseg.model.fcclip import FCCLIP
+from vocabseg.checkpoints import save_checkpoint
+from vocabseg.errors import CheckpointError, ConfigError
+from vocabseg.models import ModelFamily, Settings
 from vocabseg.text import TextClassifier
-from vocabseg.train import distributed as dist
+from vocabseg import distributed as dist
 from vocabseg.train.checkpoint import TRAINER_KEY, read_training_checkpoint
-from vocabseg.train.criterion import SetCriterion
 from vocabseg.train.data import Batch, PadCollate, StreamSampler, TrainDataset, build_loader
 from vocabseg.train.rng import CRITERION, derive_seed, rng_state, seed_everything, set_rng_state
-from vocabseg.weights import save_checkpoint
 
 # model (unwrapped, in eval mode), iteration -> {"panoptic/PQ": 41.2, ...}
-EvalFn = Callable[[FCCLIP, int], dict[str, float]]
+EvalFn = Callable[[torch.nn.Module, int], dict[str, float]]
 AMP_DTYPES = {"off": None, "fp16": torch.float16, "bf16": torch.bfloat16}
 MASK_LOSSES = ("loss_mask", "loss_dice")  # the losses SetCriterion divides by the number of masks
 
@@ -64,15 +62,16 @@ class StepResult(NamedTuple):
 
 
 class Trainer:
-    """Trains an FC-CLIP; the frozen CLIP stays in eval mode and out of the optimizer."""
+    """Trains a model of any family with its criterion; frozen parts stay out of the optimizer."""
 
     def __init__(
         self,
         *,
-        model: FCCLIP,
-        model_config: FCCLIPConfig,
-        inference: InferenceConfig,
-        criterion: SetCriterion,
+        model: torch.nn.Module,
+        family: ModelFamily,
+        model_config: Any,
+        model_settings: Settings,
+        criterion: torch.nn.Module,
         text: TextClassifier,
         train_vocabulary: str,
         dataset: TrainDataset,
@@ -86,23 +85,24 @@ class Trainer:
         keep_history: bool = False,
     ):
         if settings.amp not in AMP_DTYPES:
-            raise ValueError(f"solver.amp must be one of {', '.join(AMP_DTYPES)}, got {settings.amp!r}")
-        self.model, self.model_config, self.inference = model.to(device).train(), model_config, inference
+            raise ConfigError(f"solver.amp must be one of {', '.join(AMP_DTYPES)}, got {settings.amp!r}")
+        self.model, self.family, self.model_config = model.to(device).train(), family, model_config
+        self.model_settings = model_settings
         self.criterion, self.dataset, self.settings, self.device = criterion, dataset, settings, device
         self.optimizer, self.scheduler, self.eval_fn = optimizer, scheduler, eval_fn
-        self.text_embeddings = text.embeddings.to(device)  # [T, D], computed once with the frozen text tower
-        self.synonym_counts = list(text.synonym_counts)
+        self.text = text.to(device)  # computed once with the frozen text tower
         self.train_vocabulary, self.run_config = train_vocabulary, run_config or {}
         self.output_dir = Path(output_dir) if output_dir is not None else None
         self.ddp = self._wrap(model)
         self.trainable = [p for p in model.parameters() if p.requires_grad]
         self.scaler = torch.amp.GradScaler(device.type, enabled=settings.amp == "fp16")
-        self.collate = PadCollate(model_config.pixel_mean, model_config.pixel_std, model_config.size_divisibility)
+        policy = model.input_policy(model_settings)
+        self.collate = PadCollate(policy.pixel_mean, policy.pixel_std, policy.size_divisibility)
         self.iteration, self.position, self.best = 0, 0, None  # position: next sample of the global stream
         self.history: list[StepResult] | None = [] if keep_history else None
         self._writer, self._clock, self._saved_at = None, None, None
 
-    def _wrap(self, model: FCCLIP) -> torch.nn.Module:
+    def _wrap(self, model: torch.nn.Module) -> torch.nn.Module:
         if dist.get_world_size() == 1:
             return model
         device_ids = [self.device.index] if self.device.type == "cuda" else None
@@ -170,8 +170,7 @@ class Trainer:
         generator.manual_seed(derive_seed(self.settings.seed, CRITERION, batch.keys[0].position))
         dtype = AMP_DTYPES[self.settings.amp]
         with torch.autocast(self.device.type, dtype=dtype, enabled=dtype is not None):
-            out = self.ddp(batch.images, self.text_embeddings, self.synonym_counts)
-        outputs = {"pred_logits": out.pred_logits, "pred_masks": out.pred_masks, "aux_outputs": out.aux_outputs}
+            outputs = self.ddp(batch.images, self.text)
         losses = self.criterion(outputs, batch.targets, generator=generator)
         return {k: v * scale if k.startswith(MASK_LOSSES) else v for k, v in losses.items()}
 
@@ -288,13 +287,13 @@ class Trainer:
         state = self.trainer_state()
         path = self.output_dir / name
         if dist.is_main_process():
-            save_checkpoint(path, self.model, self.model_config, self.inference, train_vocabulary=self.train_vocabulary,
-                            include_clip=False, extra={TRAINER_KEY: state})
+            save_checkpoint(path, self.model, family=self.family, config=self.model_config, settings=self.model_settings,
+                            train_vocabulary=self.train_vocabulary, include_frozen=False, extra={TRAINER_KEY: state})
         return path
 
     def resume(self, path: str | Path) -> None:
         """Continues from a training checkpoint: weights, optimizer, schedule, scaler, stream, random states."""
-        state = read_training_checkpoint(path, model=self.model, config=self.model_config)
+        state = read_training_checkpoint(path, model=self.model, family=self.family, config=self.model_config)
         try:
             self.optimizer.load_state_dict(state["optimizer"])
         except ValueError as error:

@@ -8,8 +8,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .heads import MLP, classify_embeddings, mask_pool
-from .position_encoding import sine_position_encoding
+from vocabseg.layers.mlp import MLP
+from vocabseg.layers.pooling import mask_pool
+from vocabseg.layers.position_encoding import sine_position_encoding
+from vocabseg.layers.transformer import AttentionBlock, FeedForwardBlock
+from vocabseg.text.classifier import TextClassifier
 
 
 @dataclass
@@ -19,43 +22,6 @@ class DecoderOutput:
     pred_logits: torch.Tensor  # [B, Q, K + 1] in-vocabulary class logits, void last
     pred_masks: torch.Tensor  # [B, Q, H/4, W/4] mask logits
     aux_outputs: list[dict[str, torch.Tensor]]  # earlier stages, for deep supervision
-
-
-class AttentionBlock(nn.Module):
-    """Post-norm multi-head attention with residual connection."""
-
-    def __init__(self, dim: int, heads: int):
-        super().__init__()
-        self.attn = nn.MultiheadAttention(dim, heads, batch_first=True)
-        self.norm = nn.LayerNorm(dim)
-        for p in self.parameters():
-            if p.dim() > 1:
-                nn.init.xavier_uniform_(p)
-
-    def forward(self, x, query_pos, memory, memory_pos, attn_mask=None):
-        # At inference use PyTorch's explicit attention math (the need_weights path), as the
-        # reference implementation does: the fused kernel differs by ~1e-7 per layer, and masked
-        # attention turns such differences into flipped mask pixels (1e-3 in the final logits).
-        # Training keeps the faster fused kernel.
-        out = self.attn(x + query_pos, memory + memory_pos, memory, attn_mask=attn_mask,
-                        need_weights=not self.training)[0]
-        return self.norm(x + out)
-
-
-class FeedForwardBlock(nn.Module):
-    """Post-norm ReLU MLP with residual connection."""
-
-    def __init__(self, dim: int, hidden_dim: int):
-        super().__init__()
-        self.linear1 = nn.Linear(dim, hidden_dim)
-        self.linear2 = nn.Linear(hidden_dim, dim)
-        self.norm = nn.LayerNorm(dim)
-        for p in self.parameters():
-            if p.dim() > 1:
-                nn.init.xavier_uniform_(p)
-
-    def forward(self, x):
-        return self.norm(x + self.linear2(F.relu(self.linear1(x))))
 
 
 class DecoderLayer(nn.Module):
@@ -109,15 +75,15 @@ class MaskedTransformerDecoder(nn.Module):
         self,
         multi_scale: list[torch.Tensor],
         mask_features: torch.Tensor,
-        text_classifier: torch.Tensor,
-        synonym_counts: list[int],
+        classifier: TextClassifier,
+        void: torch.Tensor,
     ) -> DecoderOutput:
         """
         Args:
             multi_scale: three levels [B, C, h_l, w_l], coarse to fine.
             mask_features: [B, mask_dim, H/4, W/4].
-            text_classifier: [T + 1, D] unit-norm synonym embeddings, void last.
-            synonym_counts: synonyms per class (sum T).
+            classifier: the vocabulary's text embeddings (K classes).
+            void: [1, D] unit-norm "no object" embedding (the last logit column).
         """
         memories, memory_pos, sizes = [], [], []
         for level, x in enumerate(multi_scale):
@@ -128,7 +94,7 @@ class MaskedTransformerDecoder(nn.Module):
         query_pos = self.query_embed.weight.unsqueeze(0).expand(batch, -1, -1)
         queries = self.query_feat.weight.unsqueeze(0).expand(batch, -1, -1)
 
-        head = lambda q, size: self._predict(q, mask_features, text_classifier, synonym_counts, size)
+        head = lambda q, size: self._predict(q, mask_features, classifier, void, size)
         logits, masks, attn_mask = head(queries, sizes[0])
         all_logits, all_masks = [logits], [masks]
         for i, layer in enumerate(self.layers):
@@ -140,13 +106,13 @@ class MaskedTransformerDecoder(nn.Module):
         aux = [{"pred_logits": c, "pred_masks": m} for c, m in zip(all_logits[:-1], all_masks[:-1])]
         return DecoderOutput(all_logits[-1], all_masks[-1], aux)
 
-    def _predict(self, queries, mask_features, text_classifier, synonym_counts, attn_size):
+    def _predict(self, queries, mask_features, classifier, void, attn_size):
         """Class logits, mask logits and the next cross-attention mask from the current queries."""
         decoded = self.decoder_norm(queries)  # [B, Q, C]
         masks = torch.einsum("bqc,bchw->bqhw", self.mask_embed(decoded), mask_features)
         pooled = self.mask_pooling_proj(mask_pool(mask_features, masks))  # [B, Q, C]
         class_embed = self.class_embed(pooled + decoded)  # [B, Q, D]
-        logits = classify_embeddings(class_embed, text_classifier, self.logit_scale, synonym_counts)
+        logits = classifier.logits(class_embed, self.logit_scale, void=void)
         return logits, masks, self._attention_mask(masks, attn_size)
 
     def _attention_mask(self, masks: torch.Tensor, size) -> torch.Tensor:

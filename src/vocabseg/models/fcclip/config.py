@@ -1,7 +1,9 @@
-"""Architecture and inference settings. Both travel inside our checkpoints."""
+"""FC-CLIP's architecture config and its own test-time settings; both travel inside checkpoints."""
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
+
+from vocabseg.models.protocol import config_from_dict
 
 CLIP_PIXEL_MEAN = (122.7709383, 116.7460125, 104.09373615)  # CLIP's mean, 0-255 scale
 CLIP_PIXEL_STD = (68.5005327, 66.6321579, 70.32316305)
@@ -35,38 +37,18 @@ class FCCLIPConfig:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, values: dict) -> "FCCLIPConfig":
-        return cls(**_known(cls, values, "architecture config"))
+    def from_dict(cls, values: dict) -> FCCLIPConfig:
+        return config_from_dict(cls, values, "FC-CLIP architecture config")
 
 
 @dataclass(frozen=True)
-class InferenceConfig:
-    """How raw outputs become segments (official FC-CLIP evaluation defaults)."""
+class FCCLIPSettings:
+    """FC-CLIP's own test-time settings: the geometric ensemble (official evaluation defaults)."""
 
     ensemble_alpha: float = 0.4  # out-of-vocabulary weight for classes seen in training
     ensemble_beta: float = 0.8  # out-of-vocabulary weight for unseen classes
     ensemble_on_valid_mask: bool = False  # use the CLIP score only where the mask is non-empty (ResNet CLIPs)
-    object_mask_threshold: float = 0.0  # minimum class score of a query kept for panoptic
-    overlap_threshold: float = 0.8  # visible fraction of a mask needed to keep a segment
-    instances_per_image: int = 100
-    min_size: int = 800  # test resize: shortest edge
-    max_size: int = 1333  # test resize: longest edge cap
-
-    def to_dict(self) -> dict:
-        return asdict(self)
 
     @classmethod
-    def from_dict(cls, values: dict) -> "InferenceConfig":
-        return cls(**_known(cls, values, "inference config"))
-
-
-def _known(cls, values: dict, what: str) -> dict:
-    names = {f.name for f in fields(cls)}
-    unknown = sorted(set(values) - names)
-    if unknown:
-        raise ValueError(f"unknown {what} field(s) {unknown}; valid fields: {sorted(names)}")
-    values = dict(values)
-    for key in ("pixel_mean", "pixel_std"):
-        if key in values:
-            values[key] = tuple(values[key])
-    return values
+    def from_dict(cls, values: dict) -> FCCLIPSettings:
+        return config_from_dict(cls, values, "FC-CLIP setting")

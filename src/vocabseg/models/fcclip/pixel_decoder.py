@@ -10,8 +10,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .ms_deform_attn import MSDeformAttn
-from .position_encoding import sine_position_encoding
+from vocabseg.layers.ms_deform_attn import MSDeformAttn
+from vocabseg.layers.position_encoding import sine_position_encoding
 
 
 class ConvNorm(nn.Module):

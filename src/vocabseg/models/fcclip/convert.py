@@ -9,6 +9,9 @@ import re
 
 import torch
 
+from vocabseg.errors import CheckpointError
+from vocabseg.models.protocol import ModelVariant
+
 # (official detectron2 prefix, vocabseg prefix); {i} stands for a layer index.
 KEY_TABLE: list[tuple[str, str]] = [
     ("backbone.clip_model.", "backbone.clip."),
@@ -36,10 +39,6 @@ DROPPED_OFFICIAL_KEYS = ("criterion.empty_weight",)  # a loss buffer, rebuilt pe
 
 OFFICIAL_TELLTALE = "sem_seg_head.predictor.query_feat.weight"
 CLIP_PREFIX_OFFICIAL, CLIP_PREFIX_OURS = "backbone.clip_model.", "backbone.clip."
-
-
-class CheckpointError(ValueError):
-    """A checkpoint that does not fit the model; the message is one line."""
 
 
 def _compile(template: str) -> re.Pattern:
@@ -88,3 +87,27 @@ def vocabseg_to_official(state_dict: dict) -> dict[str, torch.Tensor]:
             raise CheckpointError(f"key {key!r} has no official FC-CLIP name")
         converted[new_key] = value
     return converted
+
+
+def _signature(state: dict) -> tuple:
+    """Shapes (in our key names) that tell FC-CLIP variants apart without the CLIP weights."""
+    return (
+        tuple(state["pixel_decoder.input_proj.0.conv.weight"].shape[:2]),  # res5 channels
+        tuple(state["transformer_decoder.class_embed.layers.2.weight"].shape),  # CLIP embed dim
+        tuple(state["transformer_decoder.query_feat.weight"].shape),
+    )
+
+
+_RES5_CHANNELS = {"convnext_large_d_320": 1536, "RN50": 2048, "RN101": 2048, "RN50x4": 2560, "RN50x16": 3072,
+                  "RN50x64": 4096}
+
+
+def guess_variant(state: dict, variants: list[ModelVariant], *, source: str) -> ModelVariant:
+    """The one variant whose shapes fit a converted official state dict."""
+    res5, embed, queries = _signature(state)
+    matches = [v for v in variants if _RES5_CHANNELS.get(v.config.clip_model_name) == res5[1]
+               and v.config.embed_dim == embed[0] and v.config.num_queries == queries[0]]
+    if len(matches) != 1:
+        names = [v.name for v in matches] or sorted(v.name for v in variants)
+        raise CheckpointError(f"{source}: cannot tell which FC-CLIP variant this is; pass --model (one of {names})")
+    return matches[0]

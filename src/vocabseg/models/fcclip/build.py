@@ -1,24 +1,13 @@
 """Builds an FC-CLIP from its config: the one place that reads FCCLIPConfig."""
 from __future__ import annotations
 
-import open_clip
-
-from .backbone import CLIPBackbone, create_clip
-from .config import FCCLIPConfig
-from .fcclip import FCCLIP
-from .pixel_decoder import MSDeformAttnPixelDecoder
-from .transformer_decoder import MaskedTransformerDecoder
-
-
-def build_clip(config: FCCLIPConfig):
-    if config.clip_config is not None:
-        cfg = dict(config.clip_config)
-        return open_clip.CLIP(
-            embed_dim=cfg["embed_dim"], vision_cfg=cfg["vision_cfg"], text_cfg=cfg["text_cfg"], quick_gelu=config.quick_gelu
-        )
-    if config.clip_model_name not in open_clip.list_models():
-        raise ValueError(f"unknown open_clip model {config.clip_model_name!r}; see open_clip.list_models()")
-    return create_clip(config.clip_model_name, quick_gelu=config.quick_gelu)
+from vocabseg.clip.load import build_clip
+from vocabseg.clip.visual import CLIPBackbone
+from vocabseg.errors import ConfigError
+from vocabseg.models.fcclip.config import FCCLIPConfig
+from vocabseg.models.fcclip.model import FCCLIP
+from vocabseg.models.fcclip.pixel_decoder import MSDeformAttnPixelDecoder
+from vocabseg.models.fcclip.transformer_decoder import MaskedTransformerDecoder
 
 
 def build_fcclip(config: FCCLIPConfig) -> FCCLIP:
@@ -26,11 +15,12 @@ def build_fcclip(config: FCCLIPConfig) -> FCCLIP:
     if not config.conv_dim == config.mask_dim == config.hidden_dim:
         # The decoder attends to pixel-decoder features and mask-pools mask features without
         # an input projection, as the released models do: all three widths must agree.
-        raise ValueError(f"conv_dim ({config.conv_dim}), mask_dim ({config.mask_dim}) and hidden_dim "
-                         f"({config.hidden_dim}) must be equal")
-    backbone = CLIPBackbone(build_clip(config))
+        raise ConfigError(f"conv_dim ({config.conv_dim}), mask_dim ({config.mask_dim}) and hidden_dim "
+                          f"({config.hidden_dim}) must be equal")
+    clip = build_clip(config.clip_model_name, quick_gelu=config.quick_gelu, clip_config=config.clip_config)
+    backbone = CLIPBackbone(clip)
     if backbone.embed_dim != config.embed_dim:
-        raise ValueError(
+        raise ConfigError(
             f"config embed_dim={config.embed_dim} but CLIP {config.clip_model_name!r} embeds to {backbone.embed_dim}"
         )
     pixel_decoder = MSDeformAttnPixelDecoder(
@@ -51,4 +41,5 @@ def build_fcclip(config: FCCLIPConfig) -> FCCLIP:
         mask_dim=config.mask_dim,
         clip_embed_dim=config.embed_dim,
     )
-    return FCCLIP(backbone=backbone, pixel_decoder=pixel_decoder, transformer_decoder=transformer_decoder)
+    return FCCLIP(config=config, backbone=backbone, pixel_decoder=pixel_decoder,
+                  transformer_decoder=transformer_decoder)

@@ -11,14 +11,14 @@ import math
 import os
 from pathlib import Path
 
-from vocabseg.cli import positive_int
+from vocabseg.cli.common import positive_int
+from vocabseg.models import TASKS as TASK_NAMES
 
-TASK_NAMES = ("panoptic", "semantic", "instance")
 
 
 def add_eval_parser(sub) -> None:
     """Adds the ``eval`` and ``score`` (alias ``eval-files``) commands."""
-    from vocabseg.cli import add_model_arguments
+    from vocabseg.cli.common import add_model_arguments
 
     p = sub.add_parser("eval", help="evaluate a model on a dataset split (torchrun for several GPUs)")
     add_model_arguments(p)
@@ -59,24 +59,17 @@ def _rank_device(device: str) -> str:
     return device
 
 
-def default_size_preset(dataset_name: str) -> str | None:
-    """The official eval configs test Cityscapes and Mapillary Vistas at 1024/2560."""
-    from vocabseg.data import get_spec
-    from vocabseg.zoo import SIZE_PRESETS
-
-    family = get_spec(dataset_name).vocabulary
-    return family if family in SIZE_PRESETS else None
-
-
 def cmd_eval(args) -> None:
-    from vocabseg.cli import load_predictor
+    from vocabseg.cli.common import load_predictor, test_size_overrides
     from vocabseg.data import get_dataset
     from vocabseg.eval.run import evaluate, rank_and_world
 
     dataset = get_dataset(args.dataset, args.data_root, tasks=set(args.tasks) if args.tasks else None)  # before the model: fail fast
     args.device = _rank_device(args.device)
-    predictor = load_predictor(args, default_preset=default_size_preset(args.dataset))
-    results = evaluate(predictor, dataset, output_dir=args.output, limit=args.limit,
+    predictor = load_predictor(args)
+    size = test_size_overrides(args)  # the user's test size wins over the split's official one
+    test_size = (predictor.inference.min_size, predictor.inference.max_size) if size else None
+    results = evaluate(predictor, dataset, output_dir=args.output, limit=args.limit, test_size=test_size,
                        progress=not args.no_progress, checkpoint_every=args.checkpoint_every)  # fmt: skip
     if rank_and_world()[0] == 0:
         print(summary_line(results))

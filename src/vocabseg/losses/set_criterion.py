@@ -13,13 +13,16 @@ serves any vocabulary.
 """
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
 
-from vocabseg.train.matcher import HungarianMatcher, Indices
-from vocabseg.train.point_sampling import mask_uncertainty, pad_masks, point_sample, sample_uncertain_points
+from vocabseg.losses.matcher import HungarianMatcher, Indices
+from vocabseg.losses.point_sampling import mask_uncertainty, pad_masks, point_sample, sample_uncertain_points
 
 __all__ = ["SetCriterion", "build_criterion", "dice_loss", "sigmoid_ce_loss"]
 
@@ -102,7 +105,7 @@ class SetCriterion(nn.Module):
 
     def forward(
         self,
-        outputs: dict,
+        outputs: Mapping | Any,
         targets: Targets,
         *,
         generator: torch.Generator | None = None,
@@ -112,7 +115,8 @@ class SetCriterion(nn.Module):
         Args:
             outputs: "pred_logits" [B, Q, K+1], "pred_masks" [B, Q, h, w] mask
                 logits, and optionally "aux_outputs": a list of dicts with the
-                same two keys, one per intermediate prediction.
+                same two keys, one per intermediate prediction; as a mapping or
+                as a model output object with those attributes.
             targets: One dict per image with "labels" int64 [N_i] in [0, K) and
                 "masks" [N_i, H, W] (bool or float), padded like the images.
             generator: Random source for matching and point sampling, on the
@@ -121,6 +125,9 @@ class SetCriterion(nn.Module):
         Returns:
             Unweighted float32 scalar losses.
         """
+        if not isinstance(outputs, Mapping):  # a family's output dataclass
+            outputs = {"pred_logits": outputs.pred_logits, "pred_masks": outputs.pred_masks,
+                       "aux_outputs": outputs.aux_outputs}
         num_masks = _num_masks_per_rank(targets, device=outputs["pred_logits"].device)
         losses = self._losses(outputs, targets, num_masks=num_masks, generator=generator)
         for i, aux in enumerate(outputs.get("aux_outputs", [])):

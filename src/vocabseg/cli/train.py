@@ -8,8 +8,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from vocabseg.model.convert import CheckpointError
-from vocabseg.train import distributed as dist
+from vocabseg.errors import CheckpointError
+from vocabseg import distributed as dist
 from vocabseg.train.config import TrainConfig, list_presets, load_config, save_config
 
 

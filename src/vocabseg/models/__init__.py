@@ -1,0 +1,25 @@
+"""Model families and their registry: the one place in vocabseg that names the families.
+
+Everything generic (predictor, zoo, checkpoints, evaluation, training, CLI) goes through
+:func:`get_family` and the :class:`~vocabseg.models.protocol.ModelFamily` protocol.
+"""
+from __future__ import annotations
+
+from vocabseg.errors import ConfigError
+from vocabseg.models import fcclip
+from vocabseg.models.protocol import (TASKS, InferenceConfig, ModelFamily, ModelVariant, QueryOutput, ResizeAndPad,
+                                      SegmentationModel, Settings, WeightsSpec)
+
+FAMILIES: dict[str, ModelFamily] = {
+    fcclip.FAMILY.name: fcclip.FAMILY,
+}
+
+
+def get_family(name: str) -> ModelFamily:
+    if name not in FAMILIES:
+        raise ConfigError(f"unknown model family {name!r}; known families: {', '.join(sorted(FAMILIES))}")
+    return FAMILIES[name]
+
+
+__all__ = ["FAMILIES", "TASKS", "InferenceConfig", "ModelFamily", "ModelVariant", "QueryOutput", "ResizeAndPad",
+           "SegmentationModel", "Settings", "WeightsSpec", "get_family"]

@@ -1,0 +1,76 @@
+"""FC-CLIP (Yu et al., NeurIPS 2023, "Convolutions Die Hard"), read top-down:
+
+config (architecture + ensemble settings) -> build -> model (heads and geometric ensemble)
+-> convert (official detectron2 checkpoints) -> variants (the released models).
+"""
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import torch
+from torch import nn
+
+from vocabseg.clip.load import load_clip_weights
+from vocabseg.losses import build_criterion
+from vocabseg.models.fcclip.build import build_fcclip
+from vocabseg.models.fcclip.config import FCCLIPConfig, FCCLIPSettings
+from vocabseg.models.fcclip.convert import (CLIP_PREFIX_OURS, guess_variant, is_official_state_dict,
+                                           official_to_vocabseg)
+from vocabseg.models.fcclip.model import FCCLIP, FCCLIPOutput, geometric_ensemble
+from vocabseg.models.fcclip.variants import VARIANTS
+from vocabseg.models.protocol import InferenceConfig, ModelVariant, Settings, TASKS
+
+__all__ = ["FAMILY", "FCCLIP", "FCCLIPConfig", "FCCLIPFamily", "FCCLIPOutput", "FCCLIPSettings", "build_fcclip",
+           "geometric_ensemble"]
+
+
+class FCCLIPFamily:
+    """FC-CLIP behind the :class:`~vocabseg.models.protocol.ModelFamily` protocol."""
+
+    name = "fcclip"
+    title = "FC-CLIP"
+    tasks = TASKS
+    optional_prefixes = (CLIP_PREFIX_OURS,)  # released checkpoints may omit the frozen CLIP
+
+    def config_from_dict(self, values: Mapping[str, Any]) -> FCCLIPConfig:
+        return FCCLIPConfig.from_dict(dict(values))
+
+    def settings_from_dict(self, values: Mapping[str, Any]) -> FCCLIPSettings:
+        return FCCLIPSettings.from_dict(dict(values))
+
+    def default_settings(self, config: FCCLIPConfig) -> Settings:
+        return Settings(InferenceConfig(), FCCLIPSettings())
+
+    def build(self, config: FCCLIPConfig) -> FCCLIP:
+        return build_fcclip(config)
+
+    def variants(self) -> dict[str, Callable[[], ModelVariant]]:
+        return VARIANTS
+
+    def is_official(self, state: Mapping[str, Any]) -> bool:
+        return is_official_state_dict(dict(state))
+
+    def convert_official(self, state: Mapping[str, Any], *, source: str) -> dict[str, torch.Tensor]:
+        return official_to_vocabseg(dict(state), source=source)
+
+    def guess_variant(self, state: Mapping[str, torch.Tensor], *, source: str) -> ModelVariant:
+        return guess_variant(dict(state), [factory() for factory in VARIANTS.values()], source=source)
+
+    def load_clip_weights(self, model: nn.Module, config: FCCLIPConfig, clip_weights: str | None) -> str:
+        return load_clip_weights(model.backbone.clip, config.clip_model_name, config.clip_pretrained, clip_weights)
+
+    def build_criterion(self, config: FCCLIPConfig, loss: Any) -> nn.Module:
+        """Mask2Former's set criterion with the weights of a training preset's ``loss`` section."""
+        return build_criterion(class_weight=loss.class_weight, mask_weight=loss.mask_weight,
+                               dice_weight=loss.dice_weight, no_object_weight=loss.no_object_weight,
+                               dec_layers=config.dec_layers + 1, num_points=loss.num_points,
+                               oversample_ratio=loss.oversample_ratio,
+                               importance_sample_ratio=loss.importance_sample_ratio)
+
+    def describe(self, config: FCCLIPConfig) -> dict[str, str]:
+        """Columns of ``vocabseg models``."""
+        return {"backbone": f"{config.clip_model_name} ({config.clip_pretrained})", "queries": str(config.num_queries)}
+
+
+FAMILY = FCCLIPFamily()

@@ -1,0 +1,161 @@
+"""What the generic code (predictor, zoo, checkpoints, eval, train, CLI) may rely on in a model family.
+
+A family is one paper: its config dataclass, builder, model, inference math, official-checkpoint
+conversion, variants and training criterion live in ``vocabseg/models/<family>/``. The rest of
+the package talks to it only through :class:`ModelFamily` and :class:`SegmentationModel`.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass, field, fields, replace
+from typing import Any, Protocol, TypeVar, runtime_checkable
+
+import torch
+from torch import nn
+
+from vocabseg.errors import ConfigError
+from vocabseg.text.classifier import TextClassifier
+
+TASKS = ("panoptic", "semantic", "instance")
+ConfigT = TypeVar("ConfigT")
+
+
+def config_from_dict(cls: type[ConfigT], values: Mapping[str, Any], what: str) -> ConfigT:
+    """``cls(**values)`` for a config dataclass, refusing unknown fields with a one-line error.
+
+    Lists (as YAML/JSON give them) become tuples where the field's default is a tuple.
+    """
+    known = {f.name: f for f in fields(cls)}  # type: ignore[arg-type]
+    unknown = sorted(set(values) - set(known))
+    if unknown:
+        raise ConfigError(f"unknown {what} field(s) {unknown}; valid fields: {sorted(known)}")
+    converted = {k: tuple(v) if isinstance(v, list) and isinstance(known[k].default, tuple) else v
+                 for k, v in values.items()}
+    return cls(**converted)
+
+
+@dataclass(frozen=True)
+class InferenceConfig:
+    """Family-independent test-time settings: input size and the Mask2Former-style merges."""
+
+    min_size: int = 800  # test resize: shortest edge
+    max_size: int = 1333  # test resize: longest edge cap
+    object_mask_threshold: float = 0.0  # minimum class score of a query kept for panoptic
+    overlap_threshold: float = 0.8  # visible fraction of a mask needed to keep a segment
+    instances_per_image: int = 100
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: Mapping[str, Any]) -> InferenceConfig:
+        return config_from_dict(cls, values, "inference setting")
+
+
+@dataclass(frozen=True)
+class Settings:
+    """All test-time settings of a model: the generic ones and its family's own (a dataclass)."""
+
+    inference: InferenceConfig
+    family: Any  # the family's settings dataclass, e.g. FC-CLIP's ensemble weights
+
+    def override(self, values: Mapping[str, Any] | None) -> Settings:
+        """Settings with ``values`` applied; each key names a generic or a family field."""
+        values = dict(values or {})
+        generic = {k: values.pop(k) for k in list(values) if k in InferenceConfig.__dataclass_fields__}
+        family_fields = {f.name for f in fields(self.family)}
+        unknown = sorted(set(values) - family_fields)
+        if unknown:
+            valid = sorted(set(InferenceConfig.__dataclass_fields__) | family_fields)
+            raise ConfigError(f"unknown inference setting(s) {unknown}; valid settings: {valid}")
+        return Settings(replace(self.inference, **generic), replace(self.family, **values))
+
+    def to_dict(self) -> dict[str, dict[str, Any]]:
+        return {"inference": self.inference.to_dict(), "family": asdict(self.family)}
+
+
+@dataclass
+class QueryOutput:
+    """Per-query predictions of a padded batch: what panoptic/semantic/instance merging needs."""
+
+    mask_cls: torch.Tensor  # [B, Q, K + 1] class log-probabilities, void last
+    mask_logits: torch.Tensor  # [B, Q, H_pad / stride, W_pad / stride]
+    mask_stride: int  # input pixels per mask pixel
+    details: dict[str, torch.Tensor] = field(default_factory=dict)  # family tensors [B, ...] for analysis
+
+
+@dataclass(frozen=True)
+class ResizeAndPad:
+    """Input policy: detectron2's shortest-edge resize, normalisation, zero padding to a multiple."""
+
+    min_size: int
+    max_size: int
+    pixel_mean: tuple[float, float, float]
+    pixel_std: tuple[float, float, float]
+    size_divisibility: int
+
+
+@dataclass(frozen=True)
+class WeightsSpec:
+    """Where an official checkpoint comes from."""
+
+    filename: str  # name in the cache directory
+    url: str  # official download location
+    sha256: str | None = None  # checked after download when known
+    includes_clip: bool = True  # the released file holds the frozen CLIP's weights
+
+
+@dataclass(frozen=True)
+class ModelVariant:
+    """A named, ready-to-use model: family, architecture, settings and official weights."""
+
+    name: str
+    family: str  # key of vocabseg.models.FAMILIES
+    config: Any  # the family's config dataclass
+    settings: Settings
+    weights: WeightsSpec | None
+    train_vocabulary: str = "coco_panoptic"  # decides which classes count as seen
+    description: str = ""
+    reported: dict[str, float] = field(default_factory=dict)  # the paper's figures, "<benchmark>_<metric>"
+
+
+@runtime_checkable
+class SegmentationModel(Protocol):
+    """An ``nn.Module`` of a family, as the generic code drives it."""
+
+    def input_policy(self, settings: Settings) -> ResizeAndPad:
+        """How images become the network input."""
+        ...
+
+    def inference(self, images: torch.Tensor, classifier: TextClassifier, settings: Settings) -> QueryOutput:
+        """Test-time outputs of a normalised, padded batch [B, 3, H, W]."""
+        ...
+
+    def forward(self, images: torch.Tensor, classifier: TextClassifier) -> Any:
+        """Training outputs, the input of the family's criterion."""
+        ...
+
+    def text_encoder(self) -> Any:
+        """The frozen text tower as a :class:`vocabseg.clip.TextEncoder`."""
+        ...
+
+
+class ModelFamily(Protocol):
+    """One paper's model behind the generic code."""
+
+    name: str  # registry key, e.g. "fcclip"; written into checkpoints
+    title: str  # human name, e.g. "FC-CLIP"
+    tasks: tuple[str, ...]  # outputs it can produce, a subset of TASKS
+    optional_prefixes: tuple[str, ...]  # state-dict prefixes a checkpoint may omit (frozen CLIP weights)
+
+    def config_from_dict(self, values: Mapping[str, Any]) -> Any: ...
+    def default_settings(self, config: Any) -> Settings: ...
+    def settings_from_dict(self, values: Mapping[str, Any]) -> Any: ...
+    def build(self, config: Any) -> nn.Module: ...
+    def variants(self) -> dict[str, Callable[[], ModelVariant]]: ...
+    def is_official(self, state: Mapping[str, Any]) -> bool: ...
+    def convert_official(self, state: Mapping[str, Any], *, source: str) -> dict[str, torch.Tensor]: ...
+    def guess_variant(self, state: Mapping[str, torch.Tensor], *, source: str) -> ModelVariant: ...
+    def load_clip_weights(self, model: nn.Module, config: Any, clip_weights: str | None) -> str: ...
+    def build_criterion(self, config: Any, loss: Any) -> nn.Module: ...
+    def describe(self, config: Any) -> dict[str, str]: ...
