@@ -7,11 +7,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from vocabseg.errors import ImageError
+
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"}
-
-
-class ImageError(ValueError):
-    """An input image that cannot be used; the message is one line."""
 
 
 def load_image(image) -> np.ndarray:

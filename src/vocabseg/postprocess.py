@@ -30,17 +30,19 @@ def semantic_labels(mask_cls: torch.Tensor, mask_pred: torch.Tensor, *, resize=N
     """
     class_probs = mask_cls.softmax(-1)[..., :-1]  # [Q, K]
     mask_probs = mask_pred.sigmoid()
-    best = labels = None
+    best: torch.Tensor | None = None
+    labels: torch.Tensor | None = None
     for start in range(0, class_probs.shape[1], chunk):
         scores = torch.einsum("qc,qhw->chw", class_probs[:, start:start + chunk], mask_probs)
         if resize is not None:
             scores = resize(scores)
         value, index = scores.max(0)
-        if best is None:
+        if best is None or labels is None:
             best, labels = value, index
         else:
             better = value > best  # strict: an earlier class keeps a tie
             best, labels = torch.where(better, value, best), torch.where(better, index + start, labels)
+    assert labels is not None  # at least one class chunk ran
     return labels
 
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -90,13 +90,14 @@ class Predictor:
                  text_cache: TextEmbeddingCache | None = None):
         self.device = resolve_device(device)
         self.family = get_family(family) if isinstance(family, str) else family
-        self.model = model.to(self.device).eval()
+        # A SegmentationModel (vocabseg.models.protocol); typed Any as nn.Module's attributes are untyped.
+        self.model: Any = cast(Any, model).to(self.device).eval()
         self.config, self.settings = config, settings
         self.train_vocabulary = resolve_vocabulary(train_vocabulary)
         self.text_cache = text_cache if text_cache is not None else TextEmbeddingCache()
         self.vocabulary: Vocabulary | None = None
         self.classifier: TextClassifier | None = None
-        self._text_encoder = model.text_encoder()
+        self._text_encoder = self.model.text_encoder()
 
     @classmethod
     def from_pretrained(cls, name_or_path: str, *, weights: str | None = None, clip_weights: str | None = None,
@@ -173,13 +174,13 @@ class Predictor:
         if unsupported:
             raise ConfigError(f"{self.family.title} models give {', '.join(self.family.tasks)} output, "
                               f"not {unsupported[0]}; choose another --task")
-        results = []
+        results: list[Prediction] = []
         for start in range(0, len(items), batch_size):
             results.extend(self.postprocess(raw, tasks) for raw in self.run(items[start:start + batch_size]))
         return results[0] if single else results
 
     def postprocess(self, raw: RawOutput, tasks: tuple[str, ...]) -> Prediction:
-        vocab = self.vocabulary
+        vocab = self._require_vocabulary()
         height, width = raw.output_size
         pred = Prediction(height, width, vocab.class_names)
         if "semantic" in tasks:
@@ -198,6 +199,11 @@ class Predictor:
             pred.instance_scores = inst.scores.float().cpu().numpy()
             pred.instance_classes = inst.classes.cpu().numpy()
         return pred
+
+    def _require_vocabulary(self) -> Vocabulary:
+        if self.vocabulary is None:
+            raise VocabularyError("no vocabulary set: call set_vocabulary(...) first")
+        return self.vocabulary
 
     @staticmethod
     def _semantic(raw: RawOutput, tasks) -> torch.Tensor:

@@ -24,7 +24,7 @@ def resize_image(image: np.ndarray, min_size: int, max_size: int) -> np.ndarray:
     new_h, new_w = shortest_edge_size(height, width, min_size, max_size)
     if (new_h, new_w) == (height, width):
         return image
-    return np.asarray(Image.fromarray(image).resize((new_w, new_h), Image.BILINEAR))
+    return np.asarray(Image.fromarray(image).resize((new_w, new_h), Image.Resampling.BILINEAR))
 
 
 def normalize_and_pad(
@@ -41,7 +41,7 @@ def normalize_and_pad(
     device = images[0].device
     mean = torch.tensor(pixel_mean, dtype=torch.float32, device=device).view(-1, 1, 1)
     std = torch.tensor(pixel_std, dtype=torch.float32, device=device).view(-1, 1, 1)
-    sizes = [tuple(img.shape[-2:]) for img in images]
+    sizes = [(int(img.shape[-2]), int(img.shape[-1])) for img in images]
     max_h, max_w = (max(s[i] for s in sizes) for i in (0, 1))
     div = max(size_divisibility, 1)
     pad_h, pad_w = -(-max_h // div) * div, -(-max_w // div) * div

@@ -6,7 +6,7 @@ and hits the same :class:`~vocabseg.text.cache.TextEmbeddingCache` entries.
 from __future__ import annotations
 
 import hashlib
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import open_clip
 import torch
@@ -23,7 +23,7 @@ class TextEncoder(NamedTuple):
 
 
 @torch.no_grad()
-def encode_tokens(clip: nn.Module, tokens: torch.Tensor) -> torch.Tensor:
+def encode_tokens(clip: Any, tokens: torch.Tensor) -> torch.Tensor:
     """Unnormalised text embeddings [N, D] of token ids [N, 77] through an open_clip ``CLIP``.
 
     Only the first ``max_len`` positions are run, where ``max_len`` covers the longest
@@ -61,7 +61,7 @@ def clip_text_encoder(clip: nn.Module, *, clip_model_name: str, custom_clip: boo
     return TextEncoder(encode, f"{clip_model_name}:{text_tower_fingerprint(clip)}")
 
 
-def text_tower_fingerprint(clip: nn.Module) -> str:
+def text_tower_fingerprint(clip: Any) -> str:
     """Short hash of a few text-tower tensors: cheap, and changes with the weights."""
     digest = hashlib.sha256()
     for tensor in (clip.text_projection, clip.ln_final.weight, clip.positional_embedding, clip.token_embedding.weight[:512]):

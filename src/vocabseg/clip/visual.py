@@ -8,6 +8,7 @@ dense map CLIP's own head pools, and that head applied inside masks. Heads depen
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import nn
@@ -39,7 +40,7 @@ class ConvNeXtAdapter:
     """
 
     def __init__(self, visual: nn.Module):
-        self.visual = visual
+        self.visual: Any = visual  # an open_clip tower: attributes are untyped submodules
 
     def level_channels(self) -> dict[str, int]:
         trunk = self.visual.trunk
@@ -66,9 +67,9 @@ class ModifiedResNetAdapter:
     """An OpenAI ``ModifiedResNet`` tower (RN50, RN101, RN50x4, ...)."""
 
     def __init__(self, visual: nn.Module):
-        self.visual = visual
+        self.visual: Any = visual  # an open_clip tower: attributes are untyped submodules
 
-    def _layers(self) -> list[nn.Module]:
+    def _layers(self) -> list[Any]:
         v = self.visual
         return [v.layer1, v.layer2, v.layer3, v.layer4]
 
@@ -95,7 +96,7 @@ class ModifiedResNetAdapter:
 VisualAdapter = ConvNeXtAdapter | ModifiedResNetAdapter
 
 
-def visual_adapter(visual: nn.Module) -> VisualAdapter:
+def visual_adapter(visual: Any) -> VisualAdapter:
     """The adapter for an open_clip visual tower, chosen by its structure."""
     if hasattr(visual, "trunk") and hasattr(visual.trunk, "stages"):
         return ConvNeXtAdapter(visual)
@@ -109,7 +110,7 @@ class CLIPBackbone(nn.Module):
 
     def __init__(self, clip: nn.Module):
         super().__init__()
-        self.clip = clip
+        self.clip: Any = clip  # open_clip CLIP: attributes are untyped submodules
         self.adapter = visual_adapter(clip.visual)
         self.channels = self.adapter.level_channels()
         for param in self.clip.parameters():
@@ -154,4 +155,4 @@ def _contiguous(stem: torch.Tensor, levels: list[torch.Tensor], dense: torch.Ten
 def _last_conv_channels(stage: nn.Module) -> int:
     convs = [m for m in stage.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
     last = convs[-1]
-    return last.out_channels if isinstance(last, nn.Conv2d) else last.out_features
+    return int(last.out_channels if isinstance(last, nn.Conv2d) else last.out_features)

@@ -12,6 +12,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from vocabseg.errors import ConfigError
+
 
 def multi_scale_deformable_attention(
     value: torch.Tensor,
@@ -60,7 +62,7 @@ class MSDeformAttn(nn.Module):
     def __init__(self, *, d_model: int = 256, n_levels: int = 3, n_heads: int = 8, n_points: int = 4):
         super().__init__()
         if d_model % n_heads != 0:
-            raise ValueError(f"d_model ({d_model}) must be divisible by n_heads ({n_heads})")
+            raise ConfigError(f"d_model ({d_model}) must be divisible by n_heads ({n_heads})")
         self.d_model, self.n_levels, self.n_heads, self.n_points = d_model, n_levels, n_heads, n_points
         self.sampling_offsets = nn.Linear(d_model, n_heads * n_levels * n_points * 2)
         self.attention_weights = nn.Linear(d_model, n_heads * n_levels * n_points)

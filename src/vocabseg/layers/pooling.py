@@ -2,10 +2,10 @@
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import torch
 import torch.nn.functional as F
-from torch import nn
 
 
 def mask_pool(features: torch.Tensor, mask_logits: torch.Tensor) -> torch.Tensor:
@@ -26,7 +26,7 @@ def mask_pool(features: torch.Tensor, mask_logits: torch.Tensor) -> torch.Tensor
     return torch.einsum("bchw,bqhw->bqc", features, masks / denominator)
 
 
-def masked_attention_pool(attnpool: nn.Module, dense: torch.Tensor, mask_logits: torch.Tensor) -> torch.Tensor:
+def masked_attention_pool(attnpool: Any, dense: torch.Tensor, mask_logits: torch.Tensor) -> torch.Tensor:
     """CLIP ResNet attention pooling restricted to each mask.
 
     The class-token query (spatial mean + its positional embedding) attends only to

@@ -14,6 +14,8 @@ from torch import nn
 
 from vocabseg.losses.point_sampling import pad_masks, point_sample
 
+from vocabseg.errors import ConfigError
+
 __all__ = ["HungarianMatcher", "batch_dice_cost", "batch_sigmoid_ce_cost"]
 
 Indices = list[tuple[torch.Tensor, torch.Tensor]]
@@ -75,7 +77,7 @@ class HungarianMatcher(nn.Module):
         """
         super().__init__()
         if cost_class == 0 and cost_mask == 0 and cost_dice == 0:
-            raise ValueError("at least one matching cost must be non-zero")
+            raise ConfigError("at least one matching cost must be non-zero")
         self.cost_class = cost_class
         self.cost_mask = cost_mask
         self.cost_dice = cost_dice

@@ -12,6 +12,8 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
+from vocabseg.errors import ConfigError
+
 __all__ = ["mask_uncertainty", "pad_masks", "point_sample", "sample_uncertain_points"]
 
 
@@ -78,9 +80,9 @@ def sample_uncertain_points(
         Coordinates of shape [N, P, 2], (x, y) in [0, 1], float32.
     """
     if oversample_ratio < 1:
-        raise ValueError(f"oversample_ratio must be >= 1, got {oversample_ratio}")
+        raise ConfigError(f"oversample_ratio must be >= 1, got {oversample_ratio}")
     if not 0 <= importance_sample_ratio <= 1:
-        raise ValueError(f"importance_sample_ratio must be in [0, 1], got {importance_sample_ratio}")
+        raise ConfigError(f"importance_sample_ratio must be in [0, 1], got {importance_sample_ratio}")
     num_maps = logits.shape[0]
     num_candidates = int(num_points * oversample_ratio)
     num_uncertain = int(importance_sample_ratio * num_points)
@@ -111,7 +113,7 @@ def pad_masks(masks: torch.Tensor, *, height: int, width: int) -> torch.Tensor:
     """
     pad_h, pad_w = height - masks.shape[-2], width - masks.shape[-1]
     if pad_h < 0 or pad_w < 0:
-        raise ValueError(f"cannot pad masks of size {tuple(masks.shape[-2:])} to {(height, width)}")
+        raise ConfigError(f"cannot pad masks of size {tuple(masks.shape[-2:])} to {(height, width)}")
     if pad_h == 0 and pad_w == 0:
         return masks
     padded = masks.new_zeros((masks.shape[0], height, width))

@@ -151,10 +151,14 @@ class SetCriterion(nn.Module):
         unweighted = sorted(set(losses) - set(self.weight_dict))
         if unweighted:
             raise KeyError(f"losses without a weight in weight_dict: {unweighted}; check dec_layers")
-        return sum(losses[name] * self.weight_dict[name] for name in losses)
+        terms = [losses[name] * self.weight_dict[name] for name in losses]
+        total = terms[0]
+        for term in terms[1:]:  # left to right, as sum() adds them
+            total = total + term
+        return total
 
     def _losses(
-        self, outputs: dict, targets: Targets, *, num_masks: torch.Tensor, generator: torch.Generator | None
+        self, outputs: Mapping, targets: Targets, *, num_masks: torch.Tensor, generator: torch.Generator | None
     ) -> dict[str, torch.Tensor]:
         """Matches one set of predictions and computes its three losses."""
         indices = self.matcher(outputs, targets, generator=generator)

@@ -11,6 +11,7 @@ evaluation. Lines starting with '#' are comments.
 """
 from __future__ import annotations
 
+from vocabseg.errors import VocabularyError
 import dataclasses
 import functools
 import itertools
@@ -55,7 +56,7 @@ def _parse_row(line: str) -> VocabClass:
 
 
 def _load_data_file(name: str) -> Vocabulary:
-    data_file = resources.files("vocabseg.text").joinpath("vocabularies", f"{name}.txt")
+    data_file = resources.files("vocabseg.text").joinpath("vocabularies").joinpath(f"{name}.txt")
     text = data_file.read_text(encoding="utf-8")
     rows = [line for line in text.splitlines() if line and not line.startswith("#")]
     return Vocabulary(name=name, classes=tuple(_parse_row(line) for line in rows))
@@ -119,7 +120,7 @@ def get_vocabulary(name: str) -> Vocabulary:
         ValueError: If ``name`` is not a built-in vocabulary.
     """
     if name not in _BUILTINS:
-        raise ValueError(
+        raise VocabularyError(
             f"unknown vocabulary {name!r}; valid names: {', '.join(list_vocabularies())}"
         )
     return _BUILTINS[name]()

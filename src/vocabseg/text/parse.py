@@ -13,6 +13,7 @@ the display name. A class is a thing unless it ends with ``[stuff]``
 """
 from __future__ import annotations
 
+from vocabseg.errors import VocabularyError
 import difflib
 import os
 import re
@@ -41,7 +42,7 @@ def _split_tag(entry: str, source: str) -> tuple[str, bool]:
         return entry, True
     body, tag = match.group(1), match.group(2).lower()
     if tag not in ("stuff", "thing"):
-        raise ValueError(
+        raise VocabularyError(
             f"{source}: unknown marker [{match.group(2)}] in {entry!r}; use [stuff] or [thing]"
         )
     return body, tag == "thing"
@@ -52,7 +53,7 @@ def _parse_class(entry: str, source: str) -> VocabClass:
     # Collapse inner whitespace: "traffic   light" prompts like "traffic light".
     names = tuple(" ".join(n.split()) for n in body.split(","))
     if not all(names):
-        raise ValueError(
+        raise VocabularyError(
             f"{source}: empty class name in {entry!r}; give every class at least one "
             f"name and no empty synonyms between commas, {_EXAMPLE}"
         )
@@ -65,7 +66,7 @@ def _check_unique(classes: list[VocabClass], source: str) -> None:
     for c in classes:
         key = c.name.casefold()
         if key in seen:
-            raise ValueError(
+            raise VocabularyError(
                 f"{source}: duplicate class {c.name!r}; remove one or merge their "
                 "synonyms into a single class"
             )
@@ -75,7 +76,7 @@ def _check_unique(classes: list[VocabClass], source: str) -> None:
 def _parse(text: str, name: str, source: str) -> Vocabulary:
     classes = [_parse_class(e, source) for e in _entries(text)]
     if not classes:
-        raise ValueError(
+        raise VocabularyError(
             f"{source}: no classes found; separate classes with ';' or newlines, {_EXAMPLE}"
         )
     _check_unique(classes, source)
@@ -109,7 +110,7 @@ def load_vocabulary_file(path: str | os.PathLike) -> Vocabulary:
         text = path.read_text(encoding="utf-8-sig")  # a BOM from Windows editors is not part of a name
     except (OSError, UnicodeDecodeError) as err:
         reason = getattr(err, "strerror", None) or str(err)
-        raise ValueError(
+        raise VocabularyError(
             f"{source}: cannot read it ({reason}); check the path and that it is UTF-8 text"
         ) from err
     return _parse(text, path.stem, source)
@@ -124,7 +125,7 @@ def _reject_typo(spec: str) -> None:
     """Refuses a lone word that is a near miss of a built-in vocabulary name."""
     close = difflib.get_close_matches(spec, list_vocabularies(), n=1, cutoff=0.8)
     if close:
-        raise ValueError(
+        raise VocabularyError(
             f"unknown vocabulary {spec!r}; did you mean {close[0]!r}? valid names: "
             f"{', '.join(list_vocabularies())} (or a file path, or inline classes like 'cat; dog')"
         )
@@ -153,7 +154,7 @@ def resolve_vocabulary(spec: str | os.PathLike | Vocabulary) -> Vocabulary:
         return load_vocabulary_file(path)
     if "\n" not in spec and ";" not in spec:  # one entry: maybe a mistyped name or path
         if _looks_like_path(spec.strip()):
-            raise ValueError(f"vocabulary file '{path}' does not exist; check the path")
+            raise VocabularyError(f"vocabulary file '{path}' does not exist; check the path")
         if "," not in spec:
             _reject_typo(spec.strip())
     return parse_vocabulary(spec)

@@ -28,10 +28,10 @@ __all__ = ["FAMILY", "FCCLIP", "FCCLIPConfig", "FCCLIPFamily", "FCCLIPOutput", "
 class FCCLIPFamily:
     """FC-CLIP behind the :class:`~vocabseg.models.protocol.ModelFamily` protocol."""
 
-    name = "fcclip"
-    title = "FC-CLIP"
-    tasks = TASKS
-    optional_prefixes = (CLIP_PREFIX_OURS,)  # released checkpoints may omit the frozen CLIP
+    name: str = "fcclip"
+    title: str = "FC-CLIP"
+    tasks: tuple[str, ...] = TASKS
+    optional_prefixes: tuple[str, ...] = (CLIP_PREFIX_OURS,)  # released checkpoints may omit the frozen CLIP
 
     def config_from_dict(self, values: Mapping[str, Any]) -> FCCLIPConfig:
         return FCCLIPConfig.from_dict(dict(values))
@@ -57,7 +57,7 @@ class FCCLIPFamily:
     def guess_variant(self, state: Mapping[str, torch.Tensor], *, source: str) -> ModelVariant:
         return guess_variant(dict(state), [factory() for factory in VARIANTS.values()], source=source)
 
-    def load_clip_weights(self, model: nn.Module, config: FCCLIPConfig, clip_weights: str | None) -> str:
+    def load_clip_weights(self, model: Any, config: FCCLIPConfig, clip_weights: str | None) -> str:
         return load_clip_weights(model.backbone.clip, config.clip_model_name, config.clip_pretrained, clip_weights)
 
     def build_criterion(self, config: FCCLIPConfig, loss: Any) -> nn.Module:

@@ -103,7 +103,7 @@ class FCCLIP(nn.Module):
         """
         masks = F.interpolate(mask_logits, size=clip_dense.shape[-2:], mode="bilinear", align_corners=False)
         pooled = self.backbone.pool_masks(clip_dense, masks)
-        logits = classifier.logits(pooled, self.backbone.clip.logit_scale, void=self.void())
+        logits = classifier.logits(pooled, self.backbone.clip.logit_scale, void=self.void())  # CLIP's own temperature
         return logits, (masks > 0).flatten(2).any(-1)
 
 
@@ -112,8 +112,8 @@ def geometric_ensemble(
     out_vocab_logits: torch.Tensor,
     seen_mask: torch.Tensor,
     *,
-    alpha: float,
-    beta: float,
+    alpha: float | torch.Tensor,
+    beta: float | torch.Tensor,
     valid_masks: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Combines both classifiers into log-probabilities with a void column.
@@ -137,8 +137,8 @@ def geometric_ensemble(
     p_out = out_vocab_logits[..., :-1].softmax(-1)
     if valid_masks is not None:
         valid = valid_masks.to(p_in.dtype).unsqueeze(-1)  # [B, Q, 1]
-        alpha = torch.full_like(p_in, alpha) * valid
-        beta = torch.full_like(p_in, beta) * valid
+        alpha = torch.full_like(p_in, float(alpha)) * valid
+        beta = torch.full_like(p_in, float(beta)) * valid
     log_seen = (p_in ** (1 - alpha) * p_out**alpha).log()
     log_unseen = (p_in ** (1 - beta) * p_out**beta).log()
     # Select rather than multiply by the 0/1 mask: identical for finite values, but a

@@ -23,7 +23,7 @@ class ConvNorm(nn.Module):
         self.norm = nn.GroupNorm(32, out_channels)
         self.relu = relu
         nn.init.kaiming_uniform_(self.conv.weight, a=1)  # detectron2's c2_xavier_fill
-        if bias:
+        if self.conv.bias is not None:
             nn.init.zeros_(self.conv.bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -64,7 +64,7 @@ class DeformableEncoder(nn.Module):
 
     def forward(self, srcs: list[torch.Tensor], pos_embeds: list[torch.Tensor]) -> list[torch.Tensor]:
         """Encodes the levels jointly and returns them with their input shapes [B, C, H_l, W_l]."""
-        shapes = [tuple(src.shape[-2:]) for src in srcs]
+        shapes = [(int(src.shape[-2]), int(src.shape[-1])) for src in srcs]
         src_flat = torch.cat([src.flatten(2).transpose(1, 2) for src in srcs], 1)  # [B, S, C]
         pos_flat = torch.cat(
             [pos.flatten(2).transpose(1, 2) + self.level_embed[lvl].view(1, 1, -1) for lvl, pos in enumerate(pos_embeds)],
@@ -119,6 +119,7 @@ class MSDeformAttnPixelDecoder(nn.Module):
         self.encoder_features = ["res5", "res4", "res3"]  # coarse to fine
         self.input_proj = nn.ModuleList(ConvNorm(in_channels[f], conv_dim, 1, bias=True, relu=False) for f in self.encoder_features)
         for proj in self.input_proj:
+            assert isinstance(proj, ConvNorm)
             nn.init.xavier_uniform_(proj.conv.weight, gain=1)
         self.encoder = DeformableEncoder(
             d_model=conv_dim, d_ffn=encoder_ffn_dim, num_layers=num_encoder_layers,
@@ -129,7 +130,7 @@ class MSDeformAttnPixelDecoder(nn.Module):
         self.output_conv = ConvNorm(conv_dim, conv_dim, 3, bias=False, relu=True)
         self.mask_features = nn.Conv2d(conv_dim, mask_dim, 1)
         nn.init.kaiming_uniform_(self.mask_features.weight, a=1)
-        nn.init.zeros_(self.mask_features.bias)
+        nn.init.zeros_(self.mask_features.bias)  # type: ignore[arg-type]  # built with bias
 
     def forward(self, features: dict[str, torch.Tensor]) -> tuple[torch.Tensor, list[torch.Tensor]]:
         """
