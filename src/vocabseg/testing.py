@@ -1,24 +1,18 @@
 """Tiny configurations and synthetic inputs for tests, smoke runs and examples (no downloads)."""
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
-from vocabseg.models.fcclip.config import FCCLIPConfig
+from vocabseg.models import get_family
 
-TINY_TEXT = {"context_length": 77, "vocab_size": 49408, "width": 32, "heads": 2, "layers": 1}
-TINY_VISION = {
-    "convnext": {"timm_model_name": "convnext_atto", "timm_model_pretrained": False, "timm_pool": "",
-                 "timm_proj": "mlp", "image_size": 64},
-    "resnet": {"layers": [1, 1, 1, 1], "width": 8, "image_size": 64, "patch_size": None},
-}
+TINY_KINDS = ("convnext", "resnet")  # CLIP kinds of the tiny FC-CLIP: ConvNeXt-atto, one-block ModifiedResNet
 
 
-def tiny_config(kind: str = "convnext") -> FCCLIPConfig:
-    """A few-million-parameter FC-CLIP with the full architecture (random weights only)."""
-    clip = {"embed_dim": 32, "vision_cfg": TINY_VISION[kind], "text_cfg": TINY_TEXT}
-    return FCCLIPConfig(clip_model_name=f"tiny_{kind}", clip_pretrained="none", clip_config=clip, embed_dim=32,
-                        num_queries=10, hidden_dim=32, nheads=4, dim_feedforward=64, dec_layers=3, mask_dim=32,
-                        conv_dim=32, enc_layers=1, enc_ffn_dim=64, enc_heads=4)
+def tiny_config(kind: str = "convnext", family: str = "fcclip") -> Any:
+    """A few-million-parameter config of a family with its full architecture (random weights only)."""
+    return get_family(family).tiny_config(kind)
 
 
 def synthetic_photo(height: int = 96, width: int = 128, seed: int = 0) -> np.ndarray:
@@ -36,10 +30,8 @@ def tiny_model(kind: str = "convnext", seed: int = 0):
     """A random-weight FC-CLIP of :func:`tiny_config` (deterministic for a seed)."""
     import torch
 
-    from vocabseg.models.fcclip.build import build_fcclip
-
     torch.manual_seed(seed)
-    return build_fcclip(tiny_config(kind))
+    return get_family("fcclip").build(tiny_config(kind))
 
 
 def save_tiny_checkpoint(path, *, kind: str = "convnext", seed: int = 0, min_size: int = 64, max_size: int = 128,
@@ -47,6 +39,8 @@ def save_tiny_checkpoint(path, *, kind: str = "convnext", seed: int = 0, min_siz
     """Writes a vocabseg checkpoint of a seeded tiny FC-CLIP tested at ``min_size``/``max_size``; returns the path."""
     from vocabseg.checkpoints import save_checkpoint
     from vocabseg.models import get_family
+
+TINY_KINDS = ("convnext", "resnet")  # CLIP kinds of the tiny FC-CLIP: ConvNeXt-atto, one-block ModifiedResNet
 
     family = get_family("fcclip")
     config = tiny_config(kind)

@@ -18,7 +18,7 @@ from vocabseg.models.fcclip.config import FCCLIPConfig, FCCLIPSettings
 from vocabseg.models.fcclip.convert import (CLIP_PREFIX_OURS, guess_variant, is_official_state_dict,
                                            official_to_vocabseg)
 from vocabseg.models.fcclip.model import FCCLIP, FCCLIPOutput, geometric_ensemble
-from vocabseg.models.fcclip.variants import VARIANTS
+from vocabseg.models.fcclip.variants import VARIANTS, tiny_config
 from vocabseg.models.protocol import InferenceConfig, ModelVariant, Settings, TASKS
 
 __all__ = ["FAMILY", "FCCLIP", "FCCLIPConfig", "FCCLIPFamily", "FCCLIPOutput", "FCCLIPSettings", "build_fcclip",
@@ -67,6 +67,10 @@ class FCCLIPFamily:
                                dec_layers=config.dec_layers + 1, num_points=loss.num_points,
                                oversample_ratio=loss.oversample_ratio,
                                importance_sample_ratio=loss.importance_sample_ratio)
+
+    def tiny_config(self, kind: str | None = None) -> FCCLIPConfig:
+        """A few-million-parameter config for tests and smoke runs (``kind``: convnext or resnet)."""
+        return tiny_config(kind or "convnext")
 
     def describe(self, config: FCCLIPConfig) -> dict[str, str]:
         """Columns of ``vocabseg models``."""

@@ -92,3 +92,21 @@ VARIANTS: dict[str, Callable[[], ModelVariant]] = {
     "fcclip_rn50x64_coco": fcclip_rn50x64_coco,
 }
 
+
+
+# A few-million-parameter FC-CLIP with the full architecture, for tests and smoke runs
+# (random weights only; nothing is downloaded).
+_TINY_TEXT = {"context_length": 77, "vocab_size": 49408, "width": 32, "heads": 2, "layers": 1}
+_TINY_VISION = {
+    "convnext": {"timm_model_name": "convnext_atto", "timm_model_pretrained": False, "timm_pool": "",
+                 "timm_proj": "mlp", "image_size": 64},
+    "resnet": {"layers": [1, 1, 1, 1], "width": 8, "image_size": 64, "patch_size": None},
+}
+
+
+def tiny_config(kind: str = "convnext") -> FCCLIPConfig:
+    """A tiny FC-CLIP on a ConvNeXt-atto (``"convnext"``) or one-block ModifiedResNet (``"resnet"``) CLIP."""
+    clip = {"embed_dim": 32, "vision_cfg": _TINY_VISION[kind], "text_cfg": _TINY_TEXT}
+    return FCCLIPConfig(clip_model_name=f"tiny_{kind}", clip_pretrained="none", clip_config=clip, embed_dim=32,
+                        num_queries=10, hidden_dim=32, nheads=4, dim_feedforward=64, dec_layers=3, mask_dim=32,
+                        conv_dim=32, enc_layers=1, enc_ffn_dim=64, enc_heads=4)
