@@ -38,9 +38,6 @@ def save_tiny_checkpoint(path, *, kind: str = "convnext", seed: int = 0, min_siz
                          train_vocabulary: str = "coco_panoptic"):
     """Writes a vocabseg checkpoint of a seeded tiny FC-CLIP tested at ``min_size``/``max_size``; returns the path."""
     from vocabseg.checkpoints import save_checkpoint
-    from vocabseg.models import get_family
-
-TINY_KINDS = ("convnext", "resnet")  # CLIP kinds of the tiny FC-CLIP: ConvNeXt-atto, one-block ModifiedResNet
 
     family = get_family("fcclip")
     config = tiny_config(kind)
