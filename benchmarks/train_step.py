@@ -16,10 +16,10 @@ import time
 import torch
 import torch.nn.functional as F
 
-from vocabseg.model.build import build_fcclip
-from vocabseg.model.config import FCCLIPConfig, InferenceConfig
-from vocabseg.text import TextClassifier, get_vocabulary, synonym_counts
-from vocabseg.train.criterion import build_criterion
+from vocabseg.models import get_family
+from vocabseg.models.fcclip import FCCLIPConfig, build_fcclip
+from vocabseg.text import TextClassifier, TextEmbeddings, get_vocabulary, synonym_counts
+from vocabseg.losses import build_criterion
 from vocabseg.train.data import TrainDataset
 from vocabseg.train.loop import LoopSettings, Trainer
 from vocabseg.train.optim import build_optimizer, build_scheduler
@@ -27,8 +27,10 @@ from vocabseg.train.sources import SyntheticShapes
 
 
 def random_coco_classifier(embed_dim: int) -> TextClassifier:
-    counts = synonym_counts(get_vocabulary("coco_panoptic"))
-    return TextClassifier(F.normalize(torch.randn(sum(counts), embed_dim), dim=-1), counts)
+    vocabulary = get_vocabulary("coco_panoptic")
+    counts = synonym_counts(vocabulary)
+    text = TextEmbeddings(F.normalize(torch.randn(sum(counts), embed_dim), dim=-1), counts)
+    return TextClassifier.build(text, vocabulary, vocabulary)
 
 
 def build(args) -> Trainer:
@@ -43,7 +45,8 @@ def build(args) -> Trainer:
                             clip_grad=0.01, checkpoint_period=0, eval_period=0, best_metric="", log_period=0, seed=0)
     dataset = TrainDataset(SyntheticShapes(num_images=8, size=args.size), image_size=args.size, min_scale=1.0,
                            max_scale=1.0, flip=True)
-    return Trainer(model=model, model_config=config, inference=InferenceConfig(),
+    family = get_family("fcclip")
+    return Trainer(model=model, family=family, model_config=config, model_settings=family.default_settings(config),
                    criterion=build_criterion(dec_layers=config.dec_layers + 1, num_points=args.points),
                    text=random_coco_classifier(config.embed_dim), train_vocabulary="coco_panoptic", dataset=dataset,
                    optimizer=optimizer, scheduler=build_scheduler(optimizer, steps=(10**9,), gamma=0.1, warmup_iters=0,

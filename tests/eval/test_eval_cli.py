@@ -6,25 +6,17 @@ import shutil
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 from pycocotools import mask as mask_util
 
 from tiny_datasets import write_ade20k, write_coco
 from vocabseg.cli import main
-from vocabseg.models.fcclip.build import build_fcclip
-from vocabseg.model.config import InferenceConfig
-from vocabseg.testing import tiny_config
-from vocabseg.weights import save_checkpoint
+from vocabseg.testing import save_tiny_checkpoint
 
 
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory):
-    torch.manual_seed(0)
-    config = tiny_config()
-    path = tmp_path_factory.mktemp("ckpt") / "tiny.pth"
-    save_checkpoint(path, build_fcclip(config), config, InferenceConfig(min_size=64, max_size=128))
-    return path
+    return save_tiny_checkpoint(tmp_path_factory.mktemp("ckpt") / "tiny.pth", seed=0, min_size=64, max_size=128)
 
 
 @pytest.fixture()

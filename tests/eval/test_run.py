@@ -20,12 +20,9 @@ import torch
 from tiny_datasets.common import compressed_rle, id_to_rgb, image, segment_info, write_jpg, write_json, write_png
 from vocabseg.data import get_dataset, load_panoptic, load_semantic
 from vocabseg.eval.run import evaluate, state_path
-from vocabseg.models.fcclip.build import build_fcclip
-from vocabseg.model.config import InferenceConfig
 from vocabseg.predictor import Prediction, Predictor, Segment
-from vocabseg.testing import tiny_config
+from vocabseg.testing import save_tiny_checkpoint
 from vocabseg.text import TextEmbeddingCache, get_vocabulary
-from vocabseg.weights import save_checkpoint
 
 SPLIT = "ade20k_panoptic_val"
 BASE = "ADEChallengeData2016"
@@ -82,11 +79,7 @@ def text_cache_dir(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory) -> Path:
-    torch.manual_seed(0)
-    config = tiny_config()
-    path = tmp_path_factory.mktemp("ckpt") / "tiny.pth"
-    save_checkpoint(path, build_fcclip(config), config, InferenceConfig(min_size=64, max_size=128))
-    return path
+    return save_tiny_checkpoint(tmp_path_factory.mktemp("ckpt") / "tiny.pth", seed=0, min_size=64, max_size=128)
 
 
 @pytest.fixture(scope="module")

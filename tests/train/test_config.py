@@ -25,8 +25,9 @@ def test_convnext_preset_is_the_official_recipe():
     assert (s.batch_size, s.amp, s.clip_grad) == (16, "fp16", 0.01)
     assert (config.input.image_size, config.input.min_scale, config.input.max_scale, config.input.flip) == (1024, 0.1, 2.0, True)
     assert (config.data.format, config.data.name) == ("registered", "coco_panoptic_train")
-    model_config, _, variant = resolve_architecture(config)
-    assert variant.name == "fcclip_convnext_large_coco" and model_config.num_queries == 250
+    arch = resolve_architecture(config)
+    assert arch.family.name == "fcclip" and arch.variant.name == "fcclip_convnext_large_coco"
+    assert arch.config.num_queries == 250 and arch.settings == arch.variant.settings
     l = config.loss
     assert (l.class_weight, l.mask_weight, l.dice_weight, l.no_object_weight, l.num_points) == (2.0, 5.0, 5.0, 0.1, 12544)
 
@@ -41,7 +42,7 @@ def test_overrides_are_typed():
 
 @pytest.mark.parametrize("override, message", [
     ("solver.lrr=1", r"unknown key 'solver.lrr' \(did you mean 'solver.lr'\?\); valid keys: output, device, .*solver.seed"),
-    ("model.arch.depth=3", r"unknown key 'model.arch.depth'; model.arch takes FCCLIPConfig fields: clip_model_name, "),
+    ("model.arch.depth=3", r"unknown key 'model.arch.depth'; model.arch takes FC-CLIP config fields: clip_model_name, "),
     ("solver.max_iter=many", r"solver.max_iter must be int, got 'many'"),
     ("solver", r"override 'solver' is not key=value"),
 ])

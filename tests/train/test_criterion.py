@@ -1,4 +1,4 @@
-"""Tests for vocabseg.train.criterion."""
+"""Tests for vocabseg.losses.set_criterion."""
 from __future__ import annotations
 
 import pytest

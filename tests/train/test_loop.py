@@ -11,7 +11,7 @@ from vocabseg.errors import CheckpointError
 from vocabseg.train.build import build_trainer
 from vocabseg.cli.train import run_training
 from vocabseg.train.data import SampleKey
-from vocabseg.weights import parse_checkpoint, read_checkpoint
+from vocabseg.checkpoints import parse_checkpoint, read_checkpoint
 
 CPU = torch.device("cpu")
 
@@ -32,7 +32,7 @@ def test_tiny_model_overfits_two_images(tiny_config):
     batch = trainer.collate([dataset[SampleKey(i, 0, i)] for i in range(len(dataset))])
     trainer.model.eval()
     with torch.no_grad():
-        out = trainer.model(batch.images, trainer.text_embeddings, trainer.synonym_counts)
+        out = trainer.model(batch.images, trainer.text)
     masks = F.interpolate(out.pred_masks, size=batch.images.shape[-2:], mode="bilinear", align_corners=False) > 0
     probs = out.pred_logits.softmax(-1)  # [B, Q, K + 1]
     for b, target in enumerate(batch.targets):
@@ -74,7 +74,7 @@ def test_training_checkpoint_is_a_vocabseg_checkpoint_without_clip(tiny_config, 
     run_training(tiny_config("solver.max_iter=1"))
     data = read_checkpoint(tmp_path / "run" / "last.pth")
     loaded = parse_checkpoint(data, source="last.pth", variant=None)
-    assert not loaded.has_clip and loaded.config.num_queries == 10
+    assert not loaded.has_frozen_parts and loaded.config.num_queries == 10
     assert loaded.train_vocabulary == "red square; green disc; grey floor [stuff]"
     trainer_state = data["trainer"]
     assert trainer_state["iteration"] == 1 and trainer_state["position"] == 2 and len(trainer_state["rng"]) == 1

@@ -1,4 +1,4 @@
-"""Tests for vocabseg.train.matcher."""
+"""Tests for vocabseg.losses.matcher."""
 from __future__ import annotations
 
 import pytest

@@ -48,7 +48,7 @@ def test_scale_schedule_keeps_the_shape():
 
 
 def test_param_groups_follow_the_official_weight_decay_rules(tiny_config):
-    model = build_fcclip(resolve_architecture(tiny_config())[0])
+    model = build_fcclip(resolve_architecture(tiny_config()).config)
     groups = {g["name"]: g for g in param_groups(model, weight_decay=0.05, weight_decay_norm=0.0, weight_decay_embed=0.0)}
     assert {n: g["weight_decay"] for n, g in groups.items()} == {"decay": 0.05, "norm": 0.0, "embedding": 0.0}
     grouped = {id(p): name for name, g in groups.items() for p in g["params"]}
@@ -68,7 +68,7 @@ def test_param_groups_follow_the_official_weight_decay_rules(tiny_config):
 
 
 def test_optimizer_is_adamw_over_trainable_parameters_only(tiny_config):
-    model = build_fcclip(resolve_architecture(tiny_config())[0])
+    model = build_fcclip(resolve_architecture(tiny_config()).config)
     optimizer = build_optimizer(model, lr=1e-4, weight_decay=0.05)
     assert isinstance(optimizer, torch.optim.AdamW)
     assert all(p.requires_grad for g in optimizer.param_groups for p in g["params"])

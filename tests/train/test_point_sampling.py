@@ -1,4 +1,4 @@
-"""Tests for vocabseg.train.point_sampling."""
+"""Tests for vocabseg.losses.point_sampling."""
 from __future__ import annotations
 
 import pytest

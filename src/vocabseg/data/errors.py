@@ -1,7 +1,9 @@
-"""One error type for datasets that are missing, unprepared or malformed.
+"""Checks that raise one error type for datasets that are missing, unprepared or malformed.
 
-Every message is one line: the file or folder, what is wrong with it, and the
-command or step that fixes it. The CLI prints ``str(error)`` and nothing else.
+The error class is :class:`vocabseg.errors.DatasetError` (a ``VocabsegError`` and a
+``ValueError``), re-exported here. Every message is one line: the file or folder, what
+is wrong with it, and the command or step that fixes it. The CLI prints ``str(error)``
+and nothing else.
 """
 from __future__ import annotations
 
@@ -9,9 +11,9 @@ import json
 from pathlib import Path
 from typing import Any
 
+from vocabseg.errors import DatasetError
 
-class DatasetError(ValueError):
-    """A dataset on disk is missing, not prepared, or not in the expected format."""
+__all__ = ["DatasetError", "prepare_hint", "read_json", "require_dir", "require_file", "require_keys"]
 
 
 def prepare_hint(prepare_name: str, root: Path) -> str:
