@@ -1,8 +1,9 @@
 """Process-group state as plain functions; every one also works without a process group.
 
-Launch with ``torchrun --nproc_per_node N -m vocabseg train ...``: torchrun sets
-RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR and MASTER_PORT, and ``init_from_env``
-reads them. Without them the run is a single process.
+Launch with ``torchrun --nproc_per_node N -m vocabseg.cli train ...`` (or ``eval``):
+torchrun sets RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR and MASTER_PORT, and
+``init_from_env`` / ``join_from_env`` read them. Without them the run is a single process.
+This is the one module of vocabseg that talks to ``torch.distributed``.
 """
 from __future__ import annotations
 
@@ -11,6 +12,30 @@ from datetime import timedelta
 
 import torch
 import torch.distributed as dist
+
+from vocabseg.errors import DeviceError
+
+
+def env_world_size() -> int:
+    """WORLD_SIZE as torchrun sets it (1 without torchrun)."""
+    return int(os.environ.get("WORLD_SIZE", 1))
+
+
+def join_from_env(*, backend: str = "gloo", timeout: timedelta = timedelta(minutes=30)) -> bool:
+    """Joins the process group torchrun describes, if there is one and it is not joined yet.
+
+    Args:
+        backend: "gloo" (CPU tensors; enough for barriers and object gathers) or "nccl".
+        timeout: how long collective calls (e.g. a barrier) wait for the slowest rank.
+
+    Returns:
+        True if this call created the group (the caller then ends it with :func:`cleanup`).
+    """
+    world_size = env_world_size()
+    if world_size == 1 or is_initialized():
+        return False
+    dist.init_process_group(backend=backend, rank=int(os.environ["RANK"]), world_size=world_size, timeout=timeout)
+    return True
 
 
 def init_from_env(*, device: str = "auto", timeout_minutes: int = 30) -> torch.device:
@@ -21,21 +46,19 @@ def init_from_env(*, device: str = "auto", timeout_minutes: int = 30) -> torch.d
 
     Returns:
         The device this process trains on.
+
+    Raises:
+        DeviceError: an unknown device, or CUDA asked for but not available.
     """
+    if device not in ("auto", "cpu") and not device.startswith("cuda"):
+        raise DeviceError(f"unknown device {device!r}; use auto, cpu or cuda")
     use_cuda = torch.cuda.is_available() if device == "auto" else device.startswith("cuda")
     if use_cuda and not torch.cuda.is_available():
-        raise RuntimeError("device cuda was requested but CUDA is not available; set device=cpu")
+        raise DeviceError(f"device {device} was requested but CUDA is not available; set device=cpu")
     local_rank = int(os.environ.get("LOCAL_RANK", 0))
     if use_cuda:
         torch.cuda.set_device(local_rank)
-    world_size = int(os.environ.get("WORLD_SIZE", 1))
-    if world_size > 1 and not dist.is_initialized():
-        dist.init_process_group(
-            backend="nccl" if use_cuda else "gloo",
-            rank=int(os.environ["RANK"]),
-            world_size=world_size,
-            timeout=timedelta(minutes=timeout_minutes),
-        )
+    join_from_env(backend="nccl" if use_cuda else "gloo", timeout=timedelta(minutes=timeout_minutes))
     return torch.device("cuda", local_rank) if use_cuda else torch.device("cpu")
 
 
@@ -49,6 +72,16 @@ def get_rank() -> int:
 
 def get_world_size() -> int:
     return dist.get_world_size() if is_initialized() else 1
+
+
+def rank_and_world() -> tuple[int, int]:
+    """(rank, world size) of the joined process group, else of torchrun's RANK/WORLD_SIZE (else (0, 1)).
+
+    Unlike :func:`get_rank`, this knows a process's place before it joins the group.
+    """
+    if is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return int(os.environ.get("RANK", 0)), env_world_size()
 
 
 def is_main_process() -> bool:

@@ -1,12 +1,11 @@
 """Writing predictions to disk: overlay PNG, COCO panoptic PNG + JSON, label PNG, COCO RLE JSON.
 
-Every file is written to a temporary name and renamed into place, so an
-interrupted run never leaves a half-written file under a final name.
+Every file is written through ``vocabseg.fileio.atomic_write`` (a temporary name, then a
+rename), so an interrupted run never leaves a half-written file under a final name.
 """
 from __future__ import annotations
 
 import json
-import os
 import zlib
 from pathlib import Path
 
@@ -15,30 +14,21 @@ from PIL import Image, ImageDraw
 from pycocotools import mask as mask_utils
 
 from vocabseg.data.io import id_to_rgb
+from vocabseg.fileio import atomic_write
 from vocabseg.predictor import Prediction
 from vocabseg.text import Vocabulary
 
 
-def _atomic(path: Path, write) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(f".{path.name}.part")
-    try:
-        write(partial)
-        os.replace(partial, path)
-    finally:
-        partial.unlink(missing_ok=True)
-
-
 def save_png(path: Path, array: np.ndarray) -> None:
-    _atomic(path, lambda p: Image.fromarray(array).save(p, format="PNG"))
+    atomic_write(path, lambda p: Image.fromarray(array).save(p, format="PNG"))
 
 
 def save_json(path: Path, data) -> None:
     def write(p):
-        with open(p, "w") as f:
+        with open(p, "w", encoding="utf-8") as f:
             json.dump(data, f)
 
-    _atomic(path, write)
+    atomic_write(path, write)
 
 
 def class_color(vocab: Vocabulary, index: int) -> tuple[int, int, int]:

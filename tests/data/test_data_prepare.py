@@ -157,16 +157,20 @@ def test_second_run_skips_everything(tmp_path: Path) -> None:
 
 def test_interrupted_write_leaves_no_partial_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     write_coco_stuff_raw(tmp_path)
-    from vocabseg.data.convert import common
+    from vocabseg import fileio
+
+    written = []
 
     def crash(src: str, dst: str) -> None:
-        raise KeyboardInterrupt  # killed between writing the temp file and renaming it
+        written.append(Path(src).name)
+        raise KeyboardInterrupt  # interrupted between writing the temp file and renaming it
 
-    monkeypatch.setattr(common.os, "replace", crash)
+    monkeypatch.setattr(fileio.os, "replace", crash)
     with pytest.raises(KeyboardInterrupt):
         prepare("coco_stuff", tmp_path, progress=False)
     out_dir = tmp_path / "coco" / "stuffthingmaps_detectron2" / "val2017"
-    assert [p.name for p in out_dir.iterdir()] == [".000000000139.png.tmp"]  # only the hidden temp file
+    assert len(written) == 1 and written[0].startswith(".000000000139.png.")  # a hidden temp file was written
+    assert list(out_dir.iterdir()) == []  # nothing under the final name, and the temp file is removed
     monkeypatch.undo()
     assert "val: wrote 1 file(s)" in prepare("coco_stuff", tmp_path, progress=False)[1]
 

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from vocabseg.errors import DatasetError
 from vocabseg.eval.evaluators import PanopticEvaluator, SemanticEvaluator
 from vocabseg.eval.from_files import evaluate_instance_files, evaluate_panoptic_files, evaluate_semantic_folders
 from vocabseg.eval.instance import coco_mask_ap, gt_annotations_from_masks, to_coco_results
@@ -57,20 +58,20 @@ def test_panoptic_file_errors(tmp_path: Path):
     cats = list(CATEGORIES.values())
     gt_json = write_panoptic(tmp_path, "gt", [PanopticImage(GT_IDS, GT_SEGS, 1)], cats)
     pred_json = write_panoptic(tmp_path, "pred", [PanopticImage(PRED_IDS, PRED_SEGS, 2)])
-    with pytest.raises(ValueError, match="no prediction for 1 gt image.*image_id 1"):
+    with pytest.raises(DatasetError, match="no prediction for 1 gt image.*image_id 1"):
         evaluate_panoptic_files(gt_json, pred_json)
-    with pytest.raises(FileNotFoundError, match="prediction PNG folder .*nowhere not found"):
+    with pytest.raises(DatasetError, match="prediction PNG folder .*nowhere not found"):
         evaluate_panoptic_files(gt_json, pred_json, pred_folder=tmp_path / "nowhere")
     (tmp_path / "bad.json").write_text("{not json")
-    with pytest.raises(ValueError, match=r"bad\.json is not valid JSON"):
+    with pytest.raises(DatasetError, match=r"bad\.json is not valid JSON"):
         evaluate_panoptic_files(gt_json, tmp_path / "bad.json")
     (tmp_path / "noann.json").write_text("{}")
-    with pytest.raises(ValueError, match=r"noann\.json needs an 'annotations' list"):
+    with pytest.raises(DatasetError, match=r"noann\.json needs an 'annotations' list"):
         evaluate_panoptic_files(gt_json, tmp_path / "noann.json")
     Image.fromarray(np.zeros((2, 2), np.uint8)).save(tmp_path / "gray.png")
-    with pytest.raises(ValueError, match=r"gray\.png has mode L; it must be RGB"):
+    with pytest.raises(DatasetError, match=r"gray\.png has mode L, expected RGB"):
         read_panoptic_png(tmp_path / "gray.png")
-    with pytest.raises(FileNotFoundError, match=r"missing\.png not found"):
+    with pytest.raises(DatasetError, match=r"missing\.png not found"):
         read_panoptic_png(tmp_path / "missing.png")
 
 
@@ -78,7 +79,7 @@ def test_pred_segment_mismatch_names_image(tmp_path: Path):
     cats = list(CATEGORIES.values())
     gt_json = write_panoptic(tmp_path, "gt", [PanopticImage(GT_IDS, GT_SEGS, 5)], cats)
     pred_json = write_panoptic(tmp_path, "pred", [PanopticImage(PRED_IDS, PRED_SEGS[1:], 5)])
-    with pytest.raises(ValueError, match="image 5: segment id 11 is in the prediction PNG"):
+    with pytest.raises(DatasetError, match=r"pred\.json: image 5: segment id 11 is in the prediction PNG"):
         evaluate_panoptic_files(gt_json, pred_json)
 
 
@@ -98,7 +99,7 @@ def test_label_png_formats(tmp_path: Path, kind: str):
 
 def test_label_png_rejects_colour(tmp_path: Path):
     Image.fromarray(np.zeros((2, 2, 3), np.uint8)).save(tmp_path / "rgb.png")
-    with pytest.raises(ValueError, match=r"rgb\.png has mode RGB; it must be single-channel"):
+    with pytest.raises(DatasetError, match=r"rgb\.png has mode RGB, expected single-channel"):
         read_label_png(tmp_path / "rgb.png")
 
 
@@ -115,7 +116,7 @@ def test_semantic_folders(tmp_path: Path):
         ev.process(gt, pred)
     res = evaluate_semantic_folders(tmp_path / "gt", tmp_path / "pred", ["a", "b", "c"], pred_suffix="_pred.png")
     assert res == ev.evaluate()
-    with pytest.raises(FileNotFoundError, match=r"prediction .*im0\.png for gt .*im0\.png not found"):
+    with pytest.raises(DatasetError, match=r"prediction .*im0\.png for gt .*im0\.png not found"):
         evaluate_semantic_folders(tmp_path / "gt", tmp_path / "pred", ["a", "b", "c"])
 
 
@@ -136,10 +137,10 @@ def test_instance_files(tmp_path: Path):
     ref = coco_mask_ap(read_coco_gt(tmp_path / "gt.json"), read_coco_results(tmp_path / "res.json"))
     assert res["AP"] == pytest.approx(ref["AP"]) and res["per_class"]["b"]["AP"] == pytest.approx(ref["per_class"][2])
     (tmp_path / "bad.json").write_text(json.dumps([{"image_id": 1, "category_id": 1, "score": 0.5}]))
-    with pytest.raises(ValueError, match=r"bad\.json: entry 0 lacks \['segmentation'\]"):
+    with pytest.raises(DatasetError, match=r"bad\.json: entry 0 lacks \['segmentation'\]"):
         read_coco_results(tmp_path / "bad.json")
     (tmp_path / "poly.json").write_text(json.dumps([{**results[0], "segmentation": [[0, 0, 1, 1, 2, 0]]}]))
-    with pytest.raises(ValueError, match="must be an RLE dict"):
+    with pytest.raises(DatasetError, match="must be an RLE dict"):
         read_coco_results(tmp_path / "poly.json")
-    with pytest.raises(ValueError, match=r"res\.json lacks \['images', 'annotations', 'categories'\]"):
+    with pytest.raises(DatasetError, match=r"res\.json lacks \['images', 'annotations', 'categories'\]"):
         read_coco_gt(tmp_path / "res.json")

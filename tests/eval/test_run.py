@@ -19,6 +19,7 @@ import torch
 
 from tiny_datasets.common import compressed_rle, id_to_rgb, image, segment_info, write_jpg, write_json, write_png
 from vocabseg.data import get_dataset, load_panoptic, load_semantic
+from vocabseg.errors import CheckpointError, ConfigError
 from vocabseg.eval.run import evaluate, state_path
 from vocabseg.predictor import Prediction, Predictor, Segment
 from vocabseg.testing import save_tiny_checkpoint
@@ -186,9 +187,9 @@ def test_interrupted_then_resumed_run_equals_uninterrupted(predictor, dataset, r
 
 def test_state_of_another_run_is_refused(predictor, dataset, reference, tmp_path):
     shutil.copytree(reference[1] / "state", tmp_path / "state")
-    with pytest.raises(ValueError, match="delete .*state"):
+    with pytest.raises(CheckpointError, match="delete .*state"):
         evaluate(predictor, dataset, tasks=["semantic"], output_dir=tmp_path, progress=False)
-    with pytest.raises(ValueError, match="unknown task"):
+    with pytest.raises(ConfigError, match="unknown task"):
         evaluate(predictor, dataset, tasks=["panoptc"], output_dir=tmp_path, progress=False)
 
 

@@ -5,21 +5,22 @@ import numpy as np
 import pytest
 from scipy.ndimage import binary_erosion
 
-from vocabseg.train.transforms import (PAD_PIXEL, LSJParams, SegmentInfo, apply_lsj, lsj_targets, panoptic_targets,
+from vocabseg.data.records import Segment
+from vocabseg.train.transforms import (PAD_PIXEL, LSJParams, apply_lsj, lsj_targets, panoptic_targets,
                                        resize_nearest, sample_lsj)
 
 # Segment id -> (class, colour). Id 5 is a crowd region.
 COLOURS = {1: (0, (250, 0, 0)), 2: (1, (0, 250, 0)), 3: (2, (0, 0, 250)), 4: (3, (250, 250, 0)), 5: (0, (0, 250, 250))}
 
 
-def colour_coded_example(height: int = 48, width: int = 80) -> tuple[np.ndarray, np.ndarray, list[SegmentInfo]]:
+def colour_coded_example(height: int = 48, width: int = 80) -> tuple[np.ndarray, np.ndarray, list[Segment]]:
     """Four blocks plus a crowd block; each segment's pixels have the segment's colour."""
     ids = np.zeros((height, width), dtype=np.int64)  # VOID border
     ids[2:24, 2:40], ids[2:24, 40:78], ids[24:46, 2:40], ids[24:46, 40:60], ids[24:46, 60:78] = 1, 2, 3, 4, 5
     image = np.full((height, width, 3), 128, dtype=np.uint8)
     for seg_id, (_, colour) in COLOURS.items():
         image[ids == seg_id] = colour
-    segments = [SegmentInfo(i, cls, iscrowd=i == 5) for i, (cls, _) in COLOURS.items()]
+    segments = [Segment(i, cls, is_thing=True, iscrowd=i == 5, area=int((ids == i).sum())) for i, (cls, _) in COLOURS.items()]
     return image, ids, segments
 
 

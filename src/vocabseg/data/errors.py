@@ -21,32 +21,37 @@ def prepare_hint(prepare_name: str, root: Path) -> str:
     return f"run `vocabseg data prepare {prepare_name} --root {root}`"
 
 
-def require_dir(path: Path, fix: str) -> Path:
-    """Returns ``path`` if it is a folder, else raises naming it and ``fix``."""
-    if not path.is_dir():
-        raise DatasetError(f"folder {path} not found; {fix}")
+def require_dir(path: Path, fix: str, *, what: str = "folder") -> Path:
+    """Returns ``path`` if it is a folder, else raises naming it (as ``what``) and ``fix``."""
+    if not Path(path).is_dir():
+        raise DatasetError(f"{what} {path} not found; {fix}")
     return path
 
 
-def require_file(path: Path, fix: str) -> Path:
-    """Returns ``path`` if it is a file, else raises naming it and ``fix``."""
-    if not path.is_file():
-        raise DatasetError(f"file {path} not found; {fix}")
+def require_file(path: Path, fix: str, *, what: str = "file") -> Path:
+    """Returns ``path`` if it is a file, else raises naming it (as ``what``) and ``fix``."""
+    if not Path(path).is_file():
+        raise DatasetError(f"{what} {path} not found; {fix}")
     return path
 
 
-def read_json(path: Path, fix: str) -> Any:
-    """Loads a json file; a missing or unparsable file raises with ``fix``."""
-    require_file(path, fix)
+def read_json(path: Path, fix: str, *, what: str = "file", malformed: str | None = None) -> Any:
+    """Loads a json file; the one JSON reader of vocabseg's dataset and evaluation files.
+
+    Args:
+        fix: what to do when the file is missing.
+        what: what the file is, for the messages (e.g. "COCO results json").
+        malformed: what to do when it is not valid JSON; default: delete it and ``fix``
+            (a download or a prepare run cut short).
+    """
+    require_file(path, fix, what=what)
     try:
         with open(path, encoding="utf-8") as f:
             return json.load(f)
-    except json.JSONDecodeError as e:
-        # Usually a download or a prepare run cut short.
-        raise DatasetError(
-            f"file {path} is not valid JSON ({e.msg} at line {e.lineno}); "
-            f"it is probably truncated: delete it and {fix}"
-        ) from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        where = f"{e.msg} at line {e.lineno}" if isinstance(e, json.JSONDecodeError) else "not UTF-8 text"
+        raise DatasetError(f"{what} {path} is not valid JSON ({where}); "
+                           f"{malformed or f'it is probably truncated: delete it and {fix}'}") from None
 
 
 def require_keys(obj: Any, keys: tuple[str, ...], where: str, fix: str) -> None:

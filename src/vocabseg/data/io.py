@@ -7,32 +7,48 @@
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from vocabseg.data.errors import DatasetError
 from vocabseg.data.records import IGNORE_LABEL, InstanceAnnotation, Record, Segment, SemanticLabel
+from vocabseg.errors import DatasetError
 from vocabseg.images import pil_to_rgb
 
 _LABEL_MODES = ("L", "P", "I;16", "I;16L", "I;16B", "I")  # single-channel integer images
 
 
-def _open(path: Path, what: str) -> Image.Image:
+@dataclass(frozen=True)
+class Fixes:
+    """The fix that ends the one-line error for each problem a file can have.
+
+    Dataset files (the default) are fixed by checking or preparing the dataset again;
+    other callers (e.g. the readers of prediction files in ``vocabseg.eval``) give their own.
+    """
+
+    missing: str = "run `vocabseg data check` on this dataset"
+    unreadable: str = "it is probably truncated, download or prepare it again"
+    wrong_mode: str = "prepare the dataset again"
+
+
+DATASET_FILE = Fixes()
+
+
+def open_image(path: str | Path, what: str, fixes: Fixes = DATASET_FILE) -> Image.Image:
+    """Opens an image file lazily; a missing or unreadable file raises DatasetError naming ``what``."""
     if not Path(path).is_file():
-        raise DatasetError(f"{what} {path} not found; run `vocabseg data check` on this dataset")
+        raise DatasetError(f"{what} {path} not found; {fixes.missing}")
     try:
         return Image.open(path)
     except UnidentifiedImageError:
-        raise DatasetError(
-            f"{what} {path} is not a readable image; it is probably truncated, download or prepare it again"
-        ) from None
+        raise DatasetError(f"{what} {path} is not a readable image; {fixes.unreadable}") from None
 
 
 def load_image(path: str | Path) -> np.ndarray:
     """Reads an image as [H, W, 3] uint8 RGB, EXIF rotation applied."""
-    with _open(Path(path), "image") as img:
+    with open_image(path, "image") as img:
         return pil_to_rgb(img)
 
 
@@ -48,24 +64,24 @@ def id_to_rgb(ids: np.ndarray) -> np.ndarray:
     return np.stack([ids % 256, ids // 256 % 256, ids // 65536 % 256], axis=-1).astype(np.uint8)
 
 
-def load_panoptic(png: str | Path) -> np.ndarray:
-    """Reads a COCO-format panoptic PNG as [H, W] int64 segment ids (0 = VOID)."""
-    with _open(Path(png), "panoptic PNG") as img:
+def load_panoptic(png: str | Path, *, what: str = "panoptic PNG", fixes: Fixes = DATASET_FILE) -> np.ndarray:
+    """Reads a COCO-format panoptic PNG as [H, W] int64 segment ids (0 = VOID; an alpha channel is ignored)."""
+    with open_image(png, what, fixes) as img:
         if img.mode not in ("RGB", "RGBA"):
             raise DatasetError(
-                f"panoptic PNG {png} has mode {img.mode}, expected RGB (id = R + 256 G + 256^2 B); "
-                "it is not a panoptic annotation: prepare the dataset again"
+                f"{what} {png} has mode {img.mode}, expected RGB (id = R + 256 G + 256^2 B); "
+                f"it is not a panoptic id map: {fixes.wrong_mode}"
             )
         return rgb_to_id(np.asarray(img.convert("RGB")))
 
 
-def read_label_map(path: str | Path) -> np.ndarray:
+def read_label_map(path: str | Path, *, what: str = "label map", fixes: Fixes = DATASET_FILE) -> np.ndarray:
     """Reads a label map's raw values: [H, W] uint8, uint16 or int32 as stored."""
-    with _open(Path(path), "label map") as img:
+    with open_image(path, what, fixes) as img:
         if img.mode not in _LABEL_MODES:
             raise DatasetError(
-                f"label map {path} has mode {img.mode}, expected single-channel class ids; "
-                "it looks like a colour visualisation: prepare the dataset again"
+                f"{what} {path} has mode {img.mode}, expected single-channel class ids; "
+                f"it looks like a colour visualisation: {fixes.wrong_mode}"
             )
         return np.asarray(img)  # a palette image yields its indices
 

@@ -12,10 +12,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, overload
 
+from vocabseg.models import TASKS  # re-exported: the tasks a record can carry labels for
 from vocabseg.text.builtin import get_vocabulary
 from vocabseg.text.vocabulary import Vocabulary
-
-TASKS = ("panoptic", "semantic", "instance")
 
 # Value of unlabelled pixels in the maps returned by ``load_semantic``. Not 255:
 # ADE20K-847 and Pascal Context 459 have more than 255 classes.

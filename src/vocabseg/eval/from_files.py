@@ -1,4 +1,9 @@
-"""Score any model's outputs saved in the standard formats (see ``readers``)."""
+"""Score any model's outputs saved in the standard formats (see ``readers``).
+
+A problem with the files (missing, malformed, or contents the metrics refuse, such as a
+prediction segment missing from its ``segments_info``) raises
+:class:`vocabseg.errors.DatasetError` naming the file.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +11,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from vocabseg.data.errors import require_dir
+from vocabseg.errors import DatasetError
 from vocabseg.eval.evaluators import PanopticEvaluator, SemanticEvaluator
 from vocabseg.eval.instance import coco_mask_ap
 from vocabseg.eval.panoptic import pq_compute
@@ -66,13 +73,13 @@ def panoptic_evaluator_from_files(
     gt_folder = Path(gt_folder) if gt_folder is not None else default_png_folder(gt_json)
     pred_folder = Path(pred_folder) if pred_folder is not None else default_png_folder(pred_json)
     for name, folder in (("gt", gt_folder), ("prediction", pred_folder)):
-        if not folder.is_dir():
-            raise FileNotFoundError(
-                f"{name} PNG folder {folder} not found; pass {name.replace('prediction', 'pred')}_folder"
-            )
+        require_dir(folder, f"pass {name.replace('prediction', 'pred')}_folder", what=f"{name} PNG folder")
     evaluator = PanopticEvaluator(gt["categories"])
     for gt_image, pred_image in iter_panoptic_pairs(gt, pred, gt_folder, pred_folder, pred_json):
-        evaluator.process(gt_image, pred_image)
+        try:
+            evaluator.process(gt_image, pred_image)
+        except ValueError as e:  # the metric's check of the image's files
+            raise DatasetError(f"{pred_json}: {e}") from None
     return evaluator
 
 
@@ -95,7 +102,7 @@ def evaluate_semantic_folders(
         try:
             evaluator.process(gt, pred)
         except ValueError as e:
-            raise ValueError(f"{stem}: {e}") from None
+            raise DatasetError(f"{Path(pred_dir) / (stem + pred_suffix)}: {e}") from None
     return evaluator.evaluate()
 
 
@@ -105,8 +112,11 @@ def evaluate_instance_files(gt_json: str | Path, results_json: str | Path) -> di
     Returns:
         ``AP, AP50, AP75, APs, APm, APl`` and ``per_class`` ``{name: {"AP"}}``, in percent.
     """
-    gt = read_coco_gt(gt_json)
-    res = coco_mask_ap(gt, read_coco_results(results_json))
+    gt, results = read_coco_gt(gt_json), read_coco_results(results_json)
+    try:
+        res = coco_mask_ap(gt, results)
+    except ValueError as e:  # results of images or categories the gt does not have
+        raise DatasetError(f"{results_json}: {e}") from None
     names = {c["id"]: str(c.get("name", c["id"])) for c in gt["categories"]}
     res["per_class"] = {names[cat]: {"AP": ap} for cat, ap in res["per_class"].items()}
     return res

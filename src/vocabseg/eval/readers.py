@@ -5,89 +5,64 @@
 * Semantic: single-channel label PNGs (8-bit, palette or 16-bit) of class indices.
 * Instance: COCO instance gt json and COCO results json (a list of dicts).
 
-Every problem with a file raises one line naming the file and the fix:
-FileNotFoundError for a missing file, ValueError for a malformed one.
+The files are read by ``vocabseg.data`` (``load_panoptic``, ``read_label_map``, ``read_json``)
+with fixes that suit files a user wrote. Every problem with a file raises
+:class:`vocabseg.errors.DatasetError` with one line naming the file and the fix.
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
 
-from vocabseg.eval.panoptic import PanopticImage, rgb2id
+from vocabseg.data.errors import read_json as _read_json
+from vocabseg.data.errors import require_dir
+from vocabseg.data.io import Fixes, load_panoptic, read_label_map
+from vocabseg.errors import DatasetError
+from vocabseg.eval.panoptic import PanopticImage
 
-_LABEL_MODES = ("L", "P", "I", "I;16", "I;16B", "I;16L")  # single-channel integer PNG modes
+PANOPTIC_PNG = Fixes(missing="write one PNG per image named as in the annotations", unreadable="save it as PNG",
+                     wrong_mode="write the segment ids as colours with id2rgb")
+LABEL_PNG = Fixes(missing="write one label PNG per image", unreadable="save it as PNG",
+                  wrong_mode="save the class indices (8- or 16-bit), not colours")
 
 
 def read_json(path: str | Path, what: str) -> Any:
     """Loads a json file; ``what`` says what it should hold, for the error messages."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{what} file {path} not found; check the path")
-    try:
-        with open(path) as f:
-            return json.load(f)
-    except json.JSONDecodeError as e:
-        raise ValueError(
-            f"{what} file {path} is not valid JSON ({e.msg} at line {e.lineno}); rewrite it with json.dump"
-        ) from None
-
-
-def _open_png(path: str | Path, what: str) -> Image.Image:
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{what} {path} not found; write one PNG per image named as in the annotations")
-    try:
-        return Image.open(path)
-    except UnidentifiedImageError:
-        raise ValueError(f"{what} {path} is not an image Pillow can read; save it as PNG") from None
+    return _read_json(Path(path), "check the path", what=what, malformed="rewrite it with json.dump")
 
 
 def read_panoptic_png(path: str | Path) -> np.ndarray:
-    """Reads a COCO panoptic PNG as [H, W] int64 segment ids (0 = VOID)."""
-    with _open_png(path, "panoptic PNG") as img:
-        if img.mode not in ("RGB", "RGBA"):  # alpha, if any, is ignored as panopticapi does
-            raise ValueError(
-                f"panoptic PNG {path} has mode {img.mode}; it must be RGB with id = R + 256*G + 256**2*B (use id2rgb)"
-            )
-        rgb = np.asarray(img.convert("RGB"), dtype=np.uint32)  # [H, W, 3]
-    return rgb2id(rgb)
+    """Reads a COCO panoptic PNG as [H, W] int64 segment ids (0 = VOID; alpha ignored as panopticapi does)."""
+    return load_panoptic(path, what="panoptic PNG", fixes=PANOPTIC_PNG)
 
 
 def read_label_png(path: str | Path) -> np.ndarray:
     """Reads a semantic label PNG (8-bit, palette or 16-bit) as [H, W] int64 class indices."""
-    with _open_png(path, "label PNG") as img:
-        if img.mode not in _LABEL_MODES:
-            raise ValueError(
-                f"label PNG {path} has mode {img.mode}; "
-                "it must be single-channel class indices (8- or 16-bit), not colours"
-            )
-        return np.asarray(img, dtype=np.int64)  # palette images give their indices
+    return read_label_map(path, what="label PNG", fixes=LABEL_PNG).astype(np.int64)
 
 
 def _check_panoptic_json(data: Any, path: Path, need_categories: bool) -> None:
     if not isinstance(data, dict) or not isinstance(data.get("annotations"), list):
-        raise ValueError(
+        raise DatasetError(
             f"panoptic json {path} needs an 'annotations' list; "
             "write {'annotations': [{'image_id', 'file_name', 'segments_info'}]}"
         )
     if need_categories and not isinstance(data.get("categories"), list):
-        raise ValueError(f"panoptic gt json {path} needs a 'categories' list of {{'id', 'name', 'isthing'}}")
+        raise DatasetError(f"panoptic gt json {path} needs a 'categories' list of {{'id', 'name', 'isthing'}}")
     for i, ann in enumerate(data["annotations"]):
-        missing = [k for k in ("image_id", "file_name", "segments_info") if k not in ann]
+        missing = [k for k in ("image_id", "file_name", "segments_info") if not isinstance(ann, dict) or k not in ann]
         if missing:
-            raise ValueError(
+            raise DatasetError(
                 f"panoptic json {path}: annotation {i} lacks {missing}; "
                 "every annotation needs image_id, file_name, segments_info"
             )
         for seg in ann["segments_info"]:
-            if "id" not in seg or "category_id" not in seg:
-                raise ValueError(
+            if not isinstance(seg, dict) or "id" not in seg or "category_id" not in seg:
+                raise DatasetError(
                     f"panoptic json {path}: image {ann['image_id']} has a segment without 'id' or 'category_id'"
                 )
 
@@ -121,7 +96,7 @@ def iter_panoptic_pairs(
     preds = {ann["image_id"]: ann for ann in pred_json["annotations"]}
     missing = [ann["image_id"] for ann in gt_json["annotations"] if ann["image_id"] not in preds]
     if missing:
-        raise ValueError(
+        raise DatasetError(
             f"{pred_path} has no prediction for {len(missing)} gt image(s), e.g. image_id {missing[0]}; "
             "add an annotation per gt image"
         )
@@ -138,16 +113,15 @@ def iter_label_pairs(
     """
     gt_dir, pred_dir = Path(gt_dir), Path(pred_dir)
     for d in (gt_dir, pred_dir):
-        if not d.is_dir():
-            raise FileNotFoundError(f"label folder {d} not found; check the path")
+        require_dir(d, "check the path", what="label folder")
     gt_files = sorted(gt_dir.glob(f"*{gt_suffix}"))
     if not gt_files:
-        raise ValueError(f"no *{gt_suffix} files in {gt_dir}; check the folder or pass gt_suffix")
+        raise DatasetError(f"no *{gt_suffix} files in {gt_dir}; check the folder or pass gt_suffix")
     for gt_path in gt_files:
         stem = gt_path.name[: -len(gt_suffix)]
         pred_path = pred_dir / f"{stem}{pred_suffix}"
         if not pred_path.is_file():
-            raise FileNotFoundError(
+            raise DatasetError(
                 f"prediction {pred_path} for gt {gt_path} not found; write one label PNG per gt image, same stem"
             )
         yield stem, read_label_png(gt_path), read_label_png(pred_path)
@@ -157,19 +131,19 @@ def read_coco_results(path: str | Path) -> list[dict[str, Any]]:
     """Loads a COCO instance results json: a list of ``{image_id, category_id, segmentation, score}``."""
     data = read_json(path, "COCO results json")
     if not isinstance(data, list):
-        raise ValueError(
+        raise DatasetError(
             f"COCO results json {path} must be a list of {{image_id, category_id, segmentation, score}}, "
             f"got a {type(data).__name__}"
         )
     for i, r in enumerate(data):
-        missing = [k for k in ("image_id", "category_id", "segmentation", "score") if k not in r]
+        missing = [k for k in ("image_id", "category_id", "segmentation", "score") if not isinstance(r, dict) or k not in r]
         if missing:
-            raise ValueError(
+            raise DatasetError(
                 f"COCO results json {path}: entry {i} lacks {missing}; "
                 "each needs image_id, category_id, segmentation (RLE), score"
             )
         if not isinstance(r["segmentation"], dict) or "counts" not in r["segmentation"]:
-            raise ValueError(
+            raise DatasetError(
                 f"COCO results json {path}: entry {i} segmentation must be an RLE dict {{size, counts}}; "
                 "encode masks with pycocotools.mask.encode"
             )
@@ -181,5 +155,5 @@ def read_coco_gt(path: str | Path) -> dict[str, Any]:
     data = read_json(path, "COCO gt json")
     missing = [k for k in ("images", "annotations", "categories") if not isinstance(data, dict) or k not in data]
     if missing:
-        raise ValueError(f"COCO gt json {path} lacks {missing}; it must be a COCO instances file")
+        raise DatasetError(f"COCO gt json {path} lacks {missing}; it must be a COCO instances file")
     return data

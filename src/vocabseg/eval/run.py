@@ -20,7 +20,6 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import os
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -28,42 +27,26 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.distributed as dist
 from tqdm import tqdm
 
+from vocabseg import distributed as dist
 from vocabseg.data import IGNORE_LABEL, Dataset, Record, load_panoptic, load_semantic
 from vocabseg.data.io import load_instances
+from vocabseg.distributed import rank_and_world
+from vocabseg.errors import CheckpointError, ConfigError
 from vocabseg.eval.evaluators import InstanceEvaluator, PanopticEvaluator, SemanticEvaluator
 from vocabseg.eval.instance import encode_mask
 from vocabseg.eval.panoptic import PanopticImage
 from vocabseg.eval.report import format_markdown
+from vocabseg.fileio import atomic_write
+from vocabseg.models import TASKS
 from vocabseg.text import Vocabulary
 
-TASKS = ("panoptic", "semantic", "instance")
+__all__ = ["TASKS", "evaluate", "rank_and_world", "results_markdown", "state_path", "write_results"]
+
 STATE_VERSION = 1
 # Ranks wait at a barrier for the slowest one; a resumed rank may have much more left.
 BARRIER_TIMEOUT = timedelta(hours=6)
-
-
-# ---- distributed: plain functions, no process group for a single process -----------------------
-def rank_and_world() -> tuple[int, int]:
-    """(rank, world size) of the process group if any, else of torchrun's RANK/WORLD_SIZE."""
-    if dist.is_available() and dist.is_initialized():
-        return dist.get_rank(), dist.get_world_size()
-    return int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
-
-
-def _join_group(world_size: int) -> bool:
-    """Joins torchrun's group (gloo: only barriers are needed); True if this call created it."""
-    if world_size == 1 or dist.is_initialized():
-        return False
-    dist.init_process_group("gloo", timeout=BARRIER_TIMEOUT)  # env://: torchrun's MASTER_ADDR/PORT
-    return True
-
-
-def _barrier() -> None:
-    if dist.is_available() and dist.is_initialized():
-        dist.barrier()
 
 
 # ---- evaluators and their inputs -------------------------------------------------------------------
@@ -145,16 +128,6 @@ def _from_saved(obj: Any) -> Any:
     return obj
 
 
-def _atomic_write(path: Path, write) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(f".{path.name}.{os.getpid()}.part")
-    try:
-        write(partial)
-        os.replace(partial, path)  # readers see the old file or the new one, never half of one
-    finally:
-        partial.unlink(missing_ok=True)
-
-
 def state_path(output_dir: str | Path, rank: int) -> Path:
     return Path(output_dir) / "state" / f"rank{rank}.pt"
 
@@ -162,17 +135,21 @@ def state_path(output_dir: str | Path, rank: int) -> Path:
 def save_state(path: Path, run: dict[str, Any], done: list[int], evaluators: dict[str, Any]) -> None:
     payload = {"version": STATE_VERSION, "run": run, "done": list(done),
                "states": {task: _to_saveable(ev.state_dict()) for task, ev in evaluators.items()}}  # fmt: skip
-    _atomic_write(path, lambda p: torch.save(payload, p))
+    atomic_write(path, lambda p: torch.save(payload, p))
 
 
 def load_state(path: Path, run: dict[str, Any]) -> dict[str, Any] | None:
     """A rank's saved state, None if absent; a state of another run raises."""
     if not path.is_file():
         return None
-    state = torch.load(path, map_location="cpu", weights_only=True)
-    if state.get("version") != STATE_VERSION or state.get("run") != run:
-        theirs = {k: v for k, v in state.get("run", {}).items() if run.get(k) != v}
-        raise ValueError(
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # torch raises many types for a truncated or foreign file
+        raise CheckpointError(f"{path} cannot be read ({type(error).__name__}); "
+                              f"delete {path.parent} to start the evaluation over") from None
+    if not isinstance(state, dict) or state.get("version") != STATE_VERSION or state.get("run") != run:
+        theirs = {k: v for k, v in state.get("run", {}).items() if run.get(k) != v} if isinstance(state, dict) else {}
+        raise CheckpointError(
             f"{path} holds another evaluation (differs in {sorted(theirs) or 'version'}: {theirs}); "
             f"use another --output or delete {path.parent} to start over"
         )
@@ -205,7 +182,7 @@ class RankState:
         done = list(saved["done"]) if saved else []
         extra = sorted(set(done) - set(shard))
         if extra:
-            raise ValueError(
+            raise CheckpointError(
                 f"{path} has images beyond this --limit (record {extra[0]}); "
                 f"evaluate at least {max(extra) + 1} records or delete {path.parent}"
             )
@@ -235,8 +212,8 @@ def write_results(output_dir: str | Path, results: dict[str, Any]) -> None:
     """``results.json`` (every figure, NaN as null) and ``results.md`` (summary + per-class tables)."""
     output_dir = Path(output_dir)
     text = json.dumps(_json_safe(results), indent=1)
-    _atomic_write(output_dir / "results.json", lambda p: p.write_text(text + "\n"))
-    _atomic_write(output_dir / "results.md", lambda p: p.write_text(results_markdown(results)))
+    atomic_write(output_dir / "results.json", lambda p: p.write_text(text + "\n", encoding="utf-8"))
+    atomic_write(output_dir / "results.md", lambda p: p.write_text(results_markdown(results), encoding="utf-8"))
 
 
 def results_markdown(results: dict[str, Any]) -> str:
@@ -258,7 +235,7 @@ def _gather(output_dir: Path, run: dict[str, Any], shards: list[list[int]], task
         state = load_state(path, run)
         done = set(state["done"]) if state else set()
         if done != set(shard):
-            raise RuntimeError(f"{path} covers {len(done)} of the {len(shard)} images of rank {rank}; rerun to finish")
+            raise CheckpointError(f"{path} covers {len(done)} of the {len(shard)} images of rank {rank}; rerun to finish")
         for task, evaluator in merged.items():
             evaluator.merge([state["states"][task]] if state else [])
     return {task: evaluator.evaluate() for task, evaluator in merged.items()}
@@ -292,7 +269,7 @@ def evaluate(predictor, dataset: Dataset, *, tasks: tuple[str, ...] | list[str] 
         predictor.with_settings({"min_size": size[0], "max_size": size[1]})
     output_dir = Path(output_dir)
     rank, world_size = rank_and_world()
-    created_group = _join_group(world_size)
+    created_group = dist.join_from_env(backend="gloo", timeout=BARRIER_TIMEOUT)  # only barriers are needed
     try:
         vocab = predictor.set_vocabulary(dataset.get_vocabulary(), progress=progress and rank == 0)
         seen = predictor.classifier.seen.tolist()
@@ -302,18 +279,18 @@ def evaluate(predictor, dataset: Dataset, *, tasks: tuple[str, ...] | list[str] 
         state = RankState.resume(state_path(output_dir, rank), run, build_evaluators(vocab, tasks, seen), shards[rank])
         _evaluate_shard(predictor, dataset, tasks, shards[rank], state, show=progress and rank == 0,
                         checkpoint_every=checkpoint_every)  # fmt: skip
-        _barrier()  # every rank's state file is complete
+        dist.barrier()  # every rank's state file is complete
         results = {}
         if rank == 0:
             metrics = _gather(output_dir, run, shards, tasks, vocab, seen)
             results = {"dataset": dataset.name, "vocabulary": dataset.vocabulary, "num_images": count,
                        "tasks": list(tasks), **metrics}  # fmt: skip
             write_results(output_dir, results)
-        _barrier()  # no rank leaves before the results exist
+        dist.barrier()  # no rank leaves before the results exist
         return results
     finally:
         if created_group:
-            dist.destroy_process_group()
+            dist.cleanup()
 
 
 def _check_tasks(dataset: Dataset, tasks) -> tuple[str, ...]:
@@ -322,10 +299,10 @@ def _check_tasks(dataset: Dataset, tasks) -> tuple[str, ...]:
         return tuple(dataset.tasks)
     unknown = [t for t in tasks if t not in TASKS]
     if unknown:
-        raise ValueError(f"unknown task {unknown[0]!r}; choose from {', '.join(TASKS)}")
+        raise ConfigError(f"unknown task {unknown[0]!r}; choose from {', '.join(TASKS)}")
     missing = [t for t in tasks if t not in dataset.tasks]
     if missing or not tasks:
-        raise ValueError(f"dataset {dataset.name} has labels for {', '.join(dataset.tasks)} only, "
+        raise ConfigError(f"dataset {dataset.name} has labels for {', '.join(dataset.tasks)} only, "
                          f"not {', '.join(missing) or 'no task'}")
     return tuple(t for t in TASKS if t in tasks)
 

@@ -4,12 +4,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-
 from vocabseg.data import IGNORE_LABEL, Dataset, get_dataset, get_spec, load_semantic
+from vocabseg.errors import ConfigError, DatasetError
 from vocabseg.eval.evaluators import SemanticEvaluator
 from vocabseg.eval.from_files import evaluate_instance_files, evaluate_panoptic_files
 from vocabseg.eval.readers import read_label_png
-from vocabseg.eval.run import TASKS
+from vocabseg.models import TASKS
 from vocabseg.text import get_vocabulary, seen_mask
 
 
@@ -34,7 +34,7 @@ def score_files(dataset_name: str, root: str | Path, *, panoptic_json: str | Pat
     """
     wanted = {t for t, given in zip(TASKS, (panoptic_json, semantic_dir, instance_json)) if given}
     if not wanted:
-        raise ValueError("nothing to score: pass --panoptic-json, --semantic-dir and/or --instance-json")
+        raise ConfigError("nothing to score: pass --panoptic-json, --semantic-dir and/or --instance-json")
     spec, root = get_spec(dataset_name), Path(root)
     dataset = get_dataset(dataset_name, root, tasks=wanted)  # checks the gt files, with their fixes
     results: dict[str, Any] = {"dataset": dataset.name, "vocabulary": dataset.vocabulary,
@@ -47,7 +47,7 @@ def score_files(dataset_name: str, root: str | Path, *, panoptic_json: str | Pat
         results["semantic"] = _score_semantic(dataset, Path(semantic_dir), pred_ignore, train_vocabulary)
     if instance_json:
         if spec.instance_json is None:
-            raise ValueError(f"dataset {dataset.name} has no COCO instances json to score against; use `vocabseg eval`")
+            raise ConfigError(f"dataset {dataset.name} has no COCO instances json to score against; use `vocabseg eval`")
         results["instance"] = evaluate_instance_files(root / spec.instance_json, instance_json)
     return results
 
@@ -62,5 +62,5 @@ def _score_semantic(dataset: Dataset, pred_dir: Path, pred_ignore: int, train_vo
         try:
             evaluator.process(load_semantic(record.semantic), pred)
         except ValueError as e:
-            raise ValueError(f"{pred_dir / (record.image.stem + '.png')}: {e}") from None
+            raise DatasetError(f"{pred_dir / (record.image.stem + '.png')}: {e}") from None
     return evaluator.evaluate()

@@ -9,7 +9,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -19,6 +18,8 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
+from vocabseg.errors import ConfigError, VocabularyError
+from vocabseg.fileio import atomic_write
 from vocabseg.text.templates import DEFAULT_TEMPLATES, expand_prompts
 from vocabseg.text.vocabulary import Vocabulary
 
@@ -86,9 +87,9 @@ def build_text_classifier(
         number of synonyms per class (the model takes a max over each group).
     """
     if len(vocab) == 0:
-        raise ValueError(f"vocabulary {vocab.name!r} has no classes; nothing to embed")
+        raise VocabularyError(f"vocabulary {vocab.name!r} has no classes; nothing to embed")
     if batch_size < 1:
-        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        raise ConfigError(f"batch_size must be >= 1, got {batch_size}")
     prompts, counts = expand_prompts(vocab, templates)
     with torch.no_grad():  # frozen text tower; no autograd graph to keep
         feats = _encode_in_batches(prompts, encode_fn, batch_size, progress)  # [S*T, D]
@@ -126,8 +127,8 @@ def cache_key(
 class TextEmbeddingCache:
     """Directory of cached text classifiers, one ``<key>.pt`` file each.
 
-    Files are written atomically (temporary file, then ``os.replace``), so a
-    crash never leaves a truncated entry, and read with ``weights_only=True``.
+    Files are written atomically (``vocabseg.fileio.atomic_write``), so a crash
+    never leaves a truncated entry, and read with ``weights_only=True``.
     """
 
     def __init__(self, directory: str | os.PathLike | None = None):
@@ -152,22 +153,14 @@ class TextEmbeddingCache:
 
     def save(self, key: str, classifier: TextEmbeddings) -> Path:
         """Writes one entry atomically and returns its path."""
-        self.directory.mkdir(parents=True, exist_ok=True)
         data = {
             "key": key,
             "embeddings": classifier.embeddings.detach().cpu(),
             "synonym_counts": list(classifier.synonym_counts),
         }
-        fd, tmp = tempfile.mkstemp(dir=self.directory, prefix=".text_", suffix=".tmp")
-        os.close(fd)
-        try:
-            os.chmod(tmp, 0o644)  # mkstemp makes 0600; let other users share the cache
-            torch.save(data, tmp)
-            os.replace(tmp, self.path(key))  # atomic on POSIX and Windows
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
-        return self.path(key)
+        # torch.save resolved at call time (tests replace it); the file gets the umask's
+        # permissions, so other users can share the cache.
+        return atomic_write(self.path(key), lambda p: torch.save(data, p))
 
     def get_or_build(
         self,

@@ -69,6 +69,8 @@ def build_source(data: DataSection, *, image_size: int, seed: int):
     if missing:
         raise ConfigError(f"data.format={data.format} needs {', '.join(missing)}; set it in the preset or as an override")
     if data.format == "synthetic":
+        if data.num_images < 1:
+            raise ConfigError(f"data.num_images={data.num_images}; the synthetic training set needs at least 1 image")
         return SyntheticShapes(num_images=data.num_images, size=image_size, seed=seed), SyntheticShapes.vocabulary
     if data.format == "registered":
         from vocabseg.data.registry import get_dataset
@@ -83,7 +85,8 @@ def build_source(data: DataSection, *, image_size: int, seed: int):
         files = read_label_folder(images=Path(data.images), labels=Path(data.labels), ignore_label=data.ignore_label)
         vocabulary = resolve_vocabulary(data.vocabulary)
     # As the official loader (FILTER_EMPTY_ANNOTATIONS): images with only crowd segments are skipped.
-    return FileSource([f for f in files if has_targets(f)], num_classes=len(vocabulary)), vocabulary
+    return FileSource([f for f in files if has_targets(f)], num_classes=len(vocabulary),
+                      is_thing=[c.is_thing for c in vocabulary.classes]), vocabulary
 
 
 def _tasks(split: str) -> tuple[str, ...]:

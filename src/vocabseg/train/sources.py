@@ -21,9 +21,9 @@ import numpy as np
 
 from vocabseg.data.errors import DatasetError, read_json, require_dir, require_keys
 from vocabseg.data.io import load_image, load_panoptic, load_semantic
-from vocabseg.data.records import IGNORE_LABEL, Record, SemanticLabel
+from vocabseg.data.records import IGNORE_LABEL, Record, Segment, SemanticLabel
 from vocabseg.text import VocabClass, Vocabulary, parse_vocabulary
-from vocabseg.train.transforms import VOID_ID, SegmentInfo
+from vocabseg.train.transforms import VOID_ID
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 
@@ -33,7 +33,7 @@ class RawExample(NamedTuple):
 
     image: np.ndarray  # [H, W, 3] uint8 RGB
     ids: np.ndarray  # [H, W] int64 segment ids, VOID_ID where unlabelled
-    segments: tuple[SegmentInfo, ...]
+    segments: tuple[Segment, ...]
 
 
 class ExampleFiles(NamedTuple):
@@ -41,15 +41,14 @@ class ExampleFiles(NamedTuple):
 
     image: Path
     panoptic_png: Path | None = None
-    segments: tuple[SegmentInfo, ...] = ()
+    segments: tuple[Segment, ...] = ()
     label_map: SemanticLabel | None = None
 
 
 def files_from_record(record: Record) -> ExampleFiles:
     """Adapts a ``vocabseg.data`` record (panoptic preferred over semantic)."""
     if record.panoptic is not None:
-        segments = tuple(SegmentInfo(s.id, s.category, s.iscrowd) for s in record.panoptic.segments)
-        return ExampleFiles(record.image, record.panoptic.png, segments)
+        return ExampleFiles(record.image, record.panoptic.png, record.panoptic.segments)
     if record.semantic is not None:
         return ExampleFiles(record.image, label_map=record.semantic)
     raise DatasetError(f"image {record.image} has neither panoptic nor semantic labels; read the dataset with one of those tasks")
@@ -60,22 +59,29 @@ def has_targets(files: ExampleFiles) -> bool:
     return files.label_map is not None or any(not s.iscrowd for s in files.segments)
 
 
-def semantic_to_panoptic(classes: np.ndarray) -> tuple[np.ndarray, tuple[SegmentInfo, ...]]:
-    """[H, W] class indices (IGNORE_LABEL = unlabelled) -> id map with one segment per class (id = class + 1)."""
+def semantic_to_panoptic(classes: np.ndarray, is_thing: Sequence[bool] | None = None) -> tuple[np.ndarray, tuple[Segment, ...]]:
+    """[H, W] class indices (IGNORE_LABEL = unlabelled) -> id map with one segment per class (id = class + 1).
+
+    Args:
+        is_thing: the vocabulary's thing flag of each class (None: every class stuff).
+    """
     labelled = classes != IGNORE_LABEL
     ids = np.where(labelled, classes + 1, VOID_ID).astype(np.int64)
-    present = np.unique(classes[labelled])
-    return ids, tuple(SegmentInfo(int(c) + 1, int(c), False) for c in present)
+    present, areas = np.unique(classes[labelled], return_counts=True)
+    return ids, tuple(Segment(int(c) + 1, int(c), is_thing=bool(is_thing[c]) if is_thing is not None else False,
+                              iscrowd=False, area=int(n)) for c, n in zip(present, areas))
 
 
 class FileSource(Sequence[RawExample]):
     """Examples read from disk, checked against the number of classes."""
 
-    def __init__(self, files: Sequence[ExampleFiles], *, num_classes: int):
+    def __init__(self, files: Sequence[ExampleFiles], *, num_classes: int, is_thing: Sequence[bool] | None = None):
+        """``is_thing``: the vocabulary's thing flag per class, for the segments of label maps (None: stuff)."""
         if not files:
             raise DatasetError("the training set has no image with a usable annotation; check the data.* paths of the preset")
         self.files = list(files)
         self.num_classes = num_classes
+        self.is_thing = None if is_thing is None else tuple(is_thing)
 
     def __len__(self) -> int:
         return len(self.files)
@@ -94,13 +100,13 @@ class FileSource(Sequence[RawExample]):
                                f"{image.shape[1]}x{image.shape[0]}; they must be the same size: re-export the labels")
         return RawExample(image, ids, segments)
 
-    def _semantic(self, label: SemanticLabel) -> tuple[np.ndarray, tuple[SegmentInfo, ...]]:
+    def _semantic(self, label: SemanticLabel) -> tuple[np.ndarray, tuple[Segment, ...]]:
         classes = load_semantic(label)
         top = int(classes.max(initial=IGNORE_LABEL))
         if top >= self.num_classes:
             raise DatasetError(f"label map {label.path} holds class {top} but the vocabulary has {self.num_classes} "
                                "classes (0-based); list every class in data.vocabulary or set data.ignore_label")
-        return semantic_to_panoptic(classes)
+        return semantic_to_panoptic(classes, self.is_thing)
 
 
 def vocabulary_from_categories(categories: list[dict], where: Path) -> Vocabulary:
@@ -126,14 +132,15 @@ def read_panoptic_folder(*, images: Path, panoptic_dir: Path, panoptic_json: Pat
     vocabulary = vocabulary or vocabulary_from_categories(data["categories"], Path(panoptic_json))
     table = {c.dataset_id if c.dataset_id is not None else i: i for i, c in enumerate(vocabulary.classes)}
     names = {img["id"]: img["file_name"] for img in data["images"]}
-    examples = [_panoptic_example(ann, names, table, Path(images), Path(panoptic_dir), Path(panoptic_json))
+    things = [c.is_thing for c in vocabulary.classes]
+    examples = [_panoptic_example(ann, names, table, things, Path(images), Path(panoptic_dir), Path(panoptic_json))
                 for ann in data["annotations"]]
     _require_files([e.image for e in examples] + [e.panoptic_png for e in examples], fix)
     return examples, vocabulary
 
 
-def _panoptic_example(ann: dict, names: dict, table: dict[int, int], images: Path, panoptic_dir: Path,
-                      where: Path) -> ExampleFiles:
+def _panoptic_example(ann: dict, names: dict, table: dict[int, int], things: list[bool], images: Path,
+                      panoptic_dir: Path, where: Path) -> ExampleFiles:
     require_keys(ann, ("image_id", "file_name", "segments_info"), f"an annotation in {where}", "export the json again")
     if ann["image_id"] not in names:
         raise DatasetError(f"{where}: image {ann['image_id']} is annotated but not listed in 'images'; export the json again")
@@ -142,7 +149,9 @@ def _panoptic_example(ann: dict, names: dict, table: dict[int, int], images: Pat
         if seg["category_id"] not in table:
             raise DatasetError(f"{where}: category id {seg['category_id']} is not in the vocabulary; "
                                "set data.vocabulary to the classes of this dataset (or leave it empty to use the json's)")
-        segments.append(SegmentInfo(int(seg["id"]), table[seg["category_id"]], bool(seg.get("iscrowd", 0))))
+        category = table[seg["category_id"]]
+        segments.append(Segment(int(seg["id"]), category, is_thing=things[category], iscrowd=bool(seg.get("iscrowd", 0)),
+                                area=int(seg.get("area", 0))))
     return ExampleFiles(images / names[ann["image_id"]], panoptic_dir / ann["file_name"], tuple(segments))
 
 
@@ -199,5 +208,7 @@ class SyntheticShapes(Sequence[RawExample]):
             inside = (abs(yy - cy) < half) & (abs(xx - cx) < half) if cls == 0 else (yy - cy) ** 2 + (xx - cx) ** 2 < half**2
             ids[inside] = cls + 1  # segment id = class + 1
         image = _SHAPE_COLOURS[ids - 1]  # [H, W, 3]: the colour of each pixel's class
-        present = [int(i) for i in np.unique(ids)]
-        return RawExample(image, ids, tuple(SegmentInfo(i, i - 1, False) for i in present))
+        present, areas = np.unique(ids, return_counts=True)
+        classes = self.vocabulary.classes
+        return RawExample(image, ids, tuple(Segment(int(i), int(i) - 1, is_thing=classes[int(i) - 1].is_thing,
+                                                    iscrowd=False, area=int(n)) for i, n in zip(present, areas)))

@@ -20,16 +20,10 @@ import numpy as np
 import torch
 from PIL import Image
 
+from vocabseg.data.records import Segment  # the transforms read its id, category and iscrowd
+
 PAD_PIXEL = 128  # raw (0-255) image value of the padding, as detectron2's FixedSizeCrop
 VOID_ID = 0  # panoptic id of unlabelled pixels
-
-
-class SegmentInfo(NamedTuple):
-    """A segment of an id map, as the transform needs it."""
-
-    id: int  # pixel value in the id map
-    category: int  # contiguous class index
-    iscrowd: bool
 
 
 class LSJParams(NamedTuple):
@@ -97,7 +91,7 @@ def apply_lsj(image: np.ndarray, ids: np.ndarray, params: LSJParams) -> tuple[np
     return out_image, out_ids
 
 
-def panoptic_targets(ids: np.ndarray, segments: Sequence[SegmentInfo]) -> tuple[torch.Tensor, torch.Tensor]:
+def panoptic_targets(ids: np.ndarray, segments: Sequence[Segment]) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-segment targets of an id map.
 
     Crowd segments and segments without a pixel in ``ids`` are dropped.
@@ -116,7 +110,7 @@ def panoptic_targets(ids: np.ndarray, segments: Sequence[SegmentInfo]) -> tuple[
 def lsj_targets(
     image: np.ndarray,
     ids: np.ndarray,
-    segments: Sequence[SegmentInfo],
+    segments: Sequence[Segment],
     *,
     rng: np.random.Generator,
     image_size: int,

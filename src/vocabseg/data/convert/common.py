@@ -1,13 +1,12 @@
 """Shared plumbing of the converters: atomic writes, resuming, progress.
 
-Every output is written to a temporary file beside it and renamed into place
-(``os.replace`` is atomic on one filesystem), so an output that exists is
-complete and an interrupted run resumes by skipping it.
+Every output is written through ``vocabseg.fileio.atomic_write`` (a hidden temporary
+file beside it, renamed into place; ``os.replace`` is atomic on one filesystem), so an
+output that exists is complete and an interrupted run resumes by skipping it.
 """
 from __future__ import annotations
 
 import json
-import os
 import shutil
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -18,16 +17,11 @@ import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
+from vocabseg.fileio import atomic_write
+
 T = TypeVar("T")
 
 _FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".tif": "TIFF", ".tiff": "TIFF"}
-
-
-def _temp_for(path: Path) -> Path:
-    # Same folder (so os.replace stays on one filesystem), hidden, fixed name so a
-    # rerun overwrites the leftover of a killed run.
-    path.parent.mkdir(parents=True, exist_ok=True)
-    return path.with_name(f".{path.name}.tmp")
 
 
 def save_image(array: np.ndarray, path: Path) -> None:
@@ -37,24 +31,22 @@ def save_image(array: np.ndarray, path: Path) -> None:
     (TIFF or PNG). JPEGs use Pillow's default quality (75), as the official
     scripts do when they re-encode images.
     """
-    tmp = _temp_for(path)
-    Image.fromarray(array).save(tmp, format=_FORMATS[path.suffix.lower()])
-    os.replace(tmp, path)
+    atomic_write(path, lambda tmp: Image.fromarray(array).save(tmp, format=_FORMATS[path.suffix.lower()]))
 
 
 def save_json(obj: Any, path: Path) -> None:
     """Writes json atomically."""
-    tmp = _temp_for(path)
-    with open(tmp, "w", encoding="utf-8") as f:
-        json.dump(obj, f)
-    os.replace(tmp, path)
+
+    def write(tmp: Path) -> None:
+        with open(tmp, "w", encoding="utf-8") as f:
+            json.dump(obj, f)
+
+    atomic_write(path, write)
 
 
 def copy_file(src: Path, dst: Path) -> None:
     """Copies a file atomically (contents and timestamps)."""
-    tmp = _temp_for(dst)
-    shutil.copy2(src, tmp)
-    os.replace(tmp, dst)
+    atomic_write(dst, lambda tmp: shutil.copy2(src, tmp))
 
 
 def progress(items: Iterable[T], desc: str, enabled: bool, total: int | None = None) -> Iterator[T]:
