@@ -9,6 +9,7 @@ import torch
 from PIL import Image
 
 from vocabseg.data.errors import DatasetError
+from vocabseg.errors import ConfigError
 from vocabseg.data.io import id_to_rgb
 from vocabseg.text import parse_vocabulary
 from vocabseg.train.build import build_source
@@ -148,8 +149,12 @@ def test_unknown_category_and_missing_settings_are_one_line_errors(tmp_path):
     with pytest.raises(DatasetError, match="category id 7 is not in the vocabulary"):
         read_panoptic_folder(images=tmp_path / "images", panoptic_dir=tmp_path / "pan", panoptic_json=tmp_path / "pan.json",
                              vocabulary=parse_vocabulary("dog; sky [stuff]"))
-    with pytest.raises(ValueError, match="data.format=semantic needs data.images, data.labels, data.vocabulary"):
+    with pytest.raises(ConfigError, match="data.format=semantic needs data.images, data.labels, data.vocabulary"):
         build_source(DataSection(format="semantic"), image_size=32, seed=0)
+    with pytest.raises(ConfigError, match="data.num_images=0; the synthetic training set needs at least 1 image"):
+        build_source(DataSection(format="synthetic", num_images=0), image_size=32, seed=0)
+    with pytest.raises(DatasetError, match="the training set is empty"):
+        StreamSampler(0, seed=0, rank=0, world_size=1, batch_per_gpu=1, accum_steps=1)
     with pytest.raises(DatasetError, match="not valid JSON"):
         (tmp_path / "pan.json").write_text("{")
         build_source(data, image_size=32, seed=0)

@@ -7,9 +7,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import torch
 
 from vocabseg import distributed as dist
+from vocabseg.errors import DeviceError
 from vocabseg.train.build import build_trainer
 from vocabseg.cli.train import run_training
 from vocabseg.checkpoints import read_checkpoint
@@ -29,6 +31,20 @@ def test_helpers_work_without_a_process_group():
     dist.barrier()
     dist.cleanup()
     assert dist.init_from_env(device="cpu") == torch.device("cpu") and not dist.is_initialized()
+
+
+def test_rank_and_world_read_torchrun_before_a_group_is_joined(monkeypatch):
+    assert dist.rank_and_world() == (0, 1)
+    monkeypatch.setenv("RANK", "3")
+    monkeypatch.setenv("WORLD_SIZE", "4")
+    assert dist.rank_and_world() == (3, 4) and dist.get_rank() == 0  # get_rank: the joined group's only
+    monkeypatch.setenv("WORLD_SIZE", "1")
+    assert dist.join_from_env() is False and not dist.is_initialized()  # a single process joins nothing
+
+
+def test_unknown_training_device_is_a_one_line_error():
+    with pytest.raises(DeviceError, match="unknown device 'banana'; use auto, cpu or cuda"):
+        dist.init_from_env(device="banana")
 
 
 def _free_port() -> int:

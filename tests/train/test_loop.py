@@ -1,6 +1,7 @@
 """The trainer learns, resumes exactly, keeps the CLIP frozen, and refuses foreign checkpoints."""
 from __future__ import annotations
 
+import logging
 import math
 
 import pytest
@@ -128,3 +129,11 @@ def test_resume_flag_continues_the_run_in_the_output_folder(tiny_overrides, tmp_
     assert second.iteration == 3 and second.position == 6
     with pytest.raises(CheckpointError, match="--resume-from .*missing.pth: no such file"):
         run_training([*argv, "--resume-from", str(tmp_path / "missing.pth")])
+
+
+def test_progress_notes_go_to_the_vocabseg_logger(tiny_config, caplog, capsys):
+    with caplog.at_level(logging.INFO, logger="vocabseg"):
+        run_training(tiny_config("solver.max_iter=1", "solver.log_period=1"))
+    notes = [r.getMessage() for r in caplog.records if r.name == "vocabseg.train.loop"]
+    assert len(notes) == 1 and notes[0].startswith("iter 1/1  loss ")
+    assert capsys.readouterr().out == ""  # stdout is left to a command's results

@@ -5,6 +5,7 @@ import pytest
 import torch
 from torch import nn
 
+from vocabseg.errors import ConfigError
 from vocabseg.models.fcclip.build import build_fcclip
 from vocabseg.train.build import resolve_architecture
 from vocabseg.train.optim import NORM_TYPES, build_optimizer, build_scheduler, lr_factor, param_groups, scale_schedule
@@ -43,7 +44,7 @@ def test_scheduler_sets_the_factor_of_each_iteration():
 def test_scale_schedule_keeps_the_shape():
     assert scale_schedule(368750, (327778, 355092), 0.01) == (3688, (3278, 3551))
     assert scale_schedule(100, (80,), 1.0) == (100, (80,))
-    with pytest.raises(ValueError):
+    with pytest.raises(ConfigError, match="solver.schedule_scale must be positive, got 0"):
         scale_schedule(100, (80,), 0)
 
 

@@ -18,6 +18,7 @@ from typing import Any
 import yaml
 
 from vocabseg.errors import ConfigError
+from vocabseg.fileio import atomic_write
 from vocabseg.models import ModelFamily, get_family
 
 
@@ -258,5 +259,6 @@ def _deep_copy(data: dict) -> dict:
 
 
 def save_config(config: TrainConfig, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(yaml.safe_dump(config.to_dict(), sort_keys=False), encoding="utf-8")
+    """Writes the run's resolved recipe as YAML (atomically), a preset that reproduces it."""
+    text = yaml.safe_dump(config.to_dict(), sort_keys=False)
+    atomic_write(path, lambda p: p.write_text(text, encoding="utf-8"))

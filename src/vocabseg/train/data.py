@@ -22,6 +22,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from vocabseg.errors import DatasetError
 from vocabseg.preprocess import normalize_and_pad
 from vocabseg.train.rng import AUGMENT, derive_seed
 from vocabseg.train.sources import RawExample
@@ -48,7 +49,7 @@ class StreamSampler:
     def __init__(self, size: int, *, seed: int, rank: int, world_size: int, batch_per_gpu: int, accum_steps: int,
                  start_position: int = 0):
         if size < 1:
-            raise ValueError("cannot sample from an empty dataset")
+            raise DatasetError("the training set is empty; check the data section of the preset (e.g. data.num_images)")
         self.size, self.seed, self.rank, self.world_size = size, seed, rank, world_size
         self.batch_per_gpu, self.accum_steps, self.start_position = batch_per_gpu, accum_steps, start_position
 

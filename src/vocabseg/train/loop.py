@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import contextlib
 import datetime
+import logging
 import math
-import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -35,6 +35,7 @@ from vocabseg.train.rng import CRITERION, derive_seed, rng_state, seed_everythin
 EvalFn = Callable[[torch.nn.Module, int], dict[str, float]]
 AMP_DTYPES = {"off": None, "fp16": torch.float16, "bf16": torch.bfloat16}
 MASK_LOSSES = ("loss_mask", "loss_dice")  # the losses SetCriterion divides by the number of masks
+logger = logging.getLogger(__name__)  # progress notes (rank 0); `vocabseg train` shows them on stderr
 
 
 @dataclass(frozen=True)
@@ -225,8 +226,8 @@ class Trainer:
         eta = datetime.timedelta(seconds=int((self.settings.max_iter - self.iteration) / max(speed, 1e-9)))
         terms = ", ".join(f"{k.removeprefix('loss_')} {v:.4f}" for k, v in zip(result.losses, values[1:]))
         skipped = "  (step skipped: non-finite gradient)" if result.skipped else ""
-        print(f"iter {self.iteration}/{self.settings.max_iter}  loss {values[0]:.4f} ({terms})  lr {result.lr:.3g}  "
-              f"grad {result.grad_norm:.3g}  {speed:.2f} it/s  eta {eta}{skipped}", flush=True)
+        logger.info("iter %d/%d  loss %.4f (%s)  lr %.3g  grad %.3g  %.2f it/s  eta %s%s", self.iteration,
+                    self.settings.max_iter, values[0], terms, result.lr, result.grad_norm, speed, eta, skipped)
         scalars = {"loss/total": values[0], **{f"loss/{k.removeprefix('loss_')}": v for k, v in zip(result.losses, values[1:])},
                    "lr": result.lr, "grad_norm": result.grad_norm, "speed/it_per_s": speed}
         self._tensorboard(scalars)
@@ -238,8 +239,7 @@ class Trainer:
             try:
                 from torch.utils.tensorboard import SummaryWriter
             except ImportError:  # tensorboard is the "train" extra
-                print("tensorboard is not installed (pip install 'vocabseg[train]'); logging to the console only",
-                      file=sys.stderr)
+                logger.warning("tensorboard is not installed (pip install 'vocabseg[train]'); logging to the console only")
                 self._writer = False
                 return
             self._writer = SummaryWriter(str(self.output_dir / "tensorboard"))
@@ -263,7 +263,7 @@ class Trainer:
             if self.output_dir is not None:
                 self.save("best.pth")
         if dist.is_main_process():
-            print(f"eval at iter {self.iteration}: {metrics}", flush=True)
+            logger.info("eval at iter %d: %s", self.iteration, metrics)
         return metrics
 
     # ---- checkpoints ----------------------------------------------------------------------------
@@ -308,4 +308,4 @@ class Trainer:
         else:  # another process count: fresh but deterministic streams
             seed_everything(derive_seed(self.settings.seed, self.iteration, dist.get_rank()))
         if dist.is_main_process():
-            print(f"resumed from {path} at iteration {self.iteration}", flush=True)
+            logger.info("resumed from %s at iteration %d", path, self.iteration)

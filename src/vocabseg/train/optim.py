@@ -18,6 +18,8 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
+from vocabseg.errors import ConfigError
+
 NORM_TYPES = (
     nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.SyncBatchNorm, nn.GroupNorm,
     nn.InstanceNorm1d, nn.InstanceNorm2d, nn.InstanceNorm3d, nn.LayerNorm, nn.LocalResponseNorm,
@@ -49,7 +51,7 @@ def build_optimizer(model: nn.Module, *, lr: float, weight_decay: float, weight_
     groups = param_groups(model, weight_decay=weight_decay, weight_decay_norm=weight_decay_norm,
                           weight_decay_embed=weight_decay_embed)
     if not groups:
-        raise ValueError("the model has no trainable parameter")
+        raise ConfigError("the model has no trainable parameter; check the model section of the preset")
     return torch.optim.AdamW(groups, lr=lr)
 
 
@@ -81,5 +83,5 @@ def scale_schedule(iters: int, steps: Sequence[int], factor: float) -> tuple[int
     Example: ``scale_schedule(368750, (327778, 355092), 0.01) == (3688, (3278, 3551))``.
     """
     if factor <= 0:
-        raise ValueError(f"schedule factor must be positive, got {factor}")
+        raise ConfigError(f"solver.schedule_scale must be positive, got {factor}")
     return max(1, round(iters * factor)), tuple(max(1, round(s * factor)) for s in steps)
