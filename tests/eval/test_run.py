@@ -185,6 +185,19 @@ def test_interrupted_then_resumed_run_equals_uninterrupted(predictor, dataset, r
     assert saved_detections(tmp_path) == saved_detections(reference[1])  # the very same predictions
 
 
+def test_test_size_applies_to_the_run_only(predictor, dataset, tmp_path):
+    sizes = []
+
+    def predict(image, task):
+        sizes.append((predictor.inference.min_size, predictor.inference.max_size))
+        return predictor.predict(image, task=task)
+
+    results = evaluate(Wrapped(predictor, predict), dataset, output_dir=tmp_path, progress=False, limit=2,
+                       test_size=(32, 64))
+    assert results["num_images"] == 2 and sizes == [(32, 64)] * 2
+    assert (predictor.inference.min_size, predictor.inference.max_size) == (64, 128)  # the checkpoint's again
+
+
 def test_state_of_another_run_is_refused(predictor, dataset, reference, tmp_path):
     shutil.copytree(reference[1] / "state", tmp_path / "state")
     with pytest.raises(CheckpointError, match="delete .*state"):

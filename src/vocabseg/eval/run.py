@@ -248,7 +248,8 @@ def evaluate(predictor, dataset: Dataset, *, tasks: tuple[str, ...] | list[str] 
     """Evaluates ``predictor`` on ``dataset`` with the dataset's own vocabulary.
 
     Args:
-        predictor: a ``vocabseg.predictor.Predictor``; its vocabulary is replaced.
+        predictor: a ``vocabseg.predictor.Predictor``; its vocabulary is replaced, its test size
+            is used for the run only.
         dataset: records from ``vocabseg.data.get_dataset``.
         tasks: subset of the dataset's tasks; default all it has labels for.
         output_dir: where ``state/``, ``results.json`` and ``results.md`` go; rerunning
@@ -265,8 +266,9 @@ def evaluate(predictor, dataset: Dataset, *, tasks: tuple[str, ...] | list[str] 
     """
     tasks = _check_tasks(dataset, tasks)
     size = test_size or dataset.test_size
+    before = {"min_size": predictor.inference.min_size, "max_size": predictor.inference.max_size}
     if size is not None:
-        predictor.with_settings({"min_size": size[0], "max_size": size[1]})
+        predictor.with_settings({"min_size": size[0], "max_size": size[1]})  # restored on the way out
     output_dir = Path(output_dir)
     rank, world_size = rank_and_world()
     created_group = dist.join_from_env(backend="gloo", timeout=BARRIER_TIMEOUT)  # only barriers are needed
@@ -289,6 +291,8 @@ def evaluate(predictor, dataset: Dataset, *, tasks: tuple[str, ...] | list[str] 
         dist.barrier()  # no rank leaves before the results exist
         return results
     finally:
+        if size is not None:
+            predictor.with_settings(before)
         if created_group:
             dist.cleanup()
 
