@@ -16,10 +16,10 @@ import time
 import torch
 import torch.nn.functional as F
 
+from vocabseg.losses import build_criterion
 from vocabseg.models import get_family
 from vocabseg.models.fcclip import FCCLIPConfig, build_fcclip
 from vocabseg.text import TextClassifier, TextEmbeddings, get_vocabulary, synonym_counts
-from vocabseg.losses import build_criterion
 from vocabseg.train.data import TrainDataset
 from vocabseg.train.loop import LoopSettings, Trainer
 from vocabseg.train.optim import build_optimizer, build_scheduler

@@ -9,8 +9,8 @@ import numpy as np
 from PIL import Image
 from tiny_datasets import (
     H,
-    W,
     Tiny,
+    W,
     write_ade20k,
     write_ade20k_full,
     write_ade20k_raw,

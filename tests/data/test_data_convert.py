@@ -7,9 +7,9 @@ import pytest
 from vocabseg.data import DatasetError
 from vocabseg.data.convert.ade20k import instance_objects, panoptic_ids, segments_info, shift_semantic
 from vocabseg.data.convert.ade20k_full import class_lut, decode_classes, resize_nearest, target_size
-from vocabseg.data.convert.common import apply_lut
 from vocabseg.data.convert.cityscapes import train_ids
 from vocabseg.data.convert.coco import semantic_from_panoptic
+from vocabseg.data.convert.common import apply_lut
 from vocabseg.data.convert.pascal import context_59, context_459, voc_20, voc_21
 from vocabseg.text.builtin import get_vocabulary
 

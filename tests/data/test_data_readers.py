@@ -5,7 +5,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from tiny_datasets import H, W, Tiny, write_ade20k, write_cityscapes, write_coco, write_coco_raw, write_mapillary
+from tiny_datasets import H, Tiny, W, write_ade20k, write_cityscapes, write_coco, write_coco_raw, write_mapillary
 
 from vocabseg.data import (
     DatasetError,

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from PIL import Image
 from pycocotools import mask as mask_util
-
 from tiny_datasets import write_ade20k, write_coco
+
 from vocabseg.cli import main
 from vocabseg.testing import save_tiny_checkpoint
 

@@ -16,8 +16,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-
 from tiny_datasets.common import compressed_rle, id_to_rgb, image, segment_info, write_jpg, write_json, write_png
+
 from vocabseg.data import get_dataset, load_panoptic, load_semantic
 from vocabseg.errors import CheckpointError, ConfigError
 from vocabseg.eval.run import evaluate, state_path

@@ -5,10 +5,10 @@ import argparse
 
 import pytest
 
-from vocabseg.train.build import resolve_accum_steps, resolve_architecture, vocabulary_spec
 from vocabseg.cli.train import add_train_parser, main_from_args
-from vocabseg.train.config import ConfigError, SolverSection, list_presets, load_config
 from vocabseg.text import get_vocabulary, parse_vocabulary, resolve_vocabulary
+from vocabseg.train.build import resolve_accum_steps, resolve_architecture, vocabulary_spec
+from vocabseg.train.config import ConfigError, SolverSection, list_presets, load_config
 
 
 def test_presets_are_listed_and_valid():
@@ -28,8 +28,9 @@ def test_convnext_preset_is_the_official_recipe():
     arch = resolve_architecture(config)
     assert arch.family.name == "fcclip" and arch.variant.name == "fcclip_convnext_large_coco"
     assert arch.config.num_queries == 250 and arch.settings == arch.variant.settings
-    l = config.loss
-    assert (l.class_weight, l.mask_weight, l.dice_weight, l.no_object_weight, l.num_points) == (2.0, 5.0, 5.0, 0.1, 12544)
+    loss = config.loss
+    assert (loss.class_weight, loss.mask_weight, loss.dice_weight, loss.no_object_weight, loss.num_points) == (
+        2.0, 5.0, 5.0, 0.1, 12544)
 
 
 def test_overrides_are_typed():

@@ -5,8 +5,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from vocabseg.losses.set_criterion import SetCriterion, build_criterion, dice_loss, sigmoid_ce_loss
 from vocabseg.losses.matcher import HungarianMatcher
+from vocabseg.losses.set_criterion import SetCriterion, build_criterion, dice_loss, sigmoid_ce_loss
 
 BASE_KEYS = {"loss_ce", "loss_mask", "loss_dice"}
 

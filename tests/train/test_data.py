@@ -9,8 +9,8 @@ import torch
 from PIL import Image
 
 from vocabseg.data.errors import DatasetError
-from vocabseg.errors import ConfigError
 from vocabseg.data.io import id_to_rgb
+from vocabseg.errors import ConfigError
 from vocabseg.text import parse_vocabulary
 from vocabseg.train.build import build_source
 from vocabseg.train.config import DataSection

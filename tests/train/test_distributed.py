@@ -11,10 +11,10 @@ import pytest
 import torch
 
 from vocabseg import distributed as dist
+from vocabseg.checkpoints import read_checkpoint
+from vocabseg.cli.train import run_training
 from vocabseg.errors import DeviceError
 from vocabseg.train.build import build_trainer
-from vocabseg.cli.train import run_training
-from vocabseg.checkpoints import read_checkpoint
 
 SRC = Path(__file__).resolve().parents[2] / "src"
 # Jitter and flips on, 3 images: every sample's augmentation and point sampling must match too.

@@ -4,10 +4,10 @@ from __future__ import annotations
 import json
 
 import pytest
-
 from tiny_datasets import write_ade20k
-from vocabseg.data import DatasetError
+
 from vocabseg.cli.train import run_training
+from vocabseg.data import DatasetError
 
 
 def test_training_evaluates_on_a_benchmark_and_keeps_best(tiny_config, tmp_path):

@@ -8,11 +8,11 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from vocabseg.checkpoints import parse_checkpoint, read_checkpoint
+from vocabseg.cli.train import run_training
 from vocabseg.errors import CheckpointError
 from vocabseg.train.build import build_trainer
-from vocabseg.cli.train import run_training
 from vocabseg.train.data import SampleKey
-from vocabseg.checkpoints import parse_checkpoint, read_checkpoint
 
 CPU = torch.device("cpu")
 

@@ -6,8 +6,15 @@ import pytest
 from scipy.ndimage import binary_erosion
 
 from vocabseg.data.records import Segment
-from vocabseg.train.transforms import (PAD_PIXEL, LSJParams, apply_lsj, lsj_targets, panoptic_targets,
-                                       resize_nearest, sample_lsj)
+from vocabseg.train.transforms import (
+    PAD_PIXEL,
+    LSJParams,
+    apply_lsj,
+    lsj_targets,
+    panoptic_targets,
+    resize_nearest,
+    sample_lsj,
+)
 
 # Segment id -> (class, colour). Id 5 is a crowd region.
 COLOURS = {1: (0, (250, 0, 0)), 2: (1, (0, 250, 0)), 3: (2, (0, 0, 250)), 4: (3, (250, 250, 0)), 5: (0, (0, 250, 250))}
@@ -20,7 +27,8 @@ def colour_coded_example(height: int = 48, width: int = 80) -> tuple[np.ndarray,
     image = np.full((height, width, 3), 128, dtype=np.uint8)
     for seg_id, (_, colour) in COLOURS.items():
         image[ids == seg_id] = colour
-    segments = [Segment(i, cls, is_thing=True, iscrowd=i == 5, area=int((ids == i).sum())) for i, (cls, _) in COLOURS.items()]
+    segments = [Segment(i, cls, is_thing=True, iscrowd=i == 5, area=int((ids == i).sum()))
+                for i, (cls, _) in COLOURS.items()]
     return image, ids, segments
 
 

@@ -12,9 +12,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, overload
 
-from vocabseg.models import TASKS  # re-exported: the tasks a record can carry labels for
+from vocabseg.models import TASKS  # the tasks a record can carry labels for (re-exported)
 from vocabseg.text.builtin import get_vocabulary
 from vocabseg.text.vocabulary import Vocabulary
+
+__all__ = ["IGNORE_LABEL", "TASKS", "Dataset", "InstanceAnnotation", "InstanceLabel", "PanopticLabel", "Record",
+           "Segment", "SemanticLabel"]
 
 # Value of unlabelled pixels in the maps returned by ``load_semantic``. Not 255:
 # ADE20K-847 and Pascal Context 459 have more than 255 classes.

@@ -10,10 +10,10 @@
 
 from vocabseg.eval.evaluators import InstanceEvaluator, PanopticEvaluator, SemanticEvaluator
 from vocabseg.eval.from_files import (
-    pq_compute_files,
     evaluate_instance_files,
     evaluate_panoptic_files,
     evaluate_semantic_folders,
+    pq_compute_files,
 )
 from vocabseg.eval.instance import coco_mask_ap, encode_mask, gt_annotations_from_masks, to_coco_results
 from vocabseg.eval.panoptic import (

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
+
 from vocabseg.data.io import id_to_rgb, rgb_to_id
 
 VOID = 0

@@ -136,7 +136,8 @@ def read_coco_results(path: str | Path) -> list[dict[str, Any]]:
             f"got a {type(data).__name__}"
         )
     for i, r in enumerate(data):
-        missing = [k for k in ("image_id", "category_id", "segmentation", "score") if not isinstance(r, dict) or k not in r]
+        keys = ("image_id", "category_id", "segmentation", "score")
+        missing = [k for k in keys if not isinstance(r, dict) or k not in r]
         if missing:
             raise DatasetError(
                 f"COCO results json {path}: entry {i} lacks {missing}; "

@@ -235,7 +235,8 @@ def _gather(output_dir: Path, run: dict[str, Any], shards: list[list[int]], task
         state = load_state(path, run)
         done = set(state["done"]) if state else set()
         if done != set(shard):
-            raise CheckpointError(f"{path} covers {len(done)} of the {len(shard)} images of rank {rank}; rerun to finish")
+            raise CheckpointError(f"{path} covers {len(done)} of the {len(shard)} images of rank {rank}; "
+                                  "rerun to finish")
         for task, evaluator in merged.items():
             evaluator.merge([state["states"][task]] if state else [])
     return {task: evaluator.evaluate() for task, evaluator in merged.items()}

@@ -47,7 +47,8 @@ def score_files(dataset_name: str, root: str | Path, *, panoptic_json: str | Pat
         results["semantic"] = _score_semantic(dataset, Path(semantic_dir), pred_ignore, train_vocabulary)
     if instance_json:
         if spec.instance_json is None:
-            raise ConfigError(f"dataset {dataset.name} has no COCO instances json to score against; use `vocabseg eval`")
+            raise ConfigError(f"dataset {dataset.name} has no COCO instances json to score against; "
+                              "use `vocabseg eval`")
         results["instance"] = evaluate_instance_files(root / spec.instance_json, instance_json)
     return results
 

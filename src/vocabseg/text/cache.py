@@ -148,7 +148,7 @@ class TextEmbeddingCache:
                 raise ValueError("stored key differs from its file name")
             return TextEmbeddings(data["embeddings"], [int(n) for n in data["synonym_counts"]])
         except Exception as err:  # a bad entry must not stop inference: rebuild it
-            warnings.warn(f"ignoring unreadable text-embedding cache file '{path}': {err}")
+            warnings.warn(f"ignoring unreadable text-embedding cache file '{path}': {err}", stacklevel=2)
             return None
 
     def save(self, key: str, classifier: TextEmbeddings) -> Path:
@@ -198,5 +198,5 @@ class TextEmbeddingCache:
         try:
             self.save(key, built)
         except OSError as err:  # unwritable or full cache: the embeddings are still good
-            warnings.warn(f"could not write the text-embedding cache in '{self.directory}': {err}")
+            warnings.warn(f"could not write the text-embedding cache in '{self.directory}': {err}", stacklevel=2)
         return TextEmbeddings(built.embeddings.cpu(), built.synonym_counts)

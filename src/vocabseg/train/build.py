@@ -9,7 +9,14 @@ import torch
 from vocabseg import distributed as dist
 from vocabseg.errors import ConfigError
 from vocabseg.models import ModelFamily, ModelVariant, Settings, get_family
-from vocabseg.text import TextClassifier, TextEmbeddingCache, Vocabulary, get_vocabulary, list_vocabularies, resolve_vocabulary
+from vocabseg.text import (
+    TextClassifier,
+    TextEmbeddingCache,
+    Vocabulary,
+    get_vocabulary,
+    list_vocabularies,
+    resolve_vocabulary,
+)
 from vocabseg.train.checkpoint import load_init_weights
 from vocabseg.train.config import DataSection, SolverSection, TrainConfig
 from vocabseg.train.data import TrainDataset
@@ -17,8 +24,14 @@ from vocabseg.train.evaluation import benchmark_eval_fn
 from vocabseg.train.loop import EvalFn, LoopSettings, Trainer
 from vocabseg.train.optim import build_optimizer, build_scheduler, scale_schedule
 from vocabseg.train.rng import seed_everything
-from vocabseg.train.sources import (FileSource, SyntheticShapes, files_from_record, has_targets, read_label_folder,
-                                    read_panoptic_folder)
+from vocabseg.train.sources import (
+    FileSource,
+    SyntheticShapes,
+    files_from_record,
+    has_targets,
+    read_label_folder,
+    read_panoptic_folder,
+)
 from vocabseg.zoo import get_variant
 
 DATA_FORMATS = {

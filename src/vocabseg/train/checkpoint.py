@@ -9,7 +9,6 @@ of every rank and the best evaluation so far.
 from __future__ import annotations
 
 from pathlib import Path
-
 from typing import Any
 
 import torch

@@ -12,7 +12,6 @@ continues the stream where the checkpoint left it.
 """
 from __future__ import annotations
 
-import functools
 import itertools
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -52,6 +51,7 @@ class StreamSampler:
             raise DatasetError("the training set is empty; check the data section of the preset (e.g. data.num_images)")
         self.size, self.seed, self.rank, self.world_size = size, seed, rank, world_size
         self.batch_per_gpu, self.accum_steps, self.start_position = batch_per_gpu, accum_steps, start_position
+        self._permutations: dict[int, np.ndarray] = {}  # the last two epochs' (a micro-batch may span two)
 
     @property
     def global_batch(self) -> int:
@@ -67,9 +67,12 @@ class StreamSampler:
         epoch, offset = divmod(position, self.size)
         return SampleKey(int(self._permutation(epoch)[offset]), derive_seed(self.seed, AUGMENT, position), position)
 
-    @functools.lru_cache(maxsize=2)
     def _permutation(self, epoch: int) -> np.ndarray:
-        return np.random.default_rng([self.seed, epoch]).permutation(self.size)
+        if epoch not in self._permutations:
+            if len(self._permutations) == 2:
+                del self._permutations[min(self._permutations)]
+            self._permutations[epoch] = np.random.default_rng([self.seed, epoch]).permutation(self.size)
+        return self._permutations[epoch]
 
     def __iter__(self) -> Iterator[list[SampleKey]]:
         for step in itertools.count():
@@ -110,11 +113,11 @@ class Batch:
     targets: list[dict[str, torch.Tensor]]  # per image: "labels" [N] int64, "masks" [N, H, W] bool (padded like images)
     keys: list[SampleKey]
 
-    def pin_memory(self) -> "Batch":  # called by DataLoader(pin_memory=True)
+    def pin_memory(self) -> Batch:  # called by DataLoader(pin_memory=True)
         targets = [{k: v.pin_memory() for k, v in t.items()} for t in self.targets]
         return Batch(self.images.pin_memory(), targets, self.keys)
 
-    def to(self, device: torch.device) -> "Batch":
+    def to(self, device: torch.device) -> Batch:
         non_blocking = device.type == "cuda"
         targets = [{k: v.to(device, non_blocking=non_blocking) for k, v in t.items()} for t in self.targets]
         return Batch(self.images.to(device, non_blocking=non_blocking), targets, self.keys)

@@ -22,11 +22,11 @@ from typing import Any, NamedTuple
 import torch
 from torch.nn.parallel import DistributedDataParallel
 
+from vocabseg import distributed as dist
 from vocabseg.checkpoints import save_checkpoint
 from vocabseg.errors import CheckpointError, ConfigError
 from vocabseg.models import ModelFamily, Settings
 from vocabseg.text import TextClassifier
-from vocabseg import distributed as dist
 from vocabseg.train.checkpoint import TRAINER_KEY, read_training_checkpoint
 from vocabseg.train.data import Batch, PadCollate, StreamSampler, TrainDataset, build_loader
 from vocabseg.train.rng import CRITERION, derive_seed, rng_state, seed_everything, set_rng_state
@@ -239,7 +239,8 @@ class Trainer:
             try:
                 from torch.utils.tensorboard import SummaryWriter
             except ImportError:  # tensorboard is the "train" extra
-                logger.warning("tensorboard is not installed (pip install 'vocabseg[train]'); logging to the console only")
+                logger.warning("tensorboard is not installed (pip install 'vocabseg[train]'); "
+                               "logging to the console only")
                 self._writer = False
                 return
             self._writer = SummaryWriter(str(self.output_dir / "tensorboard"))

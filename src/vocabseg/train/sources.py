@@ -59,7 +59,8 @@ def has_targets(files: ExampleFiles) -> bool:
     return files.label_map is not None or any(not s.iscrowd for s in files.segments)
 
 
-def semantic_to_panoptic(classes: np.ndarray, is_thing: Sequence[bool] | None = None) -> tuple[np.ndarray, tuple[Segment, ...]]:
+def semantic_to_panoptic(classes: np.ndarray,
+                         is_thing: Sequence[bool] | None = None) -> tuple[np.ndarray, tuple[Segment, ...]]:
     """[H, W] class indices (IGNORE_LABEL = unlabelled) -> id map with one segment per class (id = class + 1).
 
     Args:
@@ -150,8 +151,8 @@ def _panoptic_example(ann: dict, names: dict, table: dict[int, int], things: lis
             raise DatasetError(f"{where}: category id {seg['category_id']} is not in the vocabulary; "
                                "set data.vocabulary to the classes of this dataset (or leave it empty to use the json's)")
         category = table[seg["category_id"]]
-        segments.append(Segment(int(seg["id"]), category, is_thing=things[category], iscrowd=bool(seg.get("iscrowd", 0)),
-                                area=int(seg.get("area", 0))))
+        segments.append(Segment(int(seg["id"]), category, is_thing=things[category],
+                                iscrowd=bool(seg.get("iscrowd", 0)), area=int(seg.get("area", 0))))
     return ExampleFiles(images / names[ann["image_id"]], panoptic_dir / ann["file_name"], tuple(segments))
 
 

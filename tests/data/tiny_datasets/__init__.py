@@ -13,7 +13,7 @@ for tests in tests/data; elsewhere use ``sys.path.insert`` or pytest's ``pythonp
 from .ade20k import write_ade20k, write_ade20k_full, write_ade20k_full_raw, write_ade20k_raw
 from .cityscapes import write_cityscapes, write_cityscapes_panoptic, write_cityscapes_raw, write_mapillary
 from .coco import write_coco, write_coco_raw, write_coco_stuff, write_coco_stuff_raw
-from .common import H, IGNORE, W, Tiny
+from .common import IGNORE, H, Tiny, W
 from .pascal import (
     expected_context,
     expected_voc,

@@ -11,7 +11,20 @@ from pathlib import Path
 
 import numpy as np
 
-from .common import H, IGNORE, W, Tiny, compressed_rle, id_to_rgb, image, segment_info, write_jpg, write_json, write_png, write_tif16
+from .common import (
+    IGNORE,
+    H,
+    Tiny,
+    W,
+    compressed_rle,
+    id_to_rgb,
+    image,
+    segment_info,
+    write_jpg,
+    write_json,
+    write_png,
+    write_tif16,
+)
 
 BASE = "ADEChallengeData2016"
 VAL, TRAIN = "ADE_val_00000001", "ADE_train_00000001"

@@ -12,7 +12,19 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from .common import H, IGNORE, W, Tiny, id_to_rgb, image, segment_info, write_jpg, write_json, write_palette_png, write_png
+from .common import (
+    IGNORE,
+    H,
+    Tiny,
+    W,
+    id_to_rgb,
+    image,
+    segment_info,
+    write_jpg,
+    write_json,
+    write_palette_png,
+    write_png,
+)
 
 CITY_VAL = ("frankfurt", "frankfurt_000000_000294")
 CITY_TRAIN = ("aachen", "aachen_000000_000019")

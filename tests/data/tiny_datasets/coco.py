@@ -10,12 +10,12 @@ from pathlib import Path
 import numpy as np
 
 from .common import (
-    H,
     IGNORE,
-    W,
+    H,
     Tiny,
-    image,
+    W,
     id_to_rgb,
+    image,
     segment_info,
     uncompressed_rle,
     write_jpg,

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .common import H, IGNORE, W, Tiny, image, write_jpg, write_json, write_palette_png, write_png, write_tif16
+from .common import IGNORE, H, Tiny, W, image, write_jpg, write_json, write_palette_png, write_png, write_tif16
 
 CONTEXT_VAL, CONTEXT_TRAIN = "2008_000001", "2008_000002"
 VOC_VAL, VOC_TRAIN = "2007_000033", "2007_000032"
