@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import logging
 
 import numpy as np
 import pytest
@@ -10,20 +11,13 @@ from PIL import Image
 from pycocotools import mask as mask_utils
 
 from vocabseg.cli import main
-from vocabseg.models.fcclip.build import build_fcclip
-from vocabseg.model.config import InferenceConfig
-from vocabseg.testing import synthetic_photo, tiny_config
-from vocabseg.weights import save_checkpoint
+from vocabseg.testing import save_tiny_checkpoint, synthetic_photo
 
 
 @pytest.fixture()
-def tiny_checkpoint(tmp_path, monkeypatch):
+def tiny_checkpoint(tmp_path, monkeypatch, one_thread):
     monkeypatch.setenv("VOCABSEG_CACHE", str(tmp_path / "text"))
-    torch.manual_seed(0)
-    config = tiny_config()
-    path = tmp_path / "tiny.pth"
-    save_checkpoint(path, build_fcclip(config), config, InferenceConfig(min_size=64, max_size=128))
-    return path
+    return save_tiny_checkpoint(tmp_path / "tiny.pth", seed=0, min_size=64, max_size=128)
 
 
 @pytest.fixture()
@@ -55,10 +49,13 @@ def test_predict_all_tasks_writes_consistent_files(tiny_checkpoint, photo, tmp_p
     assert not list(out.rglob("*.part"))
 
 
-def test_predict_skips_finished_images(tiny_checkpoint, photo, tmp_path, capsys):
+def test_predict_skips_finished_images(tiny_checkpoint, photo, tmp_path, caplog):
     args = ["predict", str(photo), "--model", str(tiny_checkpoint), "--vocab", "cat", "--output", str(tmp_path / "o")]
-    assert main(args) == 0 and main(args) == 0
-    assert "skipping 1 image(s)" in capsys.readouterr().err
+    assert main(args) == 0
+    with caplog.at_level(logging.INFO, logger="vocabseg"):
+        assert main(args) == 0
+    skipped = [r for r in caplog.records if "skipping 1 image(s)" in r.getMessage()]
+    assert skipped and skipped[0].name.startswith("vocabseg") and skipped[0].levelno == logging.INFO
 
 
 @pytest.mark.parametrize("case", ["bad_image", "empty_vocab", "truncated_checkpoint", "cuda", "missing_input",
@@ -99,12 +96,21 @@ def test_bad_input_is_one_line_error_and_writes_nothing(case, tiny_checkpoint, p
         assert not out.exists() or not any(p.is_file() for p in out.rglob("*"))
 
 
-def test_models_lists_every_official_variant(capsys):
+def test_models_lists_every_official_variant_with_its_family(capsys):
     assert main(["models"]) == 0
-    listing = capsys.readouterr().out
+    listing = capsys.readouterr().out.splitlines()
     for name in ("fcclip_convnext_large_coco", "fcclip_rn50_coco", "fcclip_rn101_coco", "fcclip_rn50x4_coco",
                  "fcclip_rn50x16_coco", "fcclip_rn50x64_coco"):
-        assert name in listing
+        row = next(line for line in listing if line.startswith(name + " "))
+        assert "FC-CLIP" in row and "panoptic,semantic,instance" in row
+
+
+def test_quiet_hides_the_progress_notes(tiny_checkpoint, photo, tmp_path, caplog):
+    args = ["predict", str(photo), "--model", str(tiny_checkpoint), "--vocab", "cat", "--output", str(tmp_path / "o")]
+    assert main(args) == 0
+    with caplog.at_level(logging.INFO, logger="vocabseg"):
+        assert main(["--quiet", *args]) == 0
+    assert not [r for r in caplog.records if r.name.startswith("vocabseg") and r.levelno < logging.WARNING]
 
 
 def test_predict_in_batches_covers_every_image(tiny_checkpoint, photo, tmp_path):
@@ -144,11 +150,13 @@ def test_a_sliver_image_is_segmented(tiny_checkpoint, tmp_path):
 
 
 def test_eval_uses_the_official_test_size_of_cityscapes_and_mapillary():
-    from vocabseg.cli.eval import default_size_preset
+    """The split owns its official test size (the same as ``--size-preset``); other splits keep the model's."""
+    from vocabseg.cli.common import SIZE_PRESETS
+    from vocabseg.data.registry import get_spec
 
-    assert default_size_preset("cityscapes_panoptic_val") == "cityscapes"
-    assert default_size_preset("mapillary_vistas_panoptic_val") == "mapillary_vistas"
-    assert default_size_preset("ade20k_panoptic_val") is None
+    assert get_spec("cityscapes_panoptic_val").test_size == SIZE_PRESETS["cityscapes"] == (1024, 2560)
+    assert get_spec("mapillary_vistas_panoptic_val").test_size == SIZE_PRESETS["mapillary_vistas"]
+    assert get_spec("ade20k_panoptic_val").test_size is None
 
 
 def test_wrong_clip_weights_and_unknown_device_say_what_to_fix(tiny_checkpoint, photo, tmp_path, capsys):

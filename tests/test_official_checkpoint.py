@@ -1,6 +1,7 @@
 """Official-format checkpoints at real architecture size (RN50): every loading path gives one model."""
 from __future__ import annotations
 
+import logging
 import pickle
 from pathlib import Path
 
@@ -8,13 +9,12 @@ import numpy as np
 import pytest
 import torch
 
-from vocabseg.testing import synthetic_photo
+from vocabseg.checkpoints import save_checkpoint
 from vocabseg.models.fcclip.build import build_fcclip
-from vocabseg.model.config import InferenceConfig
 from vocabseg.models.fcclip.convert import official_to_vocabseg
 from vocabseg.predictor import Predictor
+from vocabseg.testing import synthetic_photo
 from vocabseg.text import TextEmbeddingCache
-from vocabseg.weights import save_checkpoint
 from vocabseg.zoo import get_variant
 
 CLIP_PREFIX = "backbone.clip_model."
@@ -36,7 +36,7 @@ def rn50_files(synth_official_state, tmp_path_factory):
 def _outputs(predictor: Predictor):
     predictor.set_vocabulary(VOCAB, progress=False)
     raw = predictor.run([synthetic_photo(120, 160)])[0]
-    return raw.in_vocab_logits, raw.mask_logits, raw.mask_cls
+    return raw.details["in_vocab_logits"], raw.mask_logits, raw.mask_cls
 
 
 def _load(tmp_path, name, **kwargs):
@@ -56,9 +56,10 @@ def test_full_checkpoint_outputs_are_finite_and_shaped(reference_outputs):
     assert torch.isfinite(logits).all() and torch.isfinite(mask_cls).all()
 
 
-def test_separate_clip_weights_give_identical_outputs(rn50_files, reference_outputs, tmp_path, capsys):
-    predictor = _load(tmp_path, rn50_files / "noclip.pth", clip_weights=str(rn50_files / "clip.pt"))
-    assert "CLIP weights not in" in capsys.readouterr().err
+def test_separate_clip_weights_give_identical_outputs(rn50_files, reference_outputs, tmp_path, caplog):
+    with caplog.at_level(logging.INFO, logger="vocabseg"):
+        predictor = _load(tmp_path, rn50_files / "noclip.pth", clip_weights=str(rn50_files / "clip.pt"))
+    assert any("CLIP weights not in" in record.getMessage() for record in caplog.records)
     for ours, ref in zip(_outputs(predictor), reference_outputs):
         torch.testing.assert_close(ours, ref, rtol=0, atol=0)
 
@@ -70,10 +71,11 @@ def test_detectron2_pkl_checkpoint_gives_identical_outputs(rn50_files, reference
 
 def test_own_checkpoint_round_trip_is_self_describing(rn50_files, reference_outputs, tmp_path):
     predictor = _load(tmp_path, rn50_files / "full.pth")
-    save_checkpoint(tmp_path / "ours.pth", predictor.model, predictor.config, predictor.inference)
+    save_checkpoint(tmp_path / "ours.pth", predictor.model, family=predictor.family, config=predictor.config,
+                    settings=predictor.settings)
     reloaded = Predictor.from_pretrained(str(tmp_path / "ours.pth"), text_cache=TextEmbeddingCache(tmp_path / "t"))
     assert reloaded.config == predictor.config
-    assert reloaded.inference.ensemble_on_valid_mask  # ResNet variant's official setting travelled along
+    assert reloaded.settings.family.ensemble_on_valid_mask  # ResNet variant's official setting travelled along
     for ours, ref in zip(_outputs(reloaded), reference_outputs):
         torch.testing.assert_close(ours, ref, rtol=0, atol=0)
 
@@ -100,10 +102,10 @@ def _assert_matches_golden(predictor: Predictor, golden) -> None:
     vocabulary and a 256/512 test resize.
     """
     predictor.set_vocabulary("cityscapes", progress=False)
-    assert _relative_error(predictor._text_classifier, golden["text_classifier"]) < 1e-5
+    assert _relative_error(predictor.classifier.embeddings, golden["text_classifier"]) < 1e-5
     raw = predictor.run([golden["image"]])[0]
-    assert _relative_error(raw.in_vocab_logits, golden["pred_logits"]) < 1e-4
-    assert _relative_error(raw.out_vocab_logits, golden["out_vocab_logits"]) < 1e-4
+    assert _relative_error(raw.details["in_vocab_logits"], golden["pred_logits"]) < 1e-4
+    assert _relative_error(raw.details["out_vocab_logits"], golden["out_vocab_logits"]) < 1e-4
     assert _relative_error(raw.mask_cls, golden["mask_cls"]) < 1e-4
     assert _relative_error(raw.pred_masks[:, ::4, ::4], golden["pred_masks_every4"]) < 1e-4
 
@@ -130,8 +132,9 @@ def test_convnext_large_matches_the_official_implementation(synth_official_state
     variant = get_variant("fcclip_convnext_large_coco")
     model = build_fcclip(variant.config)
     model.load_state_dict(official_to_vocabseg(synth_official_state("manifest_convnext_large.json")), strict=True)
-    inference = InferenceConfig.from_dict({**variant.inference.to_dict(), **SMALL_TEST_SIZE})
-    predictor = Predictor(model, variant.config, inference, text_cache=TextEmbeddingCache(tmp_path))
+    settings = variant.settings.override(SMALL_TEST_SIZE)
+    predictor = Predictor(model, variant.config, settings, family=variant.family,
+                          text_cache=TextEmbeddingCache(tmp_path))
     _assert_matches_golden(predictor, np.load(GOLDENS / "fcclip_convnext_large_cityscapes_synthetic.npz"))
 
 

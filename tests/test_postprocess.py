@@ -1,4 +1,4 @@
-"""Tests for vocabseg.model.postprocess on hand-made queries.
+"""Tests for vocabseg.postprocess on hand-made queries.
 
 Masks are logits of +-10 (sigmoid 0.99995 / 0.00005) on tiny maps; class rows are the
 logs of chosen probabilities, so ``softmax`` gives those probabilities back.
@@ -121,7 +121,8 @@ def test_semantic_inference_does_not_renormalise_without_void():
 
 # Q=3, K=3 (void last); flattened (query, class) scores .6 .3 .05 | .1 .7 .15 | .2 .1 .5
 INSTANCE_CLS = _cls([0.6, 0.3, 0.05, 0.05], [0.1, 0.7, 0.15, 0.05], [0.2, 0.1, 0.5, 0.2])
-INSTANCE_MASKS = torch.tensor([[[2.0, 1.0, -1.0, -3.0]], [[5.0, 5.0, 5.0, 5.0]], [[-1.0, -2.0, -3.0, -4.0]]])  # [3, 1, 4]
+# [3, 1, 4]
+INSTANCE_MASKS = torch.tensor([[[2.0, 1.0, -1.0, -3.0]], [[5.0, 5.0, 5.0, 5.0]], [[-1.0, -2.0, -3.0, -4.0]]])
 
 
 def test_instance_top_k_order_and_scores():

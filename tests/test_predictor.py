@@ -3,24 +3,22 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 
-from vocabseg.models.fcclip.build import build_fcclip
-from vocabseg.model.config import InferenceConfig
+from vocabseg.errors import ConfigError, VocabularyError
+from vocabseg.models import get_family
 from vocabseg.postprocess import semantic_inference
-from vocabseg.preprocess import crop_and_resize
 from vocabseg.predictor import Predictor
-from vocabseg.testing import synthetic_photo, tiny_config
+from vocabseg.preprocess import crop_and_resize
+from vocabseg.testing import synthetic_photo, tiny_config, tiny_model
 from vocabseg.text import TextEmbeddingCache
 
 
 @pytest.fixture(scope="module")
-def predictor(tmp_path_factory):
-    torch.manual_seed(0)
+def predictor(tmp_path_factory, one_thread):
     config = tiny_config()
-    model = build_fcclip(config)
-    predictor = Predictor(model, config, InferenceConfig(min_size=64, max_size=128),
+    settings = get_family("fcclip").default_settings(config).override({"min_size": 64, "max_size": 128})
+    predictor = Predictor(tiny_model(seed=0), config, settings, family="fcclip",
                           text_cache=TextEmbeddingCache(tmp_path_factory.mktemp("text")))
     predictor.set_vocabulary("cat; dog; road [stuff]; sky [stuff]", progress=False)
     return predictor
@@ -68,3 +66,46 @@ def test_sixteen_bit_images_are_scaled_not_clipped(tmp_path):
     rgb = load_image(tmp_path / "deep.png")
     assert rgb.dtype == np.uint8 and rgb.shape == (64, 64, 3)
     assert np.array_equal(rgb[..., 0], (ramp >> 8).astype(np.uint8))
+
+
+def test_raw_output_carries_both_fcclip_heads(predictor):
+    raw = predictor.run([synthetic_photo(50, 90)])[0]
+    queries, classes = 10, len(predictor.vocabulary)
+    assert raw.mask_cls.shape == (queries, classes + 1)
+    assert raw.input_size == (64, 115) and raw.output_size == (50, 90)
+    assert raw.pred_masks.shape == (queries, 64 // raw.mask_stride, 128 // raw.mask_stride)  # padded to 32
+    assert raw.details["in_vocab_logits"].shape == raw.details["out_vocab_logits"].shape == raw.mask_cls.shape
+    assert raw.mask_logits.shape == (queries, 50, 90)
+
+
+def test_describe_names_family_architecture_and_settings(predictor):
+    described = predictor.describe()
+    assert described["family"] == "fcclip" and described["train_vocabulary"] == "coco_panoptic"
+    assert described["config"] == tiny_config().to_dict()
+    assert described["settings"]["inference"]["min_size"] == 64
+    assert described["settings"]["family"] == {"ensemble_alpha": 0.4, "ensemble_beta": 0.8,
+                                               "ensemble_on_valid_mask": False}
+    assert predictor.inference is predictor.settings.inference
+    assert [c for c in predictor.classifier.class_names] == ["cat", "dog", "road", "sky"]
+    assert predictor.classifier.seen.tolist() == [True, True, True, True]  # all four are COCO panoptic classes
+
+
+def test_with_settings_changes_generic_and_family_settings(tmp_path):
+    config = tiny_config()
+    predictor = Predictor(tiny_model(seed=0), config, get_family("fcclip").default_settings(config))
+    assert predictor.with_settings({"min_size": 96, "ensemble_beta": 0.5}) is predictor
+    assert predictor.inference.min_size == 96 and predictor.settings.family.ensemble_beta == 0.5
+    with pytest.raises(ConfigError, match="unknown inference setting"):
+        predictor.with_settings({"beta": 0.5})
+
+
+def test_unknown_task_and_missing_vocabulary_are_one_line_errors(predictor, tmp_path):
+    with pytest.raises(ConfigError, match="unknown task 'depth'; choose panoptic, semantic, instance or all"):
+        predictor.predict(synthetic_photo(40, 40), task="depth")
+    config = tiny_config()
+    fresh = Predictor(tiny_model(seed=0), config, get_family("fcclip").default_settings(config),
+                      text_cache=TextEmbeddingCache(tmp_path))
+    with pytest.raises(VocabularyError, match="set_vocabulary"):
+        fresh.run([synthetic_photo(40, 40)])
+    with pytest.raises(VocabularyError, match="no classes found"):
+        fresh.set_vocabulary(" ; ")

@@ -1,4 +1,4 @@
-"""Tests for vocabseg.model.preprocess (detectron2's test-time resize, normalise and pad)."""
+"""Tests for vocabseg.preprocess (detectron2's test-time resize, normalise and pad)."""
 from __future__ import annotations
 
 import numpy as np

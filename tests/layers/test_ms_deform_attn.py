@@ -1,4 +1,4 @@
-"""Tests for vocabseg.model.ms_deform_attn."""
+"""Tests for vocabseg.layers.ms_deform_attn."""
 from __future__ import annotations
 
 import math
@@ -83,7 +83,8 @@ def test_output_shape_is_queries_by_heads_times_head_dim():
 def test_reset_parameters_puts_offsets_on_a_ring():
     attn = MSDeformAttn(d_model=16, n_levels=2, n_heads=8, n_points=3)
     # head h points at angle h * 45 degrees, scaled so the larger |component| is 1
-    directions = torch.tensor([[1, 0], [1, 1], [0, 1], [-1, 1], [-1, 0], [-1, -1], [0, -1], [1, -1]], dtype=torch.float32)
+    directions = torch.tensor([[1, 0], [1, 1], [0, 1], [-1, 1], [-1, 0], [-1, -1], [0, -1], [1, -1]],
+                              dtype=torch.float32)
     expected = directions.view(8, 1, 1, 2) * torch.tensor([1.0, 2.0, 3.0]).view(1, 1, 3, 1)  # point p at radius p + 1
     expected = expected.expand(8, 2, 3, 2)  # identical on every level
     torch.testing.assert_close(attn.sampling_offsets.bias.view(8, 2, 3, 2), expected, atol=1e-5, rtol=0)

@@ -1,4 +1,4 @@
-"""Tests for vocabseg.model.position_encoding."""
+"""Tests for vocabseg.layers.position_encoding."""
 from __future__ import annotations
 
 import math

@@ -1,4 +1,4 @@
-"""Tests for vocabseg.model.convert against the official FC-CLIP key manifests.
+"""Tests for vocabseg.models.fcclip.convert against the official FC-CLIP key manifests.
 
 The manifests (every key and shape of the official ResNet-50 and ConvNeXt-Large models)
 live in /work/shared/reference; the tests that need them skip when it is absent.
@@ -13,14 +13,18 @@ import open_clip
 import pytest
 import torch
 
+from vocabseg.errors import CheckpointError
+from vocabseg.models import get_family
 from vocabseg.models.fcclip.build import build_fcclip
-from vocabseg.model.config import FCCLIPConfig
+from vocabseg.models.fcclip.config import FCCLIPConfig
 from vocabseg.models.fcclip.convert import (
-    CheckpointError,
+    guess_variant,
     is_official_state_dict,
     official_to_vocabseg,
     vocabseg_to_official,
 )
+from vocabseg.models.fcclip.variants import VARIANTS
+from vocabseg.testing import tiny_config
 
 REFERENCE = Path("/work/shared/reference")
 EMPTY_WEIGHT = "criterion.empty_weight"
@@ -110,7 +114,10 @@ def test_checkpoint_without_clip_weights_converts():
             "sem_seg_head.predictor.transformer_self_attention_layers.0.norm.weight",
             "transformer_decoder.layers.0.self_attn.norm.weight",
         ),
-        ("sem_seg_head.predictor.transformer_ffn_layers.3.linear2.bias", "transformer_decoder.layers.3.ffn.linear2.bias"),
+        (
+            "sem_seg_head.predictor.transformer_ffn_layers.3.linear2.bias",
+            "transformer_decoder.layers.3.ffn.linear2.bias",
+        ),
         ("sem_seg_head.predictor._mask_pooling_proj.1.weight", "transformer_decoder.mask_pooling_proj.1.weight"),
         ("sem_seg_head.predictor.query_feat.weight", "transformer_decoder.query_feat.weight"),
         ("void_embedding.weight", "void_embedding.weight"),
@@ -143,3 +150,36 @@ def test_unknown_vocabseg_key_raises():
 def test_telltale_key_detects_the_official_format():
     assert is_official_state_dict({"sem_seg_head.predictor.query_feat.weight": 0})
     assert not is_official_state_dict({"transformer_decoder.query_feat.weight": 0})
+
+
+def test_the_family_recognises_and_converts_through_the_same_table():
+    family = get_family("fcclip")
+    official = {"sem_seg_head.predictor.query_feat.weight": torch.zeros(1), "criterion.empty_weight": torch.ones(2)}
+    assert family.is_official(official) and not family.is_official({"transformer_decoder.query_feat.weight": 0})
+    assert list(family.convert_official(official, source="x")) == ["transformer_decoder.query_feat.weight"]
+    assert family.optional_prefixes == ("backbone.clip.",)
+
+
+def _official_shapes_without_clip(manifest: str) -> dict[str, torch.Tensor]:
+    """A converted official state dict as released without the frozen CLIP (shapes only, on meta)."""
+    official = {key: torch.empty(shape, device="meta") for key, shape in _manifest(manifest).items()
+                if not key.startswith("backbone.")}
+    return official_to_vocabseg(official)
+
+
+@pytest.mark.parametrize("manifest, name", [("manifest_rn50.json", "fcclip_rn50_coco"),
+                                            ("manifest_convnext_large.json", "fcclip_convnext_large_coco")])
+def test_guess_variant_finds_the_one_variant_with_these_shapes(manifest, name):
+    variants = [factory() for factory in VARIANTS.values()]
+    state = _official_shapes_without_clip(manifest)
+    assert guess_variant(state, variants, source="ckpt.pth").name == name
+    assert get_family("fcclip").guess_variant(state, source="ckpt.pth").name == name
+
+
+def test_guess_variant_names_the_candidates_when_no_variant_fits():
+    state = build_fcclip(tiny_config("resnet")).state_dict()
+    with pytest.raises(CheckpointError) as info:
+        get_family("fcclip").guess_variant(state, source="tiny.pth")
+    message = str(info.value)
+    assert "tiny.pth" in message and "--model" in message and "fcclip_rn50_coco" in message
+    assert "\n" not in message

@@ -43,13 +43,15 @@ def test_invalid_mask_falls_back_to_in_vocabulary_probabilities():
     expected = [math.log(p * (1 - void) + 1e-8) for p in p_in] + [math.log(void + 1e-8)]
     torch.testing.assert_close(_run(valid=torch.tensor([[False]])), torch.tensor(expected), atol=1e-5, rtol=0)
     # with w = 0 the non-void part is just the full in-vocabulary softmax
-    torch.testing.assert_close(_run(valid=torch.tensor([[False]])).exp(), torch.tensor(_softmax(IN_LOGITS)), atol=1e-6, rtol=0)
+    torch.testing.assert_close(_run(valid=torch.tensor([[False]])).exp(), torch.tensor(_softmax(IN_LOGITS)),
+                               atol=1e-6, rtol=0)
 
 
 def test_valid_masks_apply_per_query():
     in_logits = torch.tensor([[IN_LOGITS, IN_LOGITS]])
     out_logits = torch.tensor([[OUT_LOGITS, OUT_LOGITS]])
-    result = geometric_ensemble(in_logits, out_logits, SEEN, alpha=ALPHA, beta=BETA, valid_masks=torch.tensor([[True, False]]))
+    result = geometric_ensemble(in_logits, out_logits, SEEN, alpha=ALPHA, beta=BETA,
+                                valid_masks=torch.tensor([[True, False]]))
     torch.testing.assert_close(result[0, 0], _run(valid=torch.tensor([[True]])))
     torch.testing.assert_close(result[0, 1], _run(valid=torch.tensor([[False]])))
 

@@ -1,10 +1,11 @@
-"""Tests for vocabseg.model.transformer_decoder."""
+"""Tests for vocabseg.models.fcclip.transformer_decoder."""
 from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
 
 from vocabseg.models.fcclip.transformer_decoder import MaskedTransformerDecoder
+from vocabseg.text.classifier import TextClassifier, synonym_index
 
 QUERIES, HEADS, LAYERS, CLIP_DIM = 5, 4, 3, 24
 MASK_DIM = 32  # must equal hidden_dim: mask-pooled features go through LayerNorm(hidden_dim), as in the official code
@@ -24,8 +25,10 @@ def _inputs(batch: int = 2, seed: int = 0):
     g = torch.Generator().manual_seed(seed)
     multi_scale = [torch.randn(batch, 32, h, w, generator=g) for h, w in LEVEL_SIZES]
     mask_features = torch.randn(batch, MASK_DIM, 16, 24, generator=g)
-    classifier = F.normalize(torch.randn(sum(SYNONYMS) + 1, CLIP_DIM, generator=g), dim=-1)
-    return multi_scale, mask_features, classifier, SYNONYMS
+    rows = F.normalize(torch.randn(sum(SYNONYMS) + 1, CLIP_DIM, generator=g), dim=-1)
+    classifier = TextClassifier(embeddings=rows[:-1], synonym_index=synonym_index(SYNONYMS),
+                                seen=torch.zeros(len(SYNONYMS), dtype=torch.bool), class_names=("a", "b", "c"))
+    return multi_scale, mask_features, classifier, rows[-1:]  # the last row is the void embedding
 
 
 def test_output_shapes_and_one_aux_output_per_layer():
@@ -87,10 +90,10 @@ def _empty_mask_decoder() -> MaskedTransformerDecoder:
 
 
 def test_empty_masks_give_finite_outputs_equal_to_unmasked_attention():
-    multi_scale, _, classifier, synonyms = _inputs()
+    multi_scale, _, classifier, void = _inputs()
     mask_features = torch.ones(2, MASK_DIM, 16, 24)
     decoder = _empty_mask_decoder()
-    out = decoder(multi_scale, mask_features, classifier, synonyms)
+    out = decoder(multi_scale, mask_features, classifier, void)
     assert (out.pred_masks == -MASK_DIM).all()
     for stage in [*out.aux_outputs, {"pred_logits": out.pred_logits}]:
         assert torch.isfinite(stage["pred_logits"]).all()
@@ -98,7 +101,7 @@ def test_empty_masks_give_finite_outputs_equal_to_unmasked_attention():
     decoder._attention_mask = lambda masks, size: torch.zeros(
         masks.shape[0] * HEADS, masks.shape[1], size[0] * size[1], dtype=torch.bool
     )
-    unmasked = decoder(multi_scale, mask_features, classifier, synonyms)
+    unmasked = decoder(multi_scale, mask_features, classifier, void)
     torch.testing.assert_close(out.pred_logits, unmasked.pred_logits)
 
 
@@ -116,10 +119,22 @@ def test_gradient_reaches_every_parameter():
 
 def test_batched_equals_per_image():
     decoder = _decoder().eval()
-    multi_scale, mask_features, classifier, synonyms = _inputs(batch=2)
+    multi_scale, mask_features, classifier, void = _inputs(batch=2)
     with torch.no_grad():
-        out = decoder(multi_scale, mask_features, classifier, synonyms)
+        out = decoder(multi_scale, mask_features, classifier, void)
         for i in range(2):
-            single = decoder([x[i : i + 1] for x in multi_scale], mask_features[i : i + 1], classifier, synonyms)
+            single = decoder([x[i : i + 1] for x in multi_scale], mask_features[i : i + 1], classifier, void)
             torch.testing.assert_close(out.pred_logits[i : i + 1], single.pred_logits, atol=1e-4, rtol=1e-4)
             torch.testing.assert_close(out.pred_masks[i : i + 1], single.pred_masks, atol=1e-4, rtol=1e-4)
+
+
+def test_void_embedding_feeds_only_the_last_logit_column():
+    decoder = _decoder().eval()
+    multi_scale, mask_features, classifier, void = _inputs()
+    other_void = F.normalize(torch.randn(1, CLIP_DIM, generator=torch.Generator().manual_seed(5)), dim=-1)
+    with torch.no_grad():
+        out = decoder(multi_scale, mask_features, classifier, void)
+        other = decoder(multi_scale, mask_features, classifier, other_void)
+    torch.testing.assert_close(out.pred_logits[..., :-1], other.pred_logits[..., :-1])
+    torch.testing.assert_close(out.pred_masks, other.pred_masks)  # classification never steers the masks
+    assert not torch.allclose(out.pred_logits[..., -1], other.pred_logits[..., -1])
