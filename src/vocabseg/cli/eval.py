@@ -62,7 +62,8 @@ def _rank_device(device: str) -> str:
 def cmd_eval(args) -> None:
     from vocabseg.cli.common import load_predictor, test_size_overrides
     from vocabseg.data import get_dataset
-    from vocabseg.eval.run import evaluate, rank_and_world
+    from vocabseg.distributed import rank_and_world
+    from vocabseg.eval.run import evaluate
 
     dataset = get_dataset(args.dataset, args.data_root, tasks=set(args.tasks) if args.tasks else None)  # before the model: fail fast
     args.device = _rank_device(args.device)

@@ -6,11 +6,14 @@ Several GPUs: ``torchrun --nproc_per_node 8 -m vocabseg.cli train --preset ...``
 from __future__ import annotations
 
 import argparse
+import logging
 from pathlib import Path
 
 from vocabseg.errors import CheckpointError
 from vocabseg import distributed as dist
 from vocabseg.train.config import TrainConfig, list_presets, load_config, save_config
+
+logger = logging.getLogger(__name__)
 
 
 def add_train_arguments(parser: argparse.ArgumentParser) -> None:
@@ -35,7 +38,7 @@ def add_train_parser(subparsers) -> argparse.ArgumentParser:
 def main_from_args(args: argparse.Namespace, *, eval_fn=None, keep_history: bool = False):
     """Runs ``vocabseg train`` and returns the Trainer.
 
-    User errors raise one-line ValueErrors (ConfigError, DatasetError, CheckpointError).
+    User errors raise one-line vocabseg errors (ConfigError, DatasetError, CheckpointError).
 
     Args:
         eval_fn: optional evaluation hook ``(model, iteration) -> {metric: value}``, run every
@@ -87,7 +90,7 @@ def _resume_path(resume: str | None, output: Path) -> Path | None:
     if resume == "auto":
         last = output / "last.pth"
         if not last.is_file() and dist.is_main_process():
-            print(f"--resume: no {last} yet, starting a new run", flush=True)
+            logger.info("--resume: no %s yet, starting a new run", last)
         return last if last.is_file() else None
     if not Path(resume).is_file():
         raise CheckpointError(f"--resume-from {resume}: no such file; give a last.pth or model_*.pth of the run")

@@ -1,0 +1,6 @@
+"""`python -m vocabseg ...`: the command line."""
+import sys
+
+from vocabseg.cli import main
+
+sys.exit(main())
