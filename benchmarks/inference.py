@@ -1,4 +1,4 @@
-"""Inference cost of an FC-CLIP variant: seconds per image for each stage, and peak memory.
+"""Inference cost of a zoo model (any family): seconds per image for each stage, and peak memory.
 
 Random weights unless --weights is given (speed does not depend on the values).
 Usage: python benchmarks/inference.py [--model fcclip_convnext_large_coco] [--height 800 --width 1199]
@@ -10,10 +10,9 @@ import argparse
 import resource
 import time
 
-import numpy as np
 import torch
 
-from vocabseg.model.build import build_fcclip
+from vocabseg.models import get_family
 from vocabseg.predictor import Predictor
 from vocabseg.testing import synthetic_photo
 from vocabseg.zoo import get_variant
@@ -45,18 +44,20 @@ def main() -> None:
         predictor = Predictor.from_pretrained(args.model, weights=args.weights, device=args.device)
     else:
         variant = get_variant(args.model)
-        predictor = Predictor(build_fcclip(variant.config), variant.config, variant.inference, device=device)
+        family = get_family(variant.family)
+        predictor = Predictor(family.build(variant.config), variant.config, variant.settings, family=family,
+                              train_vocabulary=variant.train_vocabulary, device=device)
     start = time.perf_counter()
     predictor.set_vocabulary(args.vocab)
-    print(f"{args.model} on {device} ({torch.get_num_threads()} threads), {args.height}x{args.width}, "
-          f"vocabulary {args.vocab} ({len(predictor.vocabulary)} classes): text classifier {time.perf_counter() - start:.1f} s "
-          "(cached after the first run)")
+    print(f"{args.model} ({predictor.family.title}) on {device} ({torch.get_num_threads()} threads), "
+          f"{args.height}x{args.width}, vocabulary {args.vocab} ({len(predictor.vocabulary)} classes): "
+          f"text classifier {time.perf_counter() - start:.1f} s (cached after the first run)")
     image = synthetic_photo(args.height, args.width)
     for repeat in range(args.repeats):
         print(f"run {repeat + 1}")
-        raw = timed("model + ensemble + resize", lambda: predictor.run([image])[0], device)
-        for task in ("semantic", "panoptic", "instance"):
-            timed(f"{task} post-processing", lambda t=task: predictor.postprocess(raw, (t,)), device)
+        raw = timed("resize + model inference", lambda: predictor.run([image])[0], device)
+        for task in predictor.family.tasks:
+            timed(f"{task} post-processing", lambda t=task, r=raw: predictor.postprocess(r, (t,)), device)
     print(f"peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20:.1f} GiB")
 
 

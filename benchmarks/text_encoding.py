@@ -11,7 +11,7 @@ import time
 import open_clip
 import torch
 
-from vocabseg.model.backbone import CLIPBackbone, create_clip
+from vocabseg.clip import clip_text_encoder, create_clip
 from vocabseg.text import build_text_classifier, expand_prompts, get_vocabulary
 
 
@@ -22,13 +22,12 @@ def main() -> None:
     parser.add_argument("--limit", type=int, default=1400, help="prompts timed for the naive baseline")
     args = parser.parse_args()
     torch.set_grad_enabled(False)
-    backbone = CLIPBackbone(create_clip(args.model, quick_gelu=args.model.startswith("RN")))
+    clip = create_clip(args.model, quick_gelu=args.model.startswith("RN")).eval()
     tokenizer = open_clip.get_tokenizer(args.model)
     vocab = get_vocabulary(args.vocab)
     prompts, _ = expand_prompts(vocab)
     print(f"{args.vocab}: {len(vocab)} classes, {len(prompts)} prompts, {torch.get_num_threads()} threads")
 
-    clip = backbone.clip
     start = time.perf_counter()
     for i in range(0, args.limit, 128):
         clip.encode_text(tokenizer(prompts[i : min(i + 128, args.limit)]))  # open_clip: all 77 positions
@@ -36,7 +35,8 @@ def main() -> None:
     print(f"naive 77-token encoding (extrapolated from {args.limit} prompts): {naive:.1f} s")
 
     start = time.perf_counter()
-    build_text_classifier(vocab, lambda p: backbone.encode_text(tokenizer(p)), progress=False)
+    encoder = clip_text_encoder(clip, clip_model_name=args.model, custom_clip=False)  # what the predictor uses
+    build_text_classifier(vocab, encoder.encode, progress=False)
     print(f"vocabseg (length-sorted, truncated batches): {time.perf_counter() - start:.1f} s")
 
 
