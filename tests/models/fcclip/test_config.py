@@ -48,3 +48,13 @@ def test_configs_are_immutable():
         FCCLIPConfig().num_queries = 5
     with pytest.raises(AttributeError):
         FCCLIPSettings().ensemble_alpha = 0.5
+
+
+def test_the_tiny_training_preset_is_the_tiny_test_architecture():
+    """presets/fcclip_tiny_cpu.yaml spells out the tiny FC-CLIP again (a preset has no imports): keep them equal."""
+    from vocabseg.train.config import load_config
+
+    arch = load_config("fcclip_tiny_cpu", []).model.arch
+    tiny = tiny_config("convnext").to_dict()
+    names = {"clip_model_name", "clip_pretrained"}  # the preset's CLIP is never loaded by name
+    assert {k: v for k, v in arch.items() if k not in names} == {k: tiny[k] for k in arch if k not in names}
