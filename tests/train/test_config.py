@@ -37,7 +37,7 @@ def test_overrides_are_typed():
     config = load_config("fcclip_tiny_cpu", ["solver.lr=2e-4", "solver.steps=[10,20]", "solver.amp=off",
                                              "model.arch.num_queries=7", "model.clip_weights=null", "input.flip=false"])
     assert config.solver.lr == 2e-4 and config.solver.steps == [10, 20] and config.solver.amp == "off"
-    assert config.model.arch["num_queries"] == 7 and config.model.arch["embed_dim"] == 32  # merged into the preset's
+    assert config.model.arch == {"num_queries": 7} and config.model.tiny  # on top of the preset's tiny architecture
     assert config.input.flip is False
 
 

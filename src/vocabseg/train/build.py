@@ -55,7 +55,10 @@ def resolve_architecture(config: TrainConfig) -> Architecture:
     try:
         variant = get_variant(section.variant) if section.variant else None
         family = get_family(variant.family if variant else section.family)
-        base = variant.config.to_dict() if variant else family.config_from_dict({}).to_dict()
+        if variant:
+            base = variant.config.to_dict()
+        else:
+            base = (family.tiny_config() if section.tiny else family.config_from_dict({})).to_dict()
         model_config = family.config_from_dict({**base, **section.arch})
     except ValueError as error:
         raise ConfigError(f"model: {error}") from None

@@ -26,6 +26,7 @@ from vocabseg.models import ModelFamily, get_family
 class ModelSection:
     family: str = "fcclip"  # model family (vocabseg.models.FAMILIES); a variant's own family wins
     variant: str | None = None  # zoo name (vocabseg models): architecture + inference defaults
+    tiny: bool = False  # start from the family's tiny test architecture (smoke runs; no variant)
     arch: dict = field(default_factory=dict)  # the family's config fields overriding the variant's (or the defaults)
     clip_weights: str | None = None  # open_clip state-dict file; None: download the config's open_clip tag
     load_clip: bool = True  # False keeps the frozen CLIP random (smoke tests only)

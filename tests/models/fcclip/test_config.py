@@ -50,11 +50,11 @@ def test_configs_are_immutable():
         FCCLIPSettings().ensemble_alpha = 0.5
 
 
-def test_the_tiny_training_preset_is_the_tiny_test_architecture():
-    """presets/fcclip_tiny_cpu.yaml spells out the tiny FC-CLIP again (a preset has no imports): keep them equal."""
+def test_the_tiny_training_preset_builds_the_tiny_test_architecture():
+    """presets/fcclip_tiny_cpu.yaml names the family's tiny config (model.tiny) instead of copying it."""
+    from vocabseg.train.build import resolve_architecture
     from vocabseg.train.config import load_config
 
-    arch = load_config("fcclip_tiny_cpu", []).model.arch
-    tiny = tiny_config("convnext").to_dict()
-    names = {"clip_model_name", "clip_pretrained"}  # the preset's CLIP is never loaded by name
-    assert {k: v for k, v in arch.items() if k not in names} == {k: tiny[k] for k in arch if k not in names}
+    assert resolve_architecture(load_config("fcclip_tiny_cpu", [])).config == tiny_config("convnext")
+    overridden = resolve_architecture(load_config("fcclip_tiny_cpu", ["model.arch.num_queries=7"])).config
+    assert overridden.num_queries == 7 and overridden.hidden_dim == tiny_config("convnext").hidden_dim
