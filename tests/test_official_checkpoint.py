@@ -111,7 +111,7 @@ def _assert_matches_golden(predictor: Predictor, golden) -> None:
 
     prediction = predictor.postprocess(raw, ("semantic", "panoptic", "instance"))
     assert (prediction.semantic == golden["semantic_argmax"]).mean() >= 0.999
-    assert [[s.id, s.category_id, int(s.is_thing)] for s in prediction.segments] == golden["segments"].tolist()
+    assert [[s.id, s.category, int(s.is_thing)] for s in prediction.segments] == golden["segments"].tolist()
     assert (prediction.panoptic == golden["panoptic"]).mean() >= 0.999
     # The reference takes its top-k unsorted: compare instances in score order.
     np.testing.assert_allclose(prediction.instance_scores, golden["instance_scores"], rtol=1e-4)

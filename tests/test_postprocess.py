@@ -48,10 +48,10 @@ def test_object_mask_threshold_drops_low_scores():
     mask_cls = _cls([0.5, 0.3, 0.2], [0.2, 0.7, 0.1])
     masks = [_mask((ALL, LEFT)), _mask((ALL, slice(2, 4)))]
     kept = _panoptic(mask_cls, masks, object_mask_threshold=0.6)
-    assert [s["category_id"] for s in kept.segments] == [STUFF]
+    assert [s.category for s in kept.segments] == [STUFF]
     assert kept.segment_map[:, :2].eq(0).all() and kept.segment_map[:, 2:].eq(1).all()
     both = _panoptic(mask_cls, masks, object_mask_threshold=0.4)
-    assert [s["category_id"] for s in both.segments] == [THING, STUFF]
+    assert [s.category for s in both.segments] == [THING, STUFF]
 
 
 def test_mostly_covered_query_is_rejected_by_overlap_threshold():
@@ -59,14 +59,14 @@ def test_mostly_covered_query_is_rejected_by_overlap_threshold():
     mask_cls = _cls([0.9, 0.05, 0.05], [0.8, 0.1, 0.1])
     masks = [_mask((ALL, LEFT)), _mask((ALL, slice(0, 3)))]
     result = _panoptic(mask_cls, masks, overlap_threshold=0.8)
-    assert [(s["id"], s["category_id"]) for s in result.segments] == [(1, THING)]
-    assert math.isclose(result.segments[0]["score"], 0.9, rel_tol=1e-6)
+    assert [(s.id, s.category) for s in result.segments] == [(1, THING)]
+    assert math.isclose(result.segments[0].score, 0.9, rel_tol=1e-6)
     expected = torch.zeros(4, 4, dtype=torch.int32)
     expected[:, :2] = 1
     assert torch.equal(result.segment_map, expected)
     # with a permissive threshold B keeps its visible column as a second segment
     lenient = _panoptic(mask_cls, masks, overlap_threshold=0.3)
-    assert [s["id"] for s in lenient.segments] == [1, 2]
+    assert [s.id for s in lenient.segments] == [1, 2]
     assert lenient.segment_map[:, 2].eq(2).all() and lenient.segment_map[:, 3].eq(0).all()
 
 
@@ -74,14 +74,14 @@ def test_stuff_queries_of_one_class_merge_into_one_segment():
     mask_cls = _cls([0.05, 0.9, 0.05], [0.1, 0.85, 0.05])
     result = _panoptic(mask_cls, [_mask((TOP, ALL)), _mask((slice(2, 4), ALL))])
     assert len(result.segments) == 1
-    assert result.segments[0]["category_id"] == STUFF and result.segments[0]["isthing"] is False
+    assert result.segments[0].category == STUFF and result.segments[0].is_thing is False
     assert result.segment_map.eq(1).all()
 
 
 def test_thing_queries_of_one_class_stay_separate():
     mask_cls = _cls([0.9, 0.05, 0.05], [0.85, 0.1, 0.05])
     result = _panoptic(mask_cls, [_mask((TOP, ALL)), _mask((slice(2, 4), ALL))])
-    assert [(s["id"], s["isthing"]) for s in result.segments] == [(1, True), (2, True)]
+    assert [(s.id, s.is_thing) for s in result.segments] == [(1, True), (2, True)]
 
 
 def test_segment_ids_are_consecutive_from_one():
@@ -95,8 +95,8 @@ def test_segment_ids_are_consecutive_from_one():
         _mask((slice(3, 4), ALL)),
     ]
     result = _panoptic(mask_cls, masks)
-    assert [s["id"] for s in result.segments] == [1, 2, 3]
-    assert [s["category_id"] for s in result.segments] == [THING, STUFF, THING]
+    assert [s.id for s in result.segments] == [1, 2, 3]
+    assert [s.category for s in result.segments] == [THING, STUFF, THING]
     assert result.segment_map[:, 0].tolist() == [1, 2, 2, 3]
     assert sorted(result.segment_map.unique().tolist()) == [1, 2, 3]
 

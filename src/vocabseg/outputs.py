@@ -57,7 +57,7 @@ def overlay(image: np.ndarray, pred: Prediction, vocab: Vocabulary, alpha: float
 
 def _labelled_regions(pred: Prediction) -> list[tuple[np.ndarray, int]]:
     if pred.panoptic is not None:
-        return [(pred.panoptic == s.id, s.category_id) for s in pred.segments]
+        return [(pred.panoptic == s.id, s.category) for s in pred.segments]
     if pred.semantic is not None:
         return [(pred.semantic == c, int(c)) for c in np.unique(pred.semantic)]
     if pred.instance_masks is not None:
@@ -77,7 +77,7 @@ def write_prediction(output_dir: Path, stem: str, image: np.ndarray, pred: Predi
     if pred.panoptic is not None:
         png = output_dir / "panoptic" / f"{stem}.png"
         save_png(png, id_to_rgb(pred.panoptic))
-        segments = [{"id": s.id, "category_id": s.category_id, "iscrowd": 0, "isthing": int(s.is_thing),
+        segments = [{"id": s.id, "category_id": s.category, "iscrowd": 0, "isthing": int(s.is_thing),
                      "area": s.area, "score": s.score, "class_name": s.class_name} for s in pred.segments]
         save_json(output_dir / "panoptic" / f"{stem}.json",
                   {"file_name": png.name, "image_id": stem, "segments_info": segments, "categories": categories_json(vocab)})

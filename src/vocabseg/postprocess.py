@@ -9,6 +9,8 @@ from dataclasses import dataclass, field
 
 import torch
 
+from vocabseg.segments import Segment
+
 
 def semantic_inference(mask_cls: torch.Tensor, mask_pred: torch.Tensor) -> torch.Tensor:
     """Per-class scores [K, H, W]: sum over queries of class prob x mask prob."""
@@ -49,7 +51,7 @@ def semantic_labels(mask_cls: torch.Tensor, mask_pred: torch.Tensor, *, resize=N
 @dataclass
 class PanopticSegments:
     segment_map: torch.Tensor  # [H, W] int32, 0 = no segment
-    segments: list[dict] = field(default_factory=list)  # {"id", "category_id", "isthing", "score"}
+    segments: list[Segment] = field(default_factory=list)  # area left 0: the caller measures the final map
 
 
 def panoptic_inference(
@@ -93,7 +95,7 @@ def panoptic_inference(
         if not thing:
             stuff_segment_of_class[pred_class] = segment_id
         result.segment_map[mask] = segment_id
-        result.segments.append({"id": segment_id, "category_id": pred_class, "isthing": thing, "score": float(cur_scores[k])})
+        result.segments.append(Segment(segment_id, pred_class, thing, score=float(cur_scores[k])))
     return result
 
 

@@ -1,7 +1,7 @@
 """Task-shaped inference: load a model once, set a vocabulary, segment images."""
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import cached_property
 from typing import Any, cast
 
@@ -16,17 +16,8 @@ from vocabseg.images import load_image
 from vocabseg.models import TASKS, ModelFamily, QueryOutput, Settings, get_family
 from vocabseg.postprocess import instance_inference, panoptic_inference, semantic_labels
 from vocabseg.preprocess import crop_and_resize, normalize_and_pad, resize_image
+from vocabseg.segments import Segment
 from vocabseg.text import TextClassifier, TextEmbeddingCache, Vocabulary, default_vocabulary, resolve_vocabulary
-
-
-@dataclass
-class Segment:
-    id: int  # value in the panoptic map
-    category_id: int  # class index in the vocabulary
-    class_name: str
-    is_thing: bool
-    score: float
-    area: int
 
 
 @dataclass
@@ -191,8 +182,8 @@ class Predictor:
                                      overlap_threshold=self.inference.overlap_threshold)
             pred.panoptic = pan.segment_map.cpu().numpy()
             areas = np.bincount(pred.panoptic.ravel(), minlength=len(pan.segments) + 1)
-            pred.segments = [Segment(s["id"], s["category_id"], vocab.class_names[s["category_id"]], s["isthing"],
-                                     s["score"], int(areas[s["id"]])) for s in pan.segments]
+            pred.segments = [replace(s, area=int(areas[s.id]), class_name=vocab.class_names[s.category])
+                             for s in pan.segments]
         if "instance" in tasks:
             inst = instance_inference(raw.mask_cls, raw.mask_logits, vocab.thing_mask, top_k=self.inference.instances_per_image)
             pred.instance_masks = inst.masks.cpu().numpy()

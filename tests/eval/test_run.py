@@ -21,7 +21,8 @@ from tiny_datasets.common import compressed_rle, id_to_rgb, image, segment_info,
 from vocabseg.data import get_dataset, load_panoptic, load_semantic
 from vocabseg.errors import CheckpointError, ConfigError
 from vocabseg.eval.run import evaluate, state_path
-from vocabseg.predictor import Prediction, Predictor, Segment
+from vocabseg.predictor import Prediction, Predictor
+from vocabseg.segments import Segment
 from vocabseg.testing import save_tiny_checkpoint
 from vocabseg.text import TextEmbeddingCache, get_vocabulary
 
@@ -121,7 +122,8 @@ def oracle_prediction(record, vocab) -> Prediction:
     """The record's gt as a Prediction: panoptic segments, semantic map, non-crowd instances."""
     ids = load_panoptic(record.panoptic.png).astype(np.int32)
     pred = Prediction(record.height, record.width, vocab.class_names, panoptic=ids)
-    pred.segments = [Segment(s.id, s.category, vocab.classes[s.category].name, s.is_thing, 1.0, int((ids == s.id).sum()))
+    pred.segments = [Segment(s.id, s.category, s.is_thing, area=int((ids == s.id).sum()), score=1.0,
+                             class_name=vocab.classes[s.category].name)
                      for s in record.panoptic.segments]  # fmt: skip
     pred.semantic = np.maximum(load_semantic(record.semantic), 0).astype(np.int32)  # ignored pixels: any class
     things = [s for s in record.panoptic.segments if s.is_thing and not s.iscrowd]

@@ -16,23 +16,14 @@ from vocabseg.models import TASKS  # the tasks a record can carry labels for (re
 from vocabseg.text.builtin import get_vocabulary
 from vocabseg.text.vocabulary import Vocabulary
 
+from vocabseg.segments import Segment
+
 __all__ = ["IGNORE_LABEL", "TASKS", "Dataset", "InstanceAnnotation", "InstanceLabel", "PanopticLabel", "Record",
            "Segment", "SemanticLabel"]
 
 # Value of unlabelled pixels in the maps returned by ``load_semantic``. Not 255:
 # ADE20K-847 and Pascal Context 459 have more than 255 classes.
 IGNORE_LABEL = -1
-
-
-@dataclass(frozen=True)
-class Segment:
-    """One segment of a panoptic annotation."""
-
-    id: int  # value of its pixels in the panoptic id map (R + 256 G + 256^2 B)
-    category: int  # contiguous class index
-    is_thing: bool  # from the vocabulary
-    iscrowd: bool  # a group of things annotated as one region
-    area: int  # pixels, as stated by the json
 
 
 @dataclass(frozen=True)

@@ -95,7 +95,7 @@ def instance_gt(record: Record) -> dict[str, Any]:
 def process_image(evaluators: dict[str, Any], record: Record, pred) -> None:
     """Feeds one record's gt and its Prediction to every evaluator."""
     if "panoptic" in evaluators:
-        segments = [{"id": s.id, "category_id": s.category_id} for s in pred.segments if s.area > 0]
+        segments = [{"id": s.id, "category_id": s.category} for s in pred.segments if s.area > 0]
         evaluators["panoptic"].process(panoptic_gt(record), PanopticImage(pred.panoptic, segments, record.image_id))
     if "semantic" in evaluators:
         evaluators["semantic"].process(load_semantic(record.semantic), pred.semantic)
