@@ -15,7 +15,6 @@ from vocabseg.cli.common import positive_int
 from vocabseg.models import TASKS as TASK_NAMES
 
 
-
 def add_eval_parser(sub) -> None:
     """Adds the ``eval`` and ``score`` (alias ``eval-files``) commands."""
     from vocabseg.cli.common import add_model_arguments

@@ -9,8 +9,8 @@ import argparse
 import logging
 from pathlib import Path
 
-from vocabseg.errors import CheckpointError
 from vocabseg import distributed as dist
+from vocabseg.errors import CheckpointError
 from vocabseg.train.config import TrainConfig, list_presets, load_config, save_config
 
 logger = logging.getLogger(__name__)

@@ -1,8 +1,14 @@
 """CLIP pieces shared by the model families: visual adapters, the text tower, weight loading."""
 from vocabseg.clip.load import build_clip, create_clip, load_clip_state, load_clip_weights
 from vocabseg.clip.text import TextEncoder, clip_text_encoder, encode_tokens, text_tower_fingerprint
-from vocabseg.clip.visual import (CLIPBackbone, ConvNeXtAdapter, ModifiedResNetAdapter, VisualAdapter, VisualFeatures,
-                                  visual_adapter)
+from vocabseg.clip.visual import (
+                                  CLIPBackbone,
+                                  ConvNeXtAdapter,
+                                  ModifiedResNetAdapter,
+                                  VisualAdapter,
+                                  VisualFeatures,
+                                  visual_adapter,
+)
 
 __all__ = [
     "CLIPBackbone", "ConvNeXtAdapter", "ModifiedResNetAdapter", "TextEncoder", "VisualAdapter", "VisualFeatures",

@@ -13,10 +13,9 @@ from pathlib import Path
 from typing import Any, overload
 
 from vocabseg.models import TASKS  # the tasks a record can carry labels for (re-exported)
+from vocabseg.segments import Segment
 from vocabseg.text.builtin import get_vocabulary
 from vocabseg.text.vocabulary import Vocabulary
-
-from vocabseg.segments import Segment
 
 __all__ = ["IGNORE_LABEL", "TASKS", "Dataset", "InstanceAnnotation", "InstanceLabel", "PanopticLabel", "Record",
            "Segment", "SemanticLabel"]

@@ -12,9 +12,8 @@ import torch.nn.functional as F
 from scipy.optimize import linear_sum_assignment
 from torch import nn
 
-from vocabseg.losses.point_sampling import pad_masks, point_sample
-
 from vocabseg.errors import ConfigError
+from vocabseg.losses.point_sampling import pad_masks, point_sample
 
 __all__ = ["HungarianMatcher", "batch_dice_cost", "batch_sigmoid_ce_cost"]
 

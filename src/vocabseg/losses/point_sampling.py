@@ -7,7 +7,7 @@ read at the same physical locations without resizing either.
 """
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F

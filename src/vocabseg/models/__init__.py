@@ -7,8 +7,17 @@ from __future__ import annotations
 
 from vocabseg.errors import ConfigError
 from vocabseg.models import fcclip
-from vocabseg.models.protocol import (TASKS, InferenceConfig, ModelFamily, ModelVariant, QueryOutput, ResizeAndPad,
-                                      SegmentationModel, Settings, WeightsSpec)
+from vocabseg.models.protocol import (
+    TASKS,
+    InferenceConfig,
+    ModelFamily,
+    ModelVariant,
+    QueryOutput,
+    ResizeAndPad,
+    SegmentationModel,
+    Settings,
+    WeightsSpec,
+)
 
 FAMILIES: dict[str, ModelFamily] = {
     fcclip.FAMILY.name: fcclip.FAMILY,

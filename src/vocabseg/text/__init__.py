@@ -1,8 +1,8 @@
 """Vocabularies, prompt templates and the text-embedding cache."""
 from vocabseg.text.builtin import default_vocabulary, get_vocabulary, list_vocabularies
 from vocabseg.text.cache import (
-    TextEmbeddings,
     TextEmbeddingCache,
+    TextEmbeddings,
     build_text_classifier,
     cache_key,
     default_cache_dir,

@@ -11,13 +11,13 @@ evaluation. Lines starting with '#' are comments.
 """
 from __future__ import annotations
 
-from vocabseg.errors import VocabularyError
 import dataclasses
 import functools
 import itertools
 from collections.abc import Callable
 from importlib import resources
 
+from vocabseg.errors import VocabularyError
 from vocabseg.text.vocabulary import VocabClass, Vocabulary
 
 # Names of the data files shipped in vocabseg/text/vocabularies/.
@@ -107,7 +107,7 @@ def list_vocabularies() -> list[str]:
     return sorted(_BUILTINS)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def get_vocabulary(name: str) -> Vocabulary:
     """Returns a built-in vocabulary by name.
 

@@ -13,12 +13,12 @@ the display name. A class is a thing unless it ends with ``[stuff]``
 """
 from __future__ import annotations
 
-from vocabseg.errors import VocabularyError
 import difflib
 import os
 import re
 from pathlib import Path
 
+from vocabseg.errors import VocabularyError
 from vocabseg.text.builtin import get_vocabulary, list_vocabularies
 from vocabseg.text.vocabulary import VocabClass, Vocabulary
 

@@ -15,11 +15,10 @@ from vocabseg.clip.load import load_clip_weights
 from vocabseg.losses import build_criterion
 from vocabseg.models.fcclip.build import build_fcclip
 from vocabseg.models.fcclip.config import FCCLIPConfig, FCCLIPSettings
-from vocabseg.models.fcclip.convert import (CLIP_PREFIX_OURS, guess_variant, is_official_state_dict,
-                                           official_to_vocabseg)
+from vocabseg.models.fcclip.convert import CLIP_PREFIX_OURS, guess_variant, is_official_state_dict, official_to_vocabseg
 from vocabseg.models.fcclip.model import FCCLIP, FCCLIPOutput, geometric_ensemble
 from vocabseg.models.fcclip.variants import VARIANTS, tiny_config
-from vocabseg.models.protocol import InferenceConfig, ModelVariant, Settings, TASKS
+from vocabseg.models.protocol import TASKS, InferenceConfig, ModelVariant, Settings
 
 __all__ = ["FAMILY", "FCCLIP", "FCCLIPConfig", "FCCLIPFamily", "FCCLIPOutput", "FCCLIPSettings", "build_fcclip",
            "geometric_ensemble"]
