@@ -26,12 +26,14 @@ def load_image(image) -> np.ndarray:
         except FileNotFoundError:
             raise ImageError(f"image {path} does not exist") from None
         except (UnidentifiedImageError, OSError, Image.DecompressionBombError) as error:
-            raise ImageError(f"image {path} cannot be read ({error.__class__.__name__}): is it a valid image file?") from None
+            raise ImageError(f"image {path} cannot be read ({error.__class__.__name__}): "
+                             "is it a valid image file?") from None
     if isinstance(image, Image.Image):
         return pil_to_rgb(image)
     if isinstance(image, np.ndarray):
         return _array_to_rgb(image)
-    raise ImageError(f"unsupported image input of type {type(image).__name__}: pass a path, a PIL image or a uint8 array")
+    raise ImageError(f"unsupported image input of type {type(image).__name__}: "
+                     "pass a path, a PIL image or a uint8 array")
 
 
 def pil_to_rgb(pil: Image.Image) -> np.ndarray:
@@ -61,7 +63,8 @@ def check_readable(paths: list[Path]) -> None:
             with Image.open(path):
                 pass
         except (UnidentifiedImageError, OSError, Image.DecompressionBombError) as error:
-            raise ImageError(f"image {path} cannot be read ({error.__class__.__name__}): is it a valid image file?") from None
+            raise ImageError(f"image {path} cannot be read ({error.__class__.__name__}): "
+                             "is it a valid image file?") from None
 
 
 def expand_inputs(inputs: list[str]) -> list[Path]:

@@ -51,7 +51,8 @@ def overlay(image: np.ndarray, pred: Prediction, vocab: Vocabulary, alpha: float
     for mask, class_index in regions:
         ys, xs = np.nonzero(mask)
         if len(xs):
-            draw.text((float(np.median(xs)), float(np.median(ys))), vocab.classes[class_index].name, fill=(255, 255, 255))
+            draw.text((float(np.median(xs)), float(np.median(ys))), vocab.classes[class_index].name,
+                      fill=(255, 255, 255))
     return np.asarray(pil)
 
 
@@ -80,7 +81,8 @@ def write_prediction(output_dir: Path, stem: str, image: np.ndarray, pred: Predi
         segments = [{"id": s.id, "category_id": s.category, "iscrowd": 0, "isthing": int(s.is_thing),
                      "area": s.area, "score": s.score, "class_name": s.class_name} for s in pred.segments]
         save_json(output_dir / "panoptic" / f"{stem}.json",
-                  {"file_name": png.name, "image_id": stem, "segments_info": segments, "categories": categories_json(vocab)})
+                  {"file_name": png.name, "image_id": stem, "segments_info": segments,
+                   "categories": categories_json(vocab)})
         written += [png, output_dir / "panoptic" / f"{stem}.json"]
     if pred.semantic is not None:
         dtype = np.uint8 if len(vocab) <= 256 else np.uint16

@@ -92,8 +92,8 @@ class Predictor:
 
     @classmethod
     def from_pretrained(cls, name_or_path: str, *, weights: str | None = None, clip_weights: str | None = None,
-                        device: str = "cpu", inference: dict | None = None, text_cache: TextEmbeddingCache | None = None,
-                        progress: bool = True) -> Predictor:
+                        device: str = "cpu", inference: dict | None = None,
+                        text_cache: TextEmbeddingCache | None = None, progress: bool = True) -> Predictor:
         """Builds the model of a zoo name or checkpoint path and loads its weights.
 
         Args:
@@ -185,7 +185,8 @@ class Predictor:
             pred.segments = [replace(s, area=int(areas[s.id]), class_name=vocab.class_names[s.category])
                              for s in pan.segments]
         if "instance" in tasks:
-            inst = instance_inference(raw.mask_cls, raw.mask_logits, vocab.thing_mask, top_k=self.inference.instances_per_image)
+            inst = instance_inference(raw.mask_cls, raw.mask_logits, vocab.thing_mask,
+                                      top_k=self.inference.instances_per_image)
             pred.instance_masks = inst.masks.cpu().numpy()
             pred.instance_scores = inst.scores.float().cpu().numpy()
             pred.instance_classes = inst.classes.cpu().numpy()

@@ -116,7 +116,8 @@ def test_pascal_voc(tmp_path: Path, classes: int) -> None:
     _assert_reads_like(f"pascal_voc_{classes}_sem_seg_train", tmp_path, tiny)
 
 
-def test_cityscapes_without_cityscapesscripts_names_the_package(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_cityscapes_without_cityscapesscripts_names_the_package(tmp_path: Path,
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
     write_cityscapes_raw(tmp_path)
     monkeypatch.setitem(sys.modules, "cityscapesscripts", None)  # import fails as if not installed
     with pytest.raises(DatasetError, match=r"pip install cityscapesscripts$"):

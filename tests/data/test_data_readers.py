@@ -104,7 +104,8 @@ def test_tasks_subset_needs_only_its_files(tmp_path: Path) -> None:
     write_coco_raw(tmp_path)  # no panoptic_semseg_val2017: semantic not prepared
     dataset = get_dataset("coco_panoptic_val", tmp_path, tasks={"panoptic"})
     assert dataset.tasks == ("panoptic",) and dataset[0].semantic is None and dataset[0].instances is None
-    with pytest.raises(DatasetError, match=r"2 of 2 semantic label maps are missing.*vocabseg data prepare coco_panoptic"):
+    missing = r"2 of 2 semantic label maps are missing.*vocabseg data prepare coco_panoptic"
+    with pytest.raises(DatasetError, match=missing):
         get_dataset("coco_panoptic_val", tmp_path)
 
 

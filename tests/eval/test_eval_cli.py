@@ -28,8 +28,9 @@ def text_cache(tmp_path_factory, monkeypatch):
 def test_eval_writes_results_and_resumes(checkpoint, text_cache, tmp_path, capsys):
     write_ade20k(tmp_path / "data")
     out = tmp_path / "out"
-    args = ["eval", "--model", str(checkpoint), "--dataset", "ade20k_panoptic_val", "--data-root", str(tmp_path / "data"),
-            "--tasks", "semantic,panoptic", "--min-size", "64", "--output", str(out), "--no-progress"]  # fmt: skip
+    args = ["eval", "--model", str(checkpoint), "--dataset", "ade20k_panoptic_val",
+            "--data-root", str(tmp_path / "data"), "--tasks", "semantic,panoptic", "--min-size", "64",
+            "--output", str(out), "--no-progress"]  # fmt: skip
     assert main(args) == 0
     printed = capsys.readouterr().out
     assert "ade20k_panoptic_val (1 images): PQ" in printed and "mIoU" in printed and "hIoU" in printed
@@ -73,7 +74,8 @@ def _perfect_predictions(root, pred):
             continue
         rle = mask_util.merge(mask_util.frPyObjects(ann["segmentation"], 6, 8))
         rle["counts"] = rle["counts"].decode("ascii")
-        results.append({"image_id": ann["image_id"], "category_id": ann["category_id"], "segmentation": rle, "score": 1.0})
+        results.append({"image_id": ann["image_id"], "category_id": ann["category_id"], "segmentation": rle,
+                        "score": 1.0})
     (pred / "instances.json").write_text(json.dumps(results))
 
 

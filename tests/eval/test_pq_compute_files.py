@@ -35,4 +35,5 @@ def test_layout_and_values_match_a_hand_computed_case(tmp_path):
     assert result["per_class"][1]["pq"] == pytest.approx(8 / 12)
     assert result["per_class"][2] == {"pq": 0.0, "sq": 0.0, "rq": 0.0}
     assert result["All"]["pq"] == pytest.approx((8 / 12) / 2) and result["All"]["n"] == 2
-    assert evaluate_panoptic_files(gt, pred, tmp_path / "gt", tmp_path / "pred")["PQ"] == pytest.approx(100 * result["All"]["pq"])
+    from_files = evaluate_panoptic_files(gt, pred, tmp_path / "gt", tmp_path / "pred")
+    assert from_files["PQ"] == pytest.approx(100 * result["All"]["pq"])

@@ -66,7 +66,8 @@ def write_tiny_ade(root: Path, n: int = NUM_IMAGES) -> None:
             if vocab.classes[info["category_id"]].is_thing:
                 objects.append({**info, "id": len(objects) + 1, "image_id": stem,
                                 "segmentation": compressed_rle(ids == info["id"])})  # fmt: skip
-    write_json(base / "ade20k_panoptic_val.json", {"images": images, "annotations": annotations, "categories": categories})
+    write_json(base / "ade20k_panoptic_val.json",
+               {"images": images, "annotations": annotations, "categories": categories})
     things = [c for c in categories if c["isthing"]]
     write_json(base / "ade20k_instance_val.json", {"images": images, "annotations": objects, "categories": things})
 
@@ -174,7 +175,8 @@ def test_interrupted_then_resumed_run_equals_uninterrupted(predictor, dataset, r
 
     with pytest.raises(RuntimeError, match="simulated crash"):
         evaluate(Wrapped(predictor, crash_after_two), dataset, output_dir=tmp_path, progress=False, checkpoint_every=10)
-    assert torch.load(state_path(tmp_path, 0), weights_only=True)["done"] == [0, 1]  # saved on the way out, although no checkpoint was due
+    # saved on the way out, although no checkpoint was due
+    assert torch.load(state_path(tmp_path, 0), weights_only=True)["done"] == [0, 1]
     assert not (tmp_path / "results.json").exists()
 
     calls.clear()
@@ -183,7 +185,8 @@ def test_interrupted_then_resumed_run_equals_uninterrupted(predictor, dataset, r
 
     results = evaluate(predictor, dataset, output_dir=tmp_path, progress=False, checkpoint_every=1)
     assert _nan_safe(results) == _nan_safe(reference[0])
-    assert json.loads((tmp_path / "results.json").read_text()) == json.loads((reference[1] / "results.json").read_text())
+    saved = json.loads((tmp_path / "results.json").read_text())
+    assert saved == json.loads((reference[1] / "results.json").read_text())
     assert saved_detections(tmp_path) == saved_detections(reference[1])  # the very same predictions
 
 

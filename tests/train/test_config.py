@@ -23,7 +23,8 @@ def test_convnext_preset_is_the_official_recipe():
     assert (s.lr, s.weight_decay, s.weight_decay_norm, s.weight_decay_embed) == (1e-4, 0.05, 0.0, 0.0)
     assert (s.max_iter, s.steps, s.gamma, s.warmup_iters, s.warmup_factor) == (368750, [327778, 355092], 0.1, 10, 1.0)
     assert (s.batch_size, s.amp, s.clip_grad) == (16, "fp16", 0.01)
-    assert (config.input.image_size, config.input.min_scale, config.input.max_scale, config.input.flip) == (1024, 0.1, 2.0, True)
+    inp = config.input
+    assert (inp.image_size, inp.min_scale, inp.max_scale, inp.flip) == (1024, 0.1, 2.0, True)
     assert (config.data.format, config.data.name) == ("registered", "coco_panoptic_train")
     arch = resolve_architecture(config)
     assert arch.family.name == "fcclip" and arch.variant.name == "fcclip_convnext_large_coco"
@@ -42,8 +43,10 @@ def test_overrides_are_typed():
 
 
 @pytest.mark.parametrize("override, message", [
-    ("solver.lrr=1", r"unknown key 'solver.lrr' \(did you mean 'solver.lr'\?\); valid keys: output, device, .*solver.seed"),
-    ("model.arch.depth=3", r"unknown key 'model.arch.depth'; model.arch takes FC-CLIP config fields: clip_model_name, "),
+    ("solver.lrr=1",
+     r"unknown key 'solver.lrr' \(did you mean 'solver.lr'\?\); valid keys: output, device, .*solver.seed"),
+    ("model.arch.depth=3",
+     r"unknown key 'model.arch.depth'; model.arch takes FC-CLIP config fields: clip_model_name, "),
     ("solver.max_iter=many", r"solver.max_iter must be int, got 'many'"),
     ("solver", r"override 'solver' is not key=value"),
 ])
@@ -78,6 +81,7 @@ def test_cli_wiring_parses_and_rejects_bad_overrides_before_building(tmp_path):
     add_train_parser(parser.add_subparsers(dest="command"))
     args = parser.parse_args(["train", "--preset", "fcclip_tiny_cpu", "--output", str(tmp_path), "--resume",
                               "solver.lr=1e-3", "solver.bogus=1"])
-    assert args.func is main_from_args and args.resume and args.resume_from is None and args.overrides == ["solver.lr=1e-3", "solver.bogus=1"]
+    assert args.func is main_from_args and args.resume and args.resume_from is None
+    assert args.overrides == ["solver.lr=1e-3", "solver.bogus=1"]
     with pytest.raises(ConfigError, match="unknown key 'solver.bogus'"):
         args.func(args)

@@ -24,9 +24,11 @@ def take(sampler: StreamSampler, n: int) -> list[list]:
 
 
 def test_stream_is_deterministic_and_epochs_are_permutations():
-    keys = [k for batch in take(StreamSampler(7, seed=3, rank=0, world_size=1, batch_per_gpu=7, accum_steps=1), 3) for k in batch]
-    again = [k for batch in take(StreamSampler(7, seed=3, rank=0, world_size=1, batch_per_gpu=7, accum_steps=1), 3) for k in batch]
-    other = [k for batch in take(StreamSampler(7, seed=4, rank=0, world_size=1, batch_per_gpu=7, accum_steps=1), 3) for k in batch]
+    def first_keys(seed: int) -> list:
+        sampler = StreamSampler(7, seed=seed, rank=0, world_size=1, batch_per_gpu=7, accum_steps=1)
+        return [k for batch in take(sampler, 3) for k in batch]
+
+    keys, again, other = first_keys(3), first_keys(3), first_keys(4)
     assert keys == again and keys != other
     for epoch in range(3):
         assert sorted(k.index for k in keys[epoch * 7 : epoch * 7 + 7]) == list(range(7))
@@ -123,7 +125,8 @@ def test_semantic_folder_makes_one_segment_per_class(tmp_path):
 
 def test_label_beyond_the_class_list_is_a_one_line_error(tmp_path):
     write_semantic_folder(tmp_path, [7])
-    source = FileSource(read_label_folder(images=tmp_path / "img", labels=tmp_path / "lab", ignore_label=255), num_classes=3)
+    files = read_label_folder(images=tmp_path / "img", labels=tmp_path / "lab", ignore_label=255)
+    source = FileSource(files, num_classes=3)
     with pytest.raises(DatasetError, match=r"a0\.png holds class 7 but the vocabulary has 3 classes") as error:
         source[0]
     assert "\n" not in str(error.value)
@@ -147,8 +150,8 @@ def test_missing_panoptic_png_names_the_file(tmp_path):
 def test_unknown_category_and_missing_settings_are_one_line_errors(tmp_path):
     data = write_panoptic_folder(tmp_path)
     with pytest.raises(DatasetError, match="category id 7 is not in the vocabulary"):
-        read_panoptic_folder(images=tmp_path / "images", panoptic_dir=tmp_path / "pan", panoptic_json=tmp_path / "pan.json",
-                             vocabulary=parse_vocabulary("dog; sky [stuff]"))
+        read_panoptic_folder(images=tmp_path / "images", panoptic_dir=tmp_path / "pan",
+                             panoptic_json=tmp_path / "pan.json", vocabulary=parse_vocabulary("dog; sky [stuff]"))
     with pytest.raises(ConfigError, match="data.format=semantic needs data.images, data.labels, data.vocabulary"):
         build_source(DataSection(format="semantic"), image_size=32, seed=0)
     with pytest.raises(ConfigError, match="data.num_images=0; the synthetic training set needs at least 1 image"):

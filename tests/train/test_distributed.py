@@ -55,12 +55,14 @@ def _free_port() -> int:
 
 def _launch_two_ranks(args: list[str]) -> None:
     """What torchrun does: one process per rank with RANK, WORLD_SIZE, LOCAL_RANK and a rendezvous address."""
-    code = "import sys, torch; torch.set_num_threads(1); from vocabseg.cli.train import run_training; run_training(sys.argv[1:])"
+    code = ("import sys, torch; torch.set_num_threads(1); "
+            "from vocabseg.cli.train import run_training; run_training(sys.argv[1:])")
     port = _free_port()
     procs = []
     for rank in range(2):
-        env = {**os.environ, "RANK": str(rank), "LOCAL_RANK": str(rank), "WORLD_SIZE": "2", "MASTER_ADDR": "127.0.0.1",
-               "MASTER_PORT": str(port), "OMP_NUM_THREADS": "1", "PYTHONPATH": f"{SRC}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
+        env = {**os.environ, "RANK": str(rank), "LOCAL_RANK": str(rank), "WORLD_SIZE": "2",
+               "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port), "OMP_NUM_THREADS": "1",
+               "PYTHONPATH": f"{SRC}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
         procs.append(subprocess.Popen([sys.executable, "-c", code, *args], env=env, stdout=subprocess.PIPE,
                                       stderr=subprocess.STDOUT, text=True))
     outputs = [p.communicate(timeout=240)[0] for p in procs]

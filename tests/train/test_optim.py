@@ -50,7 +50,8 @@ def test_scale_schedule_keeps_the_shape():
 
 def test_param_groups_follow_the_official_weight_decay_rules(tiny_config):
     model = build_fcclip(resolve_architecture(tiny_config()).config)
-    groups = {g["name"]: g for g in param_groups(model, weight_decay=0.05, weight_decay_norm=0.0, weight_decay_embed=0.0)}
+    groups = {g["name"]: g
+              for g in param_groups(model, weight_decay=0.05, weight_decay_norm=0.0, weight_decay_embed=0.0)}
     assert {n: g["weight_decay"] for n, g in groups.items()} == {"decay": 0.05, "norm": 0.0, "embedding": 0.0}
     grouped = {id(p): name for name, g in groups.items() for p in g["params"]}
     trainable = [p for p in model.parameters() if p.requires_grad]
@@ -60,7 +61,12 @@ def test_param_groups_follow_the_official_weight_decay_rules(tiny_config):
         for p in module.parameters(recurse=False):
             if not p.requires_grad:
                 continue
-            expected = "norm" if isinstance(module, NORM_TYPES) else "embedding" if isinstance(module, nn.Embedding) else "decay"
+            if isinstance(module, NORM_TYPES):
+                expected = "norm"
+            elif isinstance(module, nn.Embedding):
+                expected = "embedding"
+            else:
+                expected = "decay"
             assert grouped[id(p)] == expected
     assert grouped[id(model.void_embedding.weight)] == "embedding"
     assert grouped[id(model.transformer_decoder.query_feat.weight)] == "embedding"

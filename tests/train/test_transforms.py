@@ -36,7 +36,8 @@ def colour_coded_example(height: int = 48, width: int = 80) -> tuple[np.ndarray,
 def test_masks_stay_on_their_colour(seed):
     image, ids, segments = colour_coded_example()
     rng = np.random.default_rng(seed)
-    out, labels, masks = lsj_targets(image, ids, segments, rng=rng, image_size=64, min_scale=0.5, max_scale=2.0, flip=True)
+    out, labels, masks = lsj_targets(image, ids, segments, rng=rng, image_size=64, min_scale=0.5, max_scale=2.0,
+                                     flip=True)
     assert out.shape == (3, 64, 64) and masks.shape[1:] == (64, 64)
     assert not (masks.sum(0) > 1).any(), "segments overlap"
     class_colour = {cls: colour for seg_id, (cls, colour) in COLOURS.items() if seg_id != 5}
@@ -89,8 +90,8 @@ def test_segments_cropped_away_are_dropped():
 
 def test_jitter_respects_the_crop_and_the_scale_range():
     for seed in range(50):
-        p = sample_lsj(np.random.default_rng(seed), height=480, width=640, image_size=1024, min_scale=0.1, max_scale=2.0,
-                       flip=True)
+        p = sample_lsj(np.random.default_rng(seed), height=480, width=640, image_size=1024,
+                       min_scale=0.1, max_scale=2.0, flip=True)
         assert max(p.resized) <= round(2.0 * 1024) and max(p.resized) >= round(0.1 * 1024) - 1
         assert p.crop == (min(p.resized[0], 1024), min(p.resized[1], 1024)) and p.padded == (1024, 1024)
         assert 0 <= p.offset[0] <= p.resized[0] - p.crop[0] and 0 <= p.offset[1] <= p.resized[1] - p.crop[1]

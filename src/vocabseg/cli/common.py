@@ -40,5 +40,5 @@ def test_size_overrides(args: argparse.Namespace) -> dict[str, int]:
 def load_predictor(args: argparse.Namespace) -> Any:
     from vocabseg.predictor import Predictor
 
-    return Predictor.from_pretrained(args.model, weights=args.weights, clip_weights=args.clip_weights, device=args.device,
-                                     inference=test_size_overrides(args))
+    return Predictor.from_pretrained(args.model, weights=args.weights, clip_weights=args.clip_weights,
+                                     device=args.device, inference=test_size_overrides(args))

@@ -22,7 +22,8 @@ def add_eval_parser(sub) -> None:
     p = sub.add_parser("eval", help="evaluate a model on a dataset split (torchrun for several GPUs)")
     add_model_arguments(p)
     p.add_argument("--dataset", required=True, help="split name, e.g. ade20k_panoptic_val (see `vocabseg data list`)")
-    p.add_argument("--data-root", required=True, help="folder holding the dataset folders (coco/, ADEChallengeData2016/, ...)")
+    p.add_argument("--data-root", required=True,
+                   help="folder holding the dataset folders (coco/, ADEChallengeData2016/, ...)")
     p.add_argument("--tasks", type=_tasks, help="comma-separated, e.g. panoptic,semantic (default: all the split has)")
     p.add_argument("--limit", type=positive_int, help="evaluate the first N images only")
     p.add_argument("--output", required=True, help="folder for results.json, results.md and the resumable state/")
@@ -47,7 +48,8 @@ def _tasks(text: str) -> tuple[str, ...]:
     tasks = tuple(t.strip() for t in text.split(",") if t.strip())
     unknown = [t for t in tasks if t not in TASK_NAMES]
     if unknown or not tasks:
-        raise argparse.ArgumentTypeError(f"unknown task {unknown[0] if unknown else text!r}; use {','.join(TASK_NAMES)}")
+        raise argparse.ArgumentTypeError(
+            f"unknown task {unknown[0] if unknown else text!r}; use {','.join(TASK_NAMES)}")
     return tasks
 
 
@@ -64,7 +66,8 @@ def cmd_eval(args) -> None:
     from vocabseg.distributed import rank_and_world
     from vocabseg.eval.run import evaluate
 
-    dataset = get_dataset(args.dataset, args.data_root, tasks=set(args.tasks) if args.tasks else None)  # before the model: fail fast
+    # before the model: fail fast
+    dataset = get_dataset(args.dataset, args.data_root, tasks=set(args.tasks) if args.tasks else None)
     args.device = _rank_device(args.device)
     predictor = load_predictor(args)
     size = test_size_overrides(args)  # the user's test size wins over the split's official one
@@ -80,9 +83,10 @@ def cmd_score(args) -> None:
     from vocabseg.eval.run import write_results
     from vocabseg.eval.score import score_files
 
-    results = score_files(args.dataset, args.data_root, panoptic_json=args.panoptic_json, panoptic_dir=args.panoptic_dir,
-                          semantic_dir=args.semantic_dir, instance_json=args.instance_json, pred_ignore=args.pred_ignore,
-                          train_vocabulary=args.train_vocab)  # fmt: skip
+    results = score_files(args.dataset, args.data_root,
+                          panoptic_json=args.panoptic_json, panoptic_dir=args.panoptic_dir,
+                          semantic_dir=args.semantic_dir, instance_json=args.instance_json,
+                          pred_ignore=args.pred_ignore, train_vocabulary=args.train_vocab)  # fmt: skip
     print(summary_line(results))
     if args.output:
         write_results(args.output, results)

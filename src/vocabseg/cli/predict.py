@@ -64,7 +64,8 @@ def add_predict_parsers(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("predict", help="segment images with a vocabulary")
     p.add_argument("inputs", nargs="+", help="image files or directories")
     add_model_arguments(p)
-    p.add_argument("--vocab", help="built-in name, file, or inline 'car; person; road [stuff]' (default: COCO+ADE+LVIS)")
+    p.add_argument("--vocab",
+                   help="built-in name, file, or inline 'car; person; road [stuff]' (default: COCO+ADE+LVIS)")
     p.add_argument("--task", default="panoptic", choices=["panoptic", "semantic", "instance", "all"])
     p.add_argument("--output", required=True, help="output directory")
     p.add_argument("--overwrite", action="store_true", help="redo images whose outputs exist")

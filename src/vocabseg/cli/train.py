@@ -22,7 +22,8 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--resume", action="store_true",
                         help="continue the run in OUTPUT from its last.pth (starts a new run if there is none)")
     parser.add_argument("--resume-from", metavar="PATH", help="continue a run from this training checkpoint")
-    parser.add_argument("--init", metavar="PATH", help="start from these weights (vocabseg or official FC-CLIP checkpoint)")
+    parser.add_argument("--init", metavar="PATH",
+                        help="start from these weights (vocabseg or official FC-CLIP checkpoint)")
     parser.add_argument("overrides", nargs="*", metavar="key.sub=value",
                         help="preset overrides, e.g. solver.lr=2e-4 data.root=/data solver.batch_per_gpu=4")
 

@@ -54,7 +54,8 @@ def load_clip_state(model_name: str, pretrained: str, clip_weights: str | None) 
         return {k.removeprefix("module."): v for k, v in state.items()}, str(clip_weights)
     pretrained_cfg = open_clip.get_pretrained_cfg(model_name, pretrained)
     if not pretrained_cfg:
-        raise CheckpointError(f"open_clip has no pretrained tag {pretrained!r} for {model_name}; pass --clip-weights PATH")
+        raise CheckpointError(f"open_clip has no pretrained tag {pretrained!r} for {model_name}; "
+                              "pass --clip-weights PATH")
     try:
         path = open_clip.download_pretrained(pretrained_cfg)
     except Exception as error:  # network errors from urllib / huggingface_hub

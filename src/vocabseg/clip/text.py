@@ -64,6 +64,7 @@ def clip_text_encoder(clip: nn.Module, *, clip_model_name: str, custom_clip: boo
 def text_tower_fingerprint(clip: Any) -> str:
     """Short hash of a few text-tower tensors: cheap, and changes with the weights."""
     digest = hashlib.sha256()
-    for tensor in (clip.text_projection, clip.ln_final.weight, clip.positional_embedding, clip.token_embedding.weight[:512]):
+    tensors = (clip.text_projection, clip.ln_final.weight, clip.positional_embedding, clip.token_embedding.weight[:512])
+    for tensor in tensors:
         digest.update(tensor.detach().float().cpu().numpy().tobytes())
     return digest.hexdigest()[:16]

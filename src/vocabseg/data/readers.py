@@ -129,7 +129,8 @@ def read_panoptic_json(spec: SplitSpec, root: Path, tasks: frozenset[str]) -> li
         image_id = ann["image_id"]
         img = images.get(image_id)
         if img is None:
-            raise DatasetError(f"{cats.where}: image {image_id} is annotated but not listed in 'images'; download it again")
+            raise DatasetError(f"{cats.where}: image {image_id} is annotated but not listed in 'images'; "
+                               "download it again")
         stem = Path(img["file_name"]).stem
         panoptic = _panoptic(spec, root, ann, cats) if "panoptic" in tasks else None
         semantic = None

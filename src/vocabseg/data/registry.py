@@ -35,7 +35,8 @@ _ADE = (
 )
 _ADE_FULL = "download ADE20K_2021_17_01 from https://groups.csail.mit.edu/vision/datasets/ADE20K and unzip it into ROOT"
 _CONTEXT = (
-    "untar VOCtrainval_03-May-2010.tar into ROOT, trainval.tar.gz (https://www.cs.stanford.edu/~roozbeh/pascal-context) "
+    "untar VOCtrainval_03-May-2010.tar into ROOT, "
+    "trainval.tar.gz (https://www.cs.stanford.edu/~roozbeh/pascal-context) "
     "into ROOT/VOCdevkit/VOC2010 and put trainval_merged.json there"
 )
 _VOC = "untar VOCtrainval_11-May-2012.tar (http://host.robots.ox.ac.uk/pascal/VOC/voc2012) into ROOT"

@@ -317,7 +317,8 @@ def _evaluate_shard(predictor, dataset: Dataset, tasks: tuple[str, ...], shard: 
     """Runs the records of ``shard`` not done yet, saving ``state`` as it goes."""
     done = set(state.done)
     todo = [i for i in shard if i not in done]
-    bar = tqdm(total=len(shard), initial=len(shard) - len(todo), desc=f"eval {dataset.name}", unit="img", disable=not show)
+    bar = tqdm(total=len(shard), initial=len(shard) - len(todo), desc=f"eval {dataset.name}", unit="img",
+               disable=not show)
     consistent, since_save = True, 0  # consistent: the evaluators hold exactly the images in state.done
     try:
         for index in todo:

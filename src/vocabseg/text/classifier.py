@@ -42,7 +42,8 @@ class TextClassifier:
         return replace(self, embeddings=self.embeddings.to(device), synonym_index=self.synonym_index.to(device),
                        seen=self.seen.to(device))
 
-    def logits(self, regions: torch.Tensor, logit_scale: torch.Tensor, void: torch.Tensor | None = None) -> torch.Tensor:
+    def logits(self, regions: torch.Tensor, logit_scale: torch.Tensor,
+               void: torch.Tensor | None = None) -> torch.Tensor:
         """Cosine-similarity logits of region embeddings, max over each class's synonyms.
 
         Args:

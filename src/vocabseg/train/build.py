@@ -71,8 +71,9 @@ def resolve_accum_steps(solver: SolverSection, world_size: int) -> int:
     per_pass = solver.batch_per_gpu * world_size
     accum = solver.accum_steps if solver.accum_steps is not None else solver.batch_size // per_pass
     if accum < 1 or per_pass * accum != solver.batch_size:
-        raise ConfigError(f"solver.batch_size={solver.batch_size} is not solver.batch_per_gpu ({solver.batch_per_gpu}) x "
-                          f"{world_size} process(es) x accumulation steps ({solver.accum_steps or 'auto'}); "
+        raise ConfigError(f"solver.batch_size={solver.batch_size} is not "
+                          f"solver.batch_per_gpu ({solver.batch_per_gpu}) x {world_size} process(es) x "
+                          f"accumulation steps ({solver.accum_steps or 'auto'}); "
                           "change solver.batch_per_gpu or solver.accum_steps")
     return accum
 
@@ -83,7 +84,8 @@ def build_source(data: DataSection, *, image_size: int, seed: int):
         raise ConfigError(f"data.format={data.format!r}; use one of {', '.join(DATA_FORMATS)}")
     missing = [f"data.{k}" for k in DATA_FORMATS[data.format] if getattr(data, k) in (None, "")]
     if missing:
-        raise ConfigError(f"data.format={data.format} needs {', '.join(missing)}; set it in the preset or as an override")
+        raise ConfigError(f"data.format={data.format} needs {', '.join(missing)}; "
+                          "set it in the preset or as an override")
     if data.format == "synthetic":
         if data.num_images < 1:
             raise ConfigError(f"data.num_images={data.num_images}; the synthetic training set needs at least 1 image")
@@ -91,7 +93,8 @@ def build_source(data: DataSection, *, image_size: int, seed: int):
     if data.format == "registered":
         from vocabseg.data.registry import get_dataset
 
-        dataset = get_dataset(data.name, data.root, tasks={"panoptic"} if "panoptic" in _tasks(data.name) else {"semantic"})
+        task = "panoptic" if "panoptic" in _tasks(data.name) else "semantic"
+        dataset = get_dataset(data.name, data.root, tasks={task})
         files, vocabulary = [files_from_record(r) for r in dataset], dataset.get_vocabulary()
     elif data.format == "panoptic_json":
         vocabulary = resolve_vocabulary(data.vocabulary) if data.vocabulary else None
@@ -155,7 +158,8 @@ def build_trainer(config: TrainConfig, *, device: torch.device, init: str | None
     solver, loss = config.solver, config.loss
     criterion = arch.family.build_criterion(arch.config, loss)
     optimizer = build_optimizer(model, lr=solver.lr, weight_decay=solver.weight_decay,
-                                weight_decay_norm=solver.weight_decay_norm, weight_decay_embed=solver.weight_decay_embed)
+                                weight_decay_norm=solver.weight_decay_norm,
+                                weight_decay_embed=solver.weight_decay_embed)
     max_iter, steps = scale_schedule(solver.max_iter, solver.steps, solver.schedule_scale)
     scheduler = build_scheduler(optimizer, steps=steps, gamma=solver.gamma, warmup_iters=solver.warmup_iters,
                                 warmup_factor=solver.warmup_factor)

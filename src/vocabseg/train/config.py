@@ -41,7 +41,8 @@ class DataSection:
     panoptic_dir: str | None = None  # panoptic_json: PNG folder
     panoptic_json: str | None = None  # panoptic_json: annotation file
     labels: str | None = None  # semantic: label-map folder (<image stem>.png, value = class index)
-    vocabulary: str | None = None  # semantic: class file or built-in name; panoptic_json: optional (default: json categories)
+    # semantic: class file or built-in name; panoptic_json: optional (default: json categories)
+    vocabulary: str | None = None
     ignore_label: int = 255  # semantic: label value of unlabelled pixels
     num_images: int = 8  # synthetic: dataset size
     num_workers: int = 4  # data-loading processes per GPU
@@ -164,7 +165,8 @@ def load_config(preset: str, overrides: list[str] | None = None) -> TrainConfig:
 def config_from_dict(data: dict) -> TrainConfig:
     """Validates keys and value types against the schema."""
     sections = {f.name for f in fields(TrainConfig) if dataclasses.is_dataclass(f.default_factory)}
-    unknown = [k for k in _flatten(data) if k not in valid_keys() and k not in sections and not _is_arch_key(k, data.get("model", {}))]
+    unknown = [k for k in _flatten(data)
+               if k not in valid_keys() and k not in sections and not _is_arch_key(k, data.get("model", {}))]
     if unknown and unknown[0].startswith("model.arch."):
         family = _family_of(data.get("model", {}))
         raise ConfigError(f"unknown key {unknown[0]!r}; model.arch takes {family.title} config fields: "

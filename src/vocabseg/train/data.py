@@ -132,7 +132,8 @@ class PadCollate:
     size_divisibility: int
 
     def __call__(self, examples: list[TrainExample]) -> Batch:
-        images, _ = normalize_and_pad([e.image for e in examples], self.pixel_mean, self.pixel_std, self.size_divisibility)
+        images, _ = normalize_and_pad([e.image for e in examples], self.pixel_mean, self.pixel_std,
+                                      self.size_divisibility)
         height, width = images.shape[-2:]
         targets = []
         for e in examples:

@@ -211,7 +211,8 @@ class Trainer:
             self.save(f"model_{it:07d}.pth")
             self.save("last.pth")
             self._saved_at = it
-        if self.eval_fn is not None and settings.eval_period and (it % settings.eval_period == 0 or it == settings.max_iter):
+        eval_due = settings.eval_period and (it % settings.eval_period == 0 or it == settings.max_iter)
+        if self.eval_fn is not None and eval_due:
             self.evaluate()
 
     def _log(self, result: StepResult) -> None:
@@ -228,7 +229,8 @@ class Trainer:
         skipped = "  (step skipped: non-finite gradient)" if result.skipped else ""
         logger.info("iter %d/%d  loss %.4f (%s)  lr %.3g  grad %.3g  %.2f it/s  eta %s%s", self.iteration,
                     self.settings.max_iter, values[0], terms, result.lr, result.grad_norm, speed, eta, skipped)
-        scalars = {"loss/total": values[0], **{f"loss/{k.removeprefix('loss_')}": v for k, v in zip(result.losses, values[1:])},
+        scalars = {"loss/total": values[0],
+                   **{f"loss/{k.removeprefix('loss_')}": v for k, v in zip(result.losses, values[1:])},
                    "lr": result.lr, "grad_norm": result.grad_norm, "speed/it_per_s": speed}
         self._tensorboard(scalars)
 
@@ -288,8 +290,9 @@ class Trainer:
         state = self.trainer_state()
         path = self.output_dir / name
         if dist.is_main_process():
-            save_checkpoint(path, self.model, family=self.family, config=self.model_config, settings=self.model_settings,
-                            train_vocabulary=self.train_vocabulary, include_frozen=False, extra={TRAINER_KEY: state})
+            save_checkpoint(path, self.model, family=self.family, config=self.model_config,
+                            settings=self.model_settings, train_vocabulary=self.train_vocabulary,
+                            include_frozen=False, extra={TRAINER_KEY: state})
         return path
 
     def resume(self, path: str | Path) -> None:
@@ -298,7 +301,8 @@ class Trainer:
         try:
             self.optimizer.load_state_dict(state["optimizer"])
         except ValueError as error:
-            raise CheckpointError(f"{path}: optimizer state does not fit ({error}); was it written by another recipe?") from None
+            raise CheckpointError(f"{path}: optimizer state does not fit ({error}); "
+                                  "was it written by another recipe?") from None
         self.scheduler.load_state_dict(state["scheduler"])
         if state.get("scaler"):
             self.scaler.load_state_dict(state["scaler"])

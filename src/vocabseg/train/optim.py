@@ -39,7 +39,12 @@ def param_groups(model: nn.Module, *, weight_decay: float, weight_decay_norm: fl
             if not param.requires_grad or id(param) in seen:
                 continue
             seen.add(id(param))
-            kind = "norm" if isinstance(module, NORM_TYPES) else "embedding" if isinstance(module, nn.Embedding) else "decay"
+            if isinstance(module, NORM_TYPES):
+                kind = "norm"
+            elif isinstance(module, nn.Embedding):
+                kind = "embedding"
+            else:
+                kind = "decay"
             groups[kind].append(param)
     decays = {"decay": weight_decay, "norm": weight_decay_norm, "embedding": weight_decay_embed}
     return [{"name": name, "params": params, "weight_decay": decays[name]} for name, params in groups.items() if params]

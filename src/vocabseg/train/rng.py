@@ -50,7 +50,8 @@ def set_rng_state(state: dict) -> None:
     version, internal, gauss = state["python"]
     random.setstate((version, tuple(internal), gauss))
     numpy_state = dict(state["numpy"])
-    numpy_state["state"] = {"key": numpy_state["state"]["key"].numpy().astype(np.uint32), "pos": numpy_state["state"]["pos"]}
+    key, pos = numpy_state["state"]["key"], numpy_state["state"]["pos"]
+    numpy_state["state"] = {"key": key.numpy().astype(np.uint32), "pos": pos}
     np.random.set_state(numpy_state)
     torch.set_rng_state(state["torch"])
     if "cuda" in state and torch.cuda.is_available():

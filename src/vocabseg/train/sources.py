@@ -51,7 +51,8 @@ def files_from_record(record: Record) -> ExampleFiles:
         return ExampleFiles(record.image, record.panoptic.png, record.panoptic.segments)
     if record.semantic is not None:
         return ExampleFiles(record.image, label_map=record.semantic)
-    raise DatasetError(f"image {record.image} has neither panoptic nor semantic labels; read the dataset with one of those tasks")
+    raise DatasetError(f"image {record.image} has neither panoptic nor semantic labels; "
+                       "read the dataset with one of those tasks")
 
 
 def has_targets(files: ExampleFiles) -> bool:
@@ -79,7 +80,8 @@ class FileSource(Sequence[RawExample]):
     def __init__(self, files: Sequence[ExampleFiles], *, num_classes: int, is_thing: Sequence[bool] | None = None):
         """``is_thing``: the vocabulary's thing flag per class, for the segments of label maps (None: stuff)."""
         if not files:
-            raise DatasetError("the training set has no image with a usable annotation; check the data.* paths of the preset")
+            raise DatasetError("the training set has no image with a usable annotation; "
+                               "check the data.* paths of the preset")
         self.files = list(files)
         self.num_classes = num_classes
         self.is_thing = None if is_thing is None else tuple(is_thing)
@@ -115,7 +117,8 @@ def vocabulary_from_categories(categories: list[dict], where: Path) -> Vocabular
     classes = []
     for cat in categories:
         require_keys(cat, ("id", "name"), f"a category of {where}", "give every category an id and a name")
-        classes.append(VocabClass(names=(str(cat["name"]),), is_thing=bool(cat.get("isthing", 1)), dataset_id=int(cat["id"])))
+        classes.append(VocabClass(names=(str(cat["name"]),), is_thing=bool(cat.get("isthing", 1)),
+                                  dataset_id=int(cat["id"])))
     return Vocabulary(name=Path(where).stem, classes=tuple(classes))
 
 
@@ -144,12 +147,14 @@ def _panoptic_example(ann: dict, names: dict, table: dict[int, int], things: lis
                       panoptic_dir: Path, where: Path) -> ExampleFiles:
     require_keys(ann, ("image_id", "file_name", "segments_info"), f"an annotation in {where}", "export the json again")
     if ann["image_id"] not in names:
-        raise DatasetError(f"{where}: image {ann['image_id']} is annotated but not listed in 'images'; export the json again")
+        raise DatasetError(f"{where}: image {ann['image_id']} is annotated but not listed in 'images'; "
+                           "export the json again")
     segments = []
     for seg in ann["segments_info"]:
         if seg["category_id"] not in table:
             raise DatasetError(f"{where}: category id {seg['category_id']} is not in the vocabulary; "
-                               "set data.vocabulary to the classes of this dataset (or leave it empty to use the json's)")
+                               "set data.vocabulary to the classes of this dataset "
+                               "(or leave it empty to use the json's)")
         category = table[seg["category_id"]]
         segments.append(Segment(int(seg["id"]), category, is_thing=things[category],
                                 iscrowd=bool(seg.get("iscrowd", 0)), area=int(seg.get("area", 0))))
@@ -163,7 +168,8 @@ def read_label_folder(*, images: Path, labels: Path, ignore_label: int) -> list[
     require_dir(Path(labels), fix)
     examples = []
     for image in image_files:
-        label = next((Path(labels) / (image.stem + ext) for ext in (".png", ".tif") if (Path(labels) / (image.stem + ext)).is_file()), None)
+        candidates = (Path(labels) / (image.stem + ext) for ext in (".png", ".tif"))
+        label = next((path for path in candidates if path.is_file()), None)
         if label is None:
             raise DatasetError(f"image {image} has no label map {Path(labels) / (image.stem + '.png')}; "
                                "give every image a label map with the same file stem")
@@ -206,7 +212,10 @@ class SyntheticShapes(Sequence[RawExample]):
         for cls in things:
             half = int(rng.integers(size // 8, size // 4))
             cy, cx = (int(v) for v in rng.integers(half, size - half, size=2))
-            inside = (abs(yy - cy) < half) & (abs(xx - cx) < half) if cls == 0 else (yy - cy) ** 2 + (xx - cx) ** 2 < half**2
+            if cls == 0:  # a square
+                inside = (abs(yy - cy) < half) & (abs(xx - cx) < half)
+            else:  # a disc
+                inside = (yy - cy) ** 2 + (xx - cx) ** 2 < half**2
             ids[inside] = cls + 1  # segment id = class + 1
         image = _SHAPE_COLOURS[ids - 1]  # [H, W, 3]: the colour of each pixel's class
         present, areas = np.unique(ids, return_counts=True)

@@ -59,7 +59,8 @@ def write_ade20k_raw(root: Path) -> Tiny:
     base = Path(root) / BASE
     sem, ins = _val_raw()
     train_sem = np.ones((H, W), dtype=np.uint8)  # all wall
-    for stem, dirname, s, i in ((VAL, "validation", sem, ins), (TRAIN, "training", train_sem, np.zeros((H, W, 3), np.uint8))):
+    train_ins = np.zeros((H, W, 3), np.uint8)
+    for stem, dirname, s, i in ((VAL, "validation", sem, ins), (TRAIN, "training", train_sem, train_ins)):
         write_jpg(base / "images" / dirname / f"{stem}.jpg", image(len(stem) + len(dirname)))
         write_png(base / "annotations" / dirname / f"{stem}.png", s)
         write_png(base / "annotations_instance" / dirname / f"{stem}.png", i)
@@ -90,7 +91,8 @@ def write_ade20k(root: Path) -> Tiny:
              "area": int((ids == sid).sum()), "segmentation": compressed_rle(ids == sid)}
             for n, sid in enumerate(s for s, index, _ in tiny.segments[stem] if index == 7)
         ]  # fmt: skip
-        write_json(base / f"ade20k_instance_{split}.json", {"images": [img], "annotations": objects, "categories": _categories(things_only=True)})
+        write_json(base / f"ade20k_instance_{split}.json",
+                   {"images": [img], "annotations": objects, "categories": _categories(things_only=True)})
     return tiny
 
 

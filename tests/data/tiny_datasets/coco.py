@@ -43,7 +43,8 @@ def _categories() -> list[dict]:
     from vocabseg.text.builtin import get_vocabulary
 
     return [
-        {"id": c.dataset_id, "name": c.name, "isthing": int(c.is_thing), "color": list(c.color or (0, 0, 0)), "supercategory": "x"}
+        {"id": c.dataset_id, "name": c.name, "isthing": int(c.is_thing), "color": list(c.color or (0, 0, 0)),
+         "supercategory": "x"}
         for c in get_vocabulary("coco_panoptic").classes
     ]
 
@@ -66,7 +67,8 @@ def write_coco_raw(root: Path, split: str = "val") -> Tiny:
             semantic[ids == sid] = index
         tiny.panoptic[stem], tiny.semantic[stem] = ids, semantic
         tiny.segments[stem] = [(sid, index, crowd) for sid, _, index, crowd in _SEGMENTS[image_id]]
-    write_json(coco / "annotations" / f"panoptic_{split}2017.json", {"images": images, "annotations": annotations, "categories": _categories()})
+    write_json(coco / "annotations" / f"panoptic_{split}2017.json",
+               {"images": images, "annotations": annotations, "categories": _categories()})
     first = ids_by_image[139]
     objects.append({"id": 1, "image_id": 139, "category_id": 1, "iscrowd": 0, "area": 12.0, "bbox": [0, 0, 4, 3],
                     "segmentation": [[0.0, 0.0, 4.0, 0.0, 4.0, 3.0, 0.0, 3.0]]})  # fmt: skip
@@ -74,7 +76,8 @@ def write_coco_raw(root: Path, split: str = "val") -> Tiny:
                     "segmentation": uncompressed_rle(first == 3)})  # fmt: skip
     tiny.instances = {IMAGES[139]: [(0, False), (2, True)], IMAGES[285]: []}
     things = [c for c in _categories() if c["isthing"]]
-    write_json(coco / "annotations" / f"instances_{split}2017.json", {"images": images, "annotations": objects, "categories": things})
+    write_json(coco / "annotations" / f"instances_{split}2017.json",
+               {"images": images, "annotations": objects, "categories": things})
     return tiny
 
 

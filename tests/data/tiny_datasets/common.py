@@ -78,7 +78,8 @@ def bbox(mask: np.ndarray) -> list[int]:
 
 def segment_info(ids: np.ndarray, segment_id: int, category_id: int, iscrowd: bool = False) -> dict:
     mask = ids == segment_id
-    return {"id": segment_id, "category_id": category_id, "area": int(mask.sum()), "bbox": bbox(mask), "iscrowd": int(iscrowd)}
+    return {"id": segment_id, "category_id": category_id, "area": int(mask.sum()), "bbox": bbox(mask),
+            "iscrowd": int(iscrowd)}
 
 
 def uncompressed_rle(mask: np.ndarray) -> dict:

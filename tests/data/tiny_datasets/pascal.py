@@ -44,7 +44,8 @@ def write_pascal_context_raw(root: Path, classes: int = 59) -> Tiny:
         savemat(str(voc / "trainval" / f"{stem}.mat"), {"LabelMap": _label_map()})
         images.append({"image_id": n, "file_name": f"{stem}.jpg", "phase": phase, "height": H, "width": W})
     write_json(voc / "trainval_merged.json", {"images": images, "categories": [], "annos_segmentation": []})
-    return Tiny(root=Path(root), semantic={CONTEXT_VAL: expected_context(classes), CONTEXT_TRAIN: expected_context(classes)})
+    return Tiny(root=Path(root),
+                semantic={CONTEXT_VAL: expected_context(classes), CONTEXT_TRAIN: expected_context(classes)})
 
 
 def write_pascal_context(root: Path, classes: int) -> Tiny:
@@ -53,9 +54,11 @@ def write_pascal_context(root: Path, classes: int) -> Tiny:
     write_jpg(out / "images" / "validation" / f"{CONTEXT_VAL}.jpg", image(0))
     labels = expected_context(classes)
     if classes == 59:
-        write_png(out / "annotations_ctx59" / "validation" / f"{CONTEXT_VAL}.png", np.where(labels == IGNORE, 255, labels).astype(np.uint8))
+        write_png(out / "annotations_ctx59" / "validation" / f"{CONTEXT_VAL}.png",
+                  np.where(labels == IGNORE, 255, labels).astype(np.uint8))
     else:
-        write_tif16(out / "annotations_ctx459" / "validation" / f"{CONTEXT_VAL}.tif", np.where(labels == IGNORE, 65535, labels))
+        write_tif16(out / "annotations_ctx459" / "validation" / f"{CONTEXT_VAL}.tif",
+                    np.where(labels == IGNORE, 65535, labels))
     return Tiny(root=Path(root), semantic={CONTEXT_VAL: labels})
 
 

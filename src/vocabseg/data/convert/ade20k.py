@@ -136,7 +136,8 @@ def _convert_split(root: Path, split: str, sem_files: list[Path], ins_dir: Path,
     written = 0
     for sem_file in progress(sem_files, f"ADE20K-150 panoptic {split}", show):
         stem = sem_file.stem
-        ins_file = require_file(ins_dir / f"{stem}.png", "untar annotations_instance.tar (sceneparsing.csail.mit.edu) again")
+        ins_file = require_file(ins_dir / f"{stem}.png",
+                                "untar annotations_instance.tar (sceneparsing.csail.mit.edu) again")
         objects = instance_objects(read_raw(ins_file), to_index)
         png = pan_dir / f"{stem}.png"
         if png.exists():  # finished by an interrupted run

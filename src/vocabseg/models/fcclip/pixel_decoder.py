@@ -67,7 +67,10 @@ class DeformableEncoder(nn.Module):
         shapes = [(int(src.shape[-2]), int(src.shape[-1])) for src in srcs]
         src_flat = torch.cat([src.flatten(2).transpose(1, 2) for src in srcs], 1)  # [B, S, C]
         pos_flat = torch.cat(
-            [pos.flatten(2).transpose(1, 2) + self.level_embed[lvl].view(1, 1, -1) for lvl, pos in enumerate(pos_embeds)],
+            [
+                pos.flatten(2).transpose(1, 2) + self.level_embed[lvl].view(1, 1, -1)
+                for lvl, pos in enumerate(pos_embeds)
+            ],
             1,
         )
         reference_points = _reference_points(shapes, src_flat.shape[0], src_flat.device)
@@ -117,7 +120,9 @@ class MSDeformAttnPixelDecoder(nn.Module):
         """
         super().__init__()
         self.encoder_features = ["res5", "res4", "res3"]  # coarse to fine
-        self.input_proj = nn.ModuleList(ConvNorm(in_channels[f], conv_dim, 1, bias=True, relu=False) for f in self.encoder_features)
+        self.input_proj = nn.ModuleList(
+            ConvNorm(in_channels[f], conv_dim, 1, bias=True, relu=False) for f in self.encoder_features
+        )
         for proj in self.input_proj:
             assert isinstance(proj, ConvNorm)
             nn.init.xavier_uniform_(proj.conv.weight, gain=1)

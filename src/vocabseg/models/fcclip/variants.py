@@ -50,7 +50,8 @@ def _resnet(name: str, clip: str, embed_dim: int, gdrive_id: str, reported: dict
 def fcclip_convnext_large_coco() -> ModelVariant:
     return _variant(
         "fcclip_convnext_large_coco",
-        FCCLIPConfig(clip_model_name="convnext_large_d_320", clip_pretrained="laion2b_s29b_b131k_ft_soup", embed_dim=768),
+        FCCLIPConfig(clip_model_name="convnext_large_d_320", clip_pretrained="laion2b_s29b_b131k_ft_soup",
+                     embed_dim=768),
         FCCLIPSettings(),
         WeightsSpec("fcclip_convnext_large_coco.pth", _gdrive("1-91PIns86vyNaL3CzMmDD39zKGnPMtvj")),
         "FC-CLIP with frozen LAION ConvNeXt-Large CLIP (the paper's main model), trained on COCO panoptic",
@@ -60,27 +61,32 @@ def fcclip_convnext_large_coco() -> ModelVariant:
 
 def fcclip_rn50_coco() -> ModelVariant:
     return _resnet("fcclip_rn50_coco", "RN50", 1024, "1tcB-8FNON-LwckXQbUyKcBA2G7TU65Zh",
-                   _reported(17.9, 9.5, 23.3, 40.3, 21.6, 53.2, 15.9, 24.4, 7.1, 50.5, 12.9, 75.9, 89.5, 50.7, 40.7, 58.8))
+                   _reported(17.9, 9.5, 23.3, 40.3, 21.6, 53.2, 15.9, 24.4,
+                             7.1, 50.5, 12.9, 75.9, 89.5, 50.7, 40.7, 58.8))
 
 
 def fcclip_rn101_coco() -> ModelVariant:
     return _resnet("fcclip_rn101_coco", "RN101", 512, "1P0mdgftReWzVbPQ0O0CSBfW3krHhTOj0",
-                   _reported(19.1, 10.2, 24.0, 40.9, 24.1, 53.9, 16.7, 23.2, 7.7, 48.9, 12.3, 77.6, 91.3, 51.4, 41.6, 58.9))
+                   _reported(19.1, 10.2, 24.0, 40.9, 24.1, 53.9, 16.7, 23.2,
+                             7.7, 48.9, 12.3, 77.6, 91.3, 51.4, 41.6, 58.9))
 
 
 def fcclip_rn50x4_coco() -> ModelVariant:
     return _resnet("fcclip_rn50x4_coco", "RN50x4", 640, "1nUpUsNUE22eOV9skxv9IyIkmCbg5jrIF",
-                   _reported(21.8, 11.7, 26.8, 42.2, 23.8, 54.6, 17.4, 24.6, 8.7, 54.0, 13.1, 79.0, 92.9, 52.1, 42.8, 60.4))
+                   _reported(21.8, 11.7, 26.8, 42.2, 23.8, 54.6, 17.4, 24.6,
+                             8.7, 54.0, 13.1, 79.0, 92.9, 52.1, 42.8, 60.4))
 
 
 def fcclip_rn50x16_coco() -> ModelVariant:
     return _resnet("fcclip_rn50x16_coco", "RN50x16", 768, "1rJu2UwwtI0VLDl9CyB8Mkgw9qHlnX70W",
-                   _reported(22.5, 13.6, 29.4, 42.0, 25.6, 56.0, 17.8, 26.1, 10.3, 56.4, 15.7, 80.7, 94.5, 54.4, 45.0, 63.3))
+                   _reported(22.5, 13.6, 29.4, 42.0, 25.6, 56.0, 17.8, 26.1,
+                             10.3, 56.4, 15.7, 80.7, 94.5, 54.4, 45.0, 63.3))
 
 
 def fcclip_rn50x64_coco() -> ModelVariant:
     return _resnet("fcclip_rn50x64_coco", "RN50x64", 1024, "1rvfFVp5p3PZQsHp2NGVEBeYYcqgVVaZX",
-                   _reported(22.8, 13.6, 28.4, 42.7, 27.4, 55.1, 18.2, 27.3, 10.8, 55.7, 16.2, 80.3, 95.1, 55.6, 46.4, 65.3))
+                   _reported(22.8, 13.6, 28.4, 42.7, 27.4, 55.1, 18.2, 27.3,
+                             10.8, 55.7, 16.2, 80.3, 95.1, 55.6, 46.4, 65.3))
 
 
 VARIANTS: dict[str, Callable[[], ModelVariant]] = {
