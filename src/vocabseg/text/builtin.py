@@ -33,6 +33,12 @@ _DATA_FILES = (
     "mapillary_vistas",  # 65
     "coco_stuff",  # 171
     "lvis",  # 1203, all things
+    # OVSeg's official class strings (whole, comma-joined names), in vocabseg's class order
+    "ovseg_ade20k_150",
+    "ovseg_ade20k_847",
+    "ovseg_pascal_context_59",
+    "ovseg_pascal_context_459",
+    "ovseg_pascal_voc_20",
 )
 
 DEFAULT_VOCABULARY = "default"
