@@ -12,13 +12,21 @@ import torch
 from vocabseg.segments import Segment
 
 
-def semantic_inference(mask_cls: torch.Tensor, mask_pred: torch.Tensor) -> torch.Tensor:
+def query_class_probs(mask_cls: torch.Tensor, class_probs: torch.Tensor | None = None) -> torch.Tensor:
+    """[Q, K] per-query class probabilities: ``class_probs`` when the model gives them (used as
+    they are, e.g. OVSeg's ensemble, which does not sum to one), else softmax(mask_cls) minus void."""
+    return class_probs if class_probs is not None else mask_cls.softmax(-1)[..., :-1]
+
+
+def semantic_inference(mask_cls: torch.Tensor, mask_pred: torch.Tensor, *,
+                       class_probs: torch.Tensor | None = None) -> torch.Tensor:
     """Per-class scores [K, H, W]: sum over queries of class prob x mask prob."""
-    class_probs = mask_cls.softmax(-1)[..., :-1]
+    class_probs = query_class_probs(mask_cls, class_probs)
     return torch.einsum("qc,qhw->chw", class_probs, mask_pred.sigmoid())
 
 
-def semantic_labels(mask_cls: torch.Tensor, mask_pred: torch.Tensor, *, resize=None, chunk: int = 16) -> torch.Tensor:
+def semantic_labels(mask_cls: torch.Tensor, mask_pred: torch.Tensor, *, resize=None, chunk: int = 16,
+                    class_probs: torch.Tensor | None = None) -> torch.Tensor:
     """Per-pixel argmax of :func:`semantic_inference` without holding all K score maps at once.
 
     Args:
@@ -26,11 +34,12 @@ def semantic_labels(mask_cls: torch.Tensor, mask_pred: torch.Tensor, *, resize=N
             argmax (e.g. cropping the padding and resizing to the image, which the reference
             does after scoring when only semantic output is requested).
         chunk: classes scored at a time; bounds memory at chunk x H x W floats.
+        class_probs: [Q, K] probabilities to use instead of softmax(mask_cls) (see query_class_probs).
 
     Returns:
         [H, W] int64 class index (the first maximum on ties, as ``argmax`` over all classes).
     """
-    class_probs = mask_cls.softmax(-1)[..., :-1]  # [Q, K]
+    class_probs = query_class_probs(mask_cls, class_probs)  # [Q, K]
     mask_probs = mask_pred.sigmoid()
     best: torch.Tensor | None = None
     labels: torch.Tensor | None = None

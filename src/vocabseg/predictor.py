@@ -13,7 +13,7 @@ from torch import nn
 from vocabseg.checkpoints import load_model
 from vocabseg.errors import ConfigError, DeviceError, VocabularyError
 from vocabseg.images import load_image
-from vocabseg.models import TASKS, ModelFamily, QueryOutput, Settings, get_family
+from vocabseg.models import TASKS, InputBatch, ModelFamily, QueryOutput, Settings, get_family
 from vocabseg.postprocess import instance_inference, panoptic_inference, semantic_labels
 from vocabseg.preprocess import crop_and_resize, normalize_and_pad, resize_image
 from vocabseg.segments import Segment
@@ -45,6 +45,7 @@ class RawOutput:
     input_size: tuple[int, int]  # the resized image inside the padded input
     output_size: tuple[int, int]  # the original image
     details: dict[str, torch.Tensor] = field(default_factory=dict)  # the family's own tensors of this image
+    class_probs: torch.Tensor | None = None  # [Q, K] scores to use as they are (None: softmax(mask_cls) - void)
 
     def padded_mask_logits(self) -> torch.Tensor:
         """[Q, H_pad, W_pad]: mask logits upsampled to the padded network input."""
@@ -146,10 +147,11 @@ class Predictor:
         resized = [resize_image(a, policy.min_size, policy.max_size) for a in arrays]
         tensors = [torch.from_numpy(np.ascontiguousarray(r.transpose(2, 0, 1))).to(self.device) for r in resized]
         batch, sizes = normalize_and_pad(tensors, policy.pixel_mean, policy.pixel_std, policy.size_divisibility)
-        out: QueryOutput = self.model.inference(batch, self.classifier, self.settings)
+        out: QueryOutput = self.model.inference(InputBatch(batch, sizes, tensors), self.classifier, self.settings)
         return [
             RawOutput(out.mask_cls[i], out.mask_logits[i], out.mask_stride, sizes[i], arrays[i].shape[:2],
-                      {name: value[i] for name, value in out.details.items()})
+                      {name: value[i] for name, value in out.details.items()},
+                      None if out.class_probs is None else out.class_probs[i])
             for i in range(len(arrays))
         ]
 
@@ -205,6 +207,6 @@ class Predictor:
         there; semantic alone scores the padded-resolution masks and resizes the class scores.
         """
         if "panoptic" in tasks or "instance" in tasks:
-            return semantic_labels(raw.mask_cls, raw.mask_logits)
-        return semantic_labels(raw.mask_cls, raw.padded_mask_logits(),
+            return semantic_labels(raw.mask_cls, raw.mask_logits, class_probs=raw.class_probs)
+        return semantic_labels(raw.mask_cls, raw.padded_mask_logits(), class_probs=raw.class_probs,
                                resize=lambda scores: crop_and_resize(scores, raw.input_size, raw.output_size))

@@ -18,7 +18,9 @@ from torch import nn
 
 from vocabseg.checkpoints import load_model, load_weights, parse_checkpoint, save_checkpoint
 from vocabseg.errors import ConfigError
-from vocabseg.models import FAMILIES, TASKS, ModelVariant, QueryOutput, ResizeAndPad, SegmentationModel, Settings
+from vocabseg.models import (FAMILIES, TASKS, InputBatch, ModelVariant, QueryOutput, ResizeAndPad, SegmentationModel,
+                             Settings)
+from vocabseg.preprocess import normalize_and_pad
 from vocabseg.predictor import Predictor
 from vocabseg.testing import synthetic_photo, tiny_config
 from vocabseg.text import TextClassifier, TextEmbeddingCache, build_text_classifier, get_vocabulary, parse_vocabulary
@@ -53,11 +55,19 @@ class Tiny:
         torch.manual_seed(seed)
         return self.family.build(self.config)
 
-    def images(self, seed: int = 0) -> torch.Tensor:
-        """[BATCH, 3, H, W] normalised-looking input, H and W multiples of the family's padding."""
-        div = self.model.input_policy(self.settings).size_divisibility
+    def batch(self, seed: int = 0) -> InputBatch:
+        """BATCH random uint8 images through the family's input policy (the second one smaller)."""
+        policy = self.model.input_policy(self.settings)
+        div = policy.size_divisibility
         generator = torch.Generator().manual_seed(seed)
-        return torch.randn(BATCH, 3, 2 * div, 3 * div, generator=generator)
+        sizes = [(2 * div, 3 * div), (2 * div - 5, 3 * div - 7)][:BATCH]
+        resized = [torch.randint(0, 256, (3, h, w), generator=generator, dtype=torch.uint8) for h, w in sizes]
+        images, image_sizes = normalize_and_pad(resized, policy.pixel_mean, policy.pixel_std, div)
+        return InputBatch(images, image_sizes, resized)
+
+    def images(self, seed: int = 0) -> torch.Tensor:
+        """[BATCH, 3, H, W] normalised, padded input (multiples of the family's padding)."""
+        return self.batch(seed).images
 
 
 def _classifier(model: nn.Module) -> TextClassifier:
@@ -88,7 +98,7 @@ def _no_grad_leaks():
 
 def _infer(model: nn.Module, tiny: Tiny) -> QueryOutput:
     with torch.no_grad():
-        return model.inference(tiny.images(), tiny.classifier, tiny.settings)
+        return model.inference(tiny.batch(), tiny.classifier, tiny.settings)
 
 
 def _assert_identical(a: QueryOutput, b: QueryOutput) -> None:

@@ -10,6 +10,7 @@ from vocabseg.models import fcclip
 from vocabseg.models.protocol import (
     TASKS,
     InferenceConfig,
+    InputBatch,
     ModelFamily,
     ModelVariant,
     QueryOutput,
@@ -30,5 +31,6 @@ def get_family(name: str) -> ModelFamily:
     return FAMILIES[name]
 
 
-__all__ = ["FAMILIES", "TASKS", "InferenceConfig", "ModelFamily", "ModelVariant", "QueryOutput", "ResizeAndPad",
+__all__ = ["FAMILIES", "TASKS", "InferenceConfig", "InputBatch", "ModelFamily", "ModelVariant", "QueryOutput",
+           "ResizeAndPad",
            "SegmentationModel", "Settings", "WeightsSpec", "get_family"]

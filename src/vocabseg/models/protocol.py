@@ -82,6 +82,18 @@ class QueryOutput:
     mask_logits: torch.Tensor  # [B, Q, H_pad / stride, W_pad / stride]
     mask_stride: int  # input pixels per mask pixel
     details: dict[str, torch.Tensor] = field(default_factory=dict)  # family tensors [B, ...] for analysis
+    # [B, Q, K] class probabilities to use as they are for semantic output (None: softmax of
+    # mask_cls without void). OVSeg's ensemble is such a score: it does not sum to one.
+    class_probs: torch.Tensor | None = None
+
+
+@dataclass
+class InputBatch:
+    """A batch of test images as the model sees them, and as the region branch of OVSeg crops them."""
+
+    images: torch.Tensor  # [B, 3, H_pad, W_pad] normalised, zero-padded
+    image_sizes: list[tuple[int, int]]  # (h, w) of each resized image inside the padding
+    resized: list[torch.Tensor]  # [3, h, w] uint8 resized images, unnormalised and unpadded
 
 
 @dataclass(frozen=True)
@@ -127,8 +139,8 @@ class SegmentationModel(Protocol):
         """How images become the network input."""
         ...
 
-    def inference(self, images: torch.Tensor, classifier: TextClassifier, settings: Settings) -> QueryOutput:
-        """Test-time outputs of a normalised, padded batch [B, 3, H, W]."""
+    def inference(self, batch: InputBatch, classifier: TextClassifier, settings: Settings) -> QueryOutput:
+        """Test-time outputs of a batch of resized images."""
         ...
 
     def forward(self, images: torch.Tensor, classifier: TextClassifier) -> Any:

@@ -5,7 +5,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from vocabseg.models import QueryOutput, get_family
+from vocabseg.models import InputBatch, QueryOutput, get_family
 from vocabseg.models.fcclip.model import MASK_STRIDE, geometric_ensemble
 from vocabseg.testing import tiny_model
 from vocabseg.text.classifier import TextClassifier, synonym_index
@@ -97,7 +97,9 @@ def test_inference_is_the_geometric_ensemble_of_both_heads(tiny_models, outputs,
         {"ensemble_alpha": 0.3, "ensemble_beta": 0.6, "ensemble_on_valid_mask": on_valid_mask})
     classifier = _classifier()
     with torch.no_grad():
-        result = model.inference(_images(), classifier, settings)
+        images = _images()
+        batch = InputBatch(images, [tuple(images.shape[-2:])] * len(images), [])  # FC-CLIP reads images only
+        result = model.inference(batch, classifier, settings)
     assert isinstance(result, QueryOutput) and result.mask_stride == MASK_STRIDE
     assert set(result.details) == {"in_vocab_logits", "out_vocab_logits"}
     torch.testing.assert_close(result.details["in_vocab_logits"], out.pred_logits)

@@ -17,7 +17,7 @@ from vocabseg.clip.visual import CLIPBackbone
 from vocabseg.models.fcclip.config import FCCLIPConfig
 from vocabseg.models.fcclip.pixel_decoder import MSDeformAttnPixelDecoder
 from vocabseg.models.fcclip.transformer_decoder import MaskedTransformerDecoder
-from vocabseg.models.protocol import QueryOutput, ResizeAndPad, Settings
+from vocabseg.models.protocol import InputBatch, QueryOutput, ResizeAndPad, Settings
 from vocabseg.text.classifier import TextClassifier
 
 MASK_STRIDE = 4  # mask logits are predicted at 1/4 of the input resolution
@@ -75,9 +75,9 @@ class FCCLIP(nn.Module):
         return clip_text_encoder(self.backbone.clip, clip_model_name=self.config.clip_model_name,
                                  custom_clip=self.config.clip_config is not None)
 
-    def inference(self, images: torch.Tensor, classifier: TextClassifier, settings: Settings) -> QueryOutput:
+    def inference(self, batch: InputBatch, classifier: TextClassifier, settings: Settings) -> QueryOutput:
         """Both classifiers and their geometric ensemble; settings.family is an FCCLIPSettings."""
-        out = self(images, classifier)
+        out = self(batch.images, classifier)
         out_vocab, valid = self.out_of_vocab_logits(out.clip_dense, out.pred_masks, classifier)
         ensemble = settings.family
         mask_cls = geometric_ensemble(
