@@ -18,10 +18,18 @@ from torch import nn
 
 from vocabseg.checkpoints import load_model, load_weights, parse_checkpoint, save_checkpoint
 from vocabseg.errors import ConfigError
-from vocabseg.models import (FAMILIES, TASKS, InputBatch, ModelVariant, QueryOutput, ResizeAndPad, SegmentationModel,
-                             Settings)
-from vocabseg.preprocess import normalize_and_pad
+from vocabseg.models import (
+    FAMILIES,
+    TASKS,
+    InputBatch,
+    ModelVariant,
+    QueryOutput,
+    ResizeAndPad,
+    SegmentationModel,
+    Settings,
+)
 from vocabseg.predictor import Predictor
+from vocabseg.preprocess import normalize_and_pad
 from vocabseg.testing import synthetic_photo, tiny_config
 from vocabseg.text import TextClassifier, TextEmbeddingCache, build_text_classifier, get_vocabulary, parse_vocabulary
 from vocabseg.train.config import LossSection
