@@ -18,6 +18,7 @@ from vocabseg.postprocess import instance_inference, panoptic_inference, semanti
 from vocabseg.preprocess import crop_and_resize, normalize_and_pad, resize_image
 from vocabseg.segments import Segment
 from vocabseg.text import TextClassifier, TextEmbeddingCache, Vocabulary, default_vocabulary, resolve_vocabulary
+from vocabseg.text.vocabulary import join_synonyms
 
 
 @dataclass
@@ -130,7 +131,8 @@ class Predictor:
         vocab = default_vocabulary() if vocabulary is None else resolve_vocabulary(vocabulary)
         if len(vocab) == 0:
             raise VocabularyError("the vocabulary is empty: give at least one class, e.g. --vocab 'cat; dog'")
-        text = self.text_cache.get_or_build(vocab, self._text_encoder.encode, self._text_encoder.encoder_id,
+        prompted = join_synonyms(vocab) if self._text_encoder.join_synonyms else vocab
+        text = self.text_cache.get_or_build(prompted, self._text_encoder.encode, self._text_encoder.encoder_id,
                                             progress=progress)
         self.classifier = TextClassifier.build(text, vocab, self.train_vocabulary, device=self.device)
         self.vocabulary = vocab

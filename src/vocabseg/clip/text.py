@@ -20,6 +20,7 @@ class TextEncoder(NamedTuple):
 
     encode: EncodeFn  # N prompts -> [N, D] unnormalised float32 features
     encoder_id: str  # CLIP name + fingerprint of the text-tower weights (cache key part)
+    join_synonyms: bool = False  # prompt each class with all its names joined (OVSeg) instead of one per synonym
 
 
 @torch.no_grad()

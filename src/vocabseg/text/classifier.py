@@ -42,21 +42,27 @@ class TextClassifier:
         return replace(self, embeddings=self.embeddings.to(device), synonym_index=self.synonym_index.to(device),
                        seen=self.seen.to(device))
 
-    def logits(self, regions: torch.Tensor, logit_scale: torch.Tensor,
-               void: torch.Tensor | None = None) -> torch.Tensor:
+    def logits(self, regions: torch.Tensor, logit_scale: torch.Tensor | None = None, void: torch.Tensor | None = None,
+               *, scale: float | None = None) -> torch.Tensor:
         """Cosine-similarity logits of region embeddings, max over each class's synonyms.
 
         Args:
             regions: [B, Q, D] region embeddings in CLIP space (any norm).
             logit_scale: scalar log-temperature; its exp is clamped at 100 like CLIP's.
             void: [1, D] unit-norm "no object" embedding, appended as the last column.
+            scale: a fixed multiplier instead of ``logit_scale`` (OVSeg uses 100).
 
         Returns:
             [B, Q, K] logits, or [B, Q, K + 1] with the void column last.
         """
         weights = self.embeddings if void is None else torch.cat([self.embeddings.to(void), void], dim=0)
-        scale = torch.clamp(logit_scale.exp(), max=100)
-        logits = scale * F.normalize(regions, dim=-1) @ weights.T  # [B, Q, T (+ 1)]
+        if scale is not None:
+            multiplier: torch.Tensor | float = scale
+        elif logit_scale is not None:
+            multiplier = torch.clamp(logit_scale.exp(), max=100)
+        else:
+            raise TypeError("TextClassifier.logits needs logit_scale or scale")
+        logits = multiplier * F.normalize(regions, dim=-1) @ weights.T  # [B, Q, T (+ 1)]
         per_class = logits[..., self.synonym_index].max(-1).values  # [B, Q, K]
         return per_class if void is None else torch.cat([per_class, logits[..., -1:]], dim=-1)
 

@@ -6,6 +6,7 @@ index the model predicts, so built-in vocabularies keep the official order.
 """
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 
 
@@ -59,3 +60,12 @@ def seen_mask(vocab: Vocabulary, train_vocab: Vocabulary) -> list[bool]:
     """
     train_names = {name for c in train_vocab.classes for name in c.names}
     return [not train_names.isdisjoint(c.names) for c in vocab.classes]
+
+
+def join_synonyms(vocab: Vocabulary) -> Vocabulary:
+    """The vocabulary with each class's names joined into one name ("road, route").
+
+    OVSeg prompts a class with its whole official string rather than one prompt per synonym.
+    """
+    classes = tuple(dataclasses.replace(c, names=(", ".join(c.names),)) for c in vocab.classes)
+    return Vocabulary(vocab.name, classes)
