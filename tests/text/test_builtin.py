@@ -24,6 +24,11 @@ EXPECTED_SIZES = {
     "coco_stuff": (171, 80),
     "lvis": (1203, 1203),
     "default": (1486, 1383),
+    "ovseg_ade20k_150": (150, 100),
+    "ovseg_ade20k_847": (847, 0),
+    "ovseg_pascal_context_59": (59, 0),
+    "ovseg_pascal_context_459": (459, 0),
+    "ovseg_pascal_voc_20": (20, 20),
 }
 
 
@@ -160,3 +165,18 @@ def test_seen_mask_ade_given_coco():
     mask = seen_mask(get_vocabulary("ade20k_150"), get_vocabulary("coco_panoptic"))
     assert sum(mask) == 64 and mask[0]  # "wall" is a COCO stuff synonym
     assert all(seen_mask(get_vocabulary("coco_panoptic"), get_vocabulary("coco_panoptic")))
+
+
+@pytest.mark.parametrize("name", ["ade20k_150", "ade20k_847", "pascal_context_59", "pascal_context_459", "pascal_voc_20"])
+def test_ovseg_vocabularies_follow_vocabseg_class_order(name):
+    ours, official = get_vocabulary(name), get_vocabulary(f"ovseg_{name}")
+    assert [(c.dataset_id, c.is_thing) for c in ours.classes] == [(c.dataset_id, c.is_thing) for c in official.classes]
+
+
+def test_ovseg_strings_join_back_whole():
+    from vocabseg.text.vocabulary import join_synonyms
+
+    joined = join_synonyms(get_vocabulary("ovseg_ade20k_150"))
+    assert joined.classes[6].names == ("road, route",) and joined.classes[8].names == ("window",)
+    assert [c.names[0] for c in join_synonyms(get_vocabulary("ovseg_pascal_voc_20")).classes][:2] == ["aeroplane",
+                                                                                                      "bicycle"]
