@@ -167,7 +167,8 @@ def test_seen_mask_ade_given_coco():
     assert all(seen_mask(get_vocabulary("coco_panoptic"), get_vocabulary("coco_panoptic")))
 
 
-@pytest.mark.parametrize("name", ["ade20k_150", "ade20k_847", "pascal_context_59", "pascal_context_459", "pascal_voc_20"])
+@pytest.mark.parametrize("name", ["ade20k_150", "ade20k_847", "pascal_context_59", "pascal_context_459",
+                                  "pascal_voc_20"])
 def test_ovseg_vocabularies_follow_vocabseg_class_order(name):
     ours, official = get_vocabulary(name), get_vocabulary(f"ovseg_{name}")
     assert [(c.dataset_id, c.is_thing) for c in ours.classes] == [(c.dataset_id, c.is_thing) for c in official.classes]
