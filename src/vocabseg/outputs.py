@@ -35,7 +35,8 @@ def class_color(vocab: Vocabulary, index: int) -> tuple[int, int, int]:
     """The vocabulary's colour, else a stable colour derived from the class name."""
     color = vocab.classes[index].color
     if color is not None:
-        return tuple(color)
+        r, g, b = color
+        return r, g, b
     h = zlib.crc32(vocab.classes[index].name.encode())
     return (h & 255, (h >> 8) & 255, (h >> 16) & 255)
 
@@ -61,10 +62,21 @@ def _labelled_regions(pred: Prediction) -> list[tuple[np.ndarray, int]]:
         return [(pred.panoptic == s.id, s.category) for s in pred.segments]
     if pred.semantic is not None:
         return [(pred.semantic == c, int(c)) for c in np.unique(pred.semantic)]
-    if pred.instance_masks is not None:
-        keep = pred.instance_scores >= 0.5
-        return [(m, int(c)) for m, c in zip(pred.instance_masks[keep], pred.instance_classes[keep])]
+    instances = _instances(pred)
+    if instances is not None:
+        masks, scores, classes = instances
+        keep = scores >= 0.5
+        return [(m, int(c)) for m, c in zip(masks[keep], classes[keep])]
     return []
+
+
+def _instances(pred: Prediction) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+    """The instance masks, scores and classes, which the predictor fills together; None if not predicted."""
+    if pred.instance_masks is None:
+        return None
+    if pred.instance_scores is None or pred.instance_classes is None:
+        raise ValueError("the prediction has instance masks but no instance scores or classes")
+    return pred.instance_masks, pred.instance_scores, pred.instance_classes
 
 
 def categories_json(vocab: Vocabulary) -> list[dict]:
@@ -100,8 +112,11 @@ def write_prediction(output_dir: Path, stem: str, image: np.ndarray, pred: Predi
 
 def instance_results(image_id, pred: Prediction) -> list[dict]:
     """COCO results format: one dict per instance with an RLE mask."""
+    instances = _instances(pred)
+    if instances is None:
+        raise ValueError("the prediction has no instances; predict with the instance task")
     results = []
-    for mask, score, cls in zip(pred.instance_masks, pred.instance_scores, pred.instance_classes):
+    for mask, score, cls in zip(*instances):
         rle = mask_utils.encode(np.asfortranarray(mask.astype(np.uint8)))
         rle["counts"] = rle["counts"].decode("ascii")
         results.append({"image_id": image_id, "category_id": int(cls), "segmentation": rle, "score": float(score),

@@ -17,7 +17,7 @@ from PIL import Image
 from vocabseg.data.errors import DatasetError
 from vocabseg.data.io import load_panoptic
 from vocabseg.data.readers import read_panoptic_json
-from vocabseg.data.records import Record
+from vocabseg.data.records import PanopticLabel, Record, SemanticLabel
 from vocabseg.data.registry import get_spec, splits_of
 from vocabseg.data.spec import SplitSpec
 from vocabseg.text.builtin import get_vocabulary
@@ -96,20 +96,20 @@ def _check_contents(spec: SplitSpec, root: Path, task: str, records: list[Record
     problems = []
     for record in records:
         if task == "panoptic" and record.panoptic is not None:
-            problems += _check_panoptic(spec, root, record)
+            problems += _check_panoptic(spec, root, record, record.panoptic)
         elif task == "semantic" and record.semantic is not None:
-            problems += _check_semantic(spec, root, record)
+            problems += _check_semantic(spec, root, record, record.semantic)
     return problems
 
 
-def _check_panoptic(spec: SplitSpec, root: Path, record: Record) -> list[str]:
-    png = record.panoptic.png
+def _check_panoptic(spec: SplitSpec, root: Path, record: Record, label: PanopticLabel) -> list[str]:
+    png = label.png
     try:
         ids = load_panoptic(png)
     except DatasetError as e:
         return [f"{spec.name}: {e}"]
     problems = _size_problem(spec, record, ids.shape, png)
-    listed = {s.id for s in record.panoptic.segments}
+    listed = {s.id for s in label.segments}
     unlisted = sorted(set(np.unique(ids).tolist()) - listed - {0})
     if unlisted:
         problems.append(
@@ -119,8 +119,8 @@ def _check_panoptic(spec: SplitSpec, root: Path, record: Record) -> list[str]:
     return problems
 
 
-def _check_semantic(spec: SplitSpec, root: Path, record: Record) -> list[str]:
-    path = record.semantic.path
+def _check_semantic(spec: SplitSpec, root: Path, record: Record, label: SemanticLabel) -> list[str]:
+    path = label.path
     fix = spec.fix("semantic", root)
     with Image.open(path) as img:
         mode = img.mode

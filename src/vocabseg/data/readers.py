@@ -41,6 +41,12 @@ def _image_size(path: Path) -> tuple[int, int]:
         return img.height, img.width
 
 
+def _bbox(values: Any) -> tuple[float, float, float, float]:
+    """A COCO box ``[x, y, width, height]`` as floats."""
+    x, y, width, height = (float(v) for v in values)
+    return x, y, width, height
+
+
 def _semantic(spec: SplitSpec, path: Path) -> SemanticLabel:
     return SemanticLabel(path=path, ignore_value=spec.ignore_value)
 
@@ -93,7 +99,7 @@ def _coco_instances(path: Path, spec: SplitSpec, fix: str) -> dict[Any, tuple[In
             InstanceAnnotation(
                 category=cats.index(ann["category_id"]),
                 iscrowd=bool(ann.get("iscrowd", 0)),
-                bbox=tuple(float(v) for v in ann["bbox"]),
+                bbox=_bbox(ann["bbox"]),
                 area=float(ann.get("area", 0.0)),
                 segmentation=ann["segmentation"],
             )
@@ -102,7 +108,7 @@ def _coco_instances(path: Path, spec: SplitSpec, fix: str) -> dict[Any, tuple[In
 
 
 def _load_panoptic_json(spec: SplitSpec, root: Path) -> dict[str, Any]:
-    path = spec.path(root, spec.panoptic_json)
+    path = spec.required_path(root, spec.panoptic_json, "panoptic json")
     fix = spec.fix("panoptic", root)
     data = read_json(path, fix)
     require_keys(data, ("images", "annotations", "categories"), f"panoptic json {path}", fix)
@@ -112,17 +118,19 @@ def _load_panoptic_json(spec: SplitSpec, root: Path) -> dict[str, Any]:
 
 
 def _panoptic(spec: SplitSpec, root: Path, ann: dict[str, Any], cats: _Categories) -> PanopticLabel:
-    return PanopticLabel(png=Path(root) / spec.panoptic_dir / ann["file_name"], segments=_segments(ann, cats))
+    png = spec.required_path(root, spec.panoptic_dir, "panoptic PNG folder") / ann["file_name"]
+    return PanopticLabel(png=png, segments=_segments(ann, cats))
 
 
 def read_panoptic_json(spec: SplitSpec, root: Path, tasks: frozenset[str]) -> list[Record]:
     """Records of a COCO-format panoptic split; images come from the json."""
     data = _load_panoptic_json(spec, root)
     images = {img["id"]: img for img in data["images"]}
-    cats = _Categories.of(spec, spec.path(root, spec.panoptic_json))
-    instances_json = spec.path(root, spec.instance_json)
+    cats = _Categories.of(spec, spec.required_path(root, spec.panoptic_json, "panoptic json"))
+    instances_json = None
     instances = None
     if "instance" in tasks:
+        instances_json = spec.required_path(root, spec.instance_json, "instances json")
         instances = _coco_instances(instances_json, spec, spec.fix("instance", root))
     records = []
     for ann in data["annotations"]:
@@ -135,9 +143,10 @@ def read_panoptic_json(spec: SplitSpec, root: Path, tasks: frozenset[str]) -> li
         panoptic = _panoptic(spec, root, ann, cats) if "panoptic" in tasks else None
         semantic = None
         if "semantic" in tasks:
-            semantic = _semantic(spec, Path(root) / spec.semantic_dir / (stem + spec.semantic_ext))
+            semantic_dir = spec.required_path(root, spec.semantic_dir, "semantic label folder")
+            semantic = _semantic(spec, semantic_dir / (stem + spec.semantic_ext))
         inst = None
-        if instances is not None:
+        if instances_json is not None and instances is not None:
             inst = InstanceLabel(source=instances_json, image_id=image_id, annotations=instances.get(image_id, ()))
         image = Path(root) / spec.images / img["file_name"]
         records.append(Record(image, image_id, int(img["height"]), int(img["width"]), panoptic, semantic, inst))
@@ -150,15 +159,17 @@ def _check_record_files(spec: SplitSpec, root: Path, records: list[Record]) -> N
         raise DatasetError(f"dataset {spec.name} under {root} has no images; {spec.fix('images', root)}")
     _require_files([r.image for r in records], "images", spec.fix("images", root))
     if records[0].panoptic is not None:
-        _require_files([r.panoptic.png for r in records], "panoptic PNGs", spec.fix("panoptic", root))
+        pngs = [r.panoptic.png for r in records if r.panoptic is not None]
+        _require_files(pngs, "panoptic PNGs", spec.fix("panoptic", root))
     if records[0].semantic is not None:
-        _require_files([r.semantic.path for r in records], "semantic label maps", spec.fix("semantic", root))
+        label_maps = [r.semantic.path for r in records if r.semantic is not None]
+        _require_files(label_maps, "semantic label maps", spec.fix("semantic", root))
 
 
 def read_semantic_folder(spec: SplitSpec, root: Path, tasks: frozenset[str]) -> list[Record]:
     """Records of every image in the image folder, each with its label map."""
     image_dir = require_dir(Path(root) / spec.images, spec.fix("images", root))
-    label_dir = Path(root) / spec.semantic_dir
+    label_dir = spec.required_path(root, spec.semantic_dir, "semantic label folder")
     records = []
     for image in sorted(image_dir.glob(f"*{spec.image_ext}")):
         height, width = _image_size(image)
@@ -171,7 +182,8 @@ def read_semantic_folder(spec: SplitSpec, root: Path, tasks: frozenset[str]) -> 
 def _cityscapes_semantic(image: Path, spec: SplitSpec, root: Path) -> Path:
     # leftImg8bit/val/frankfurt/X_leftImg8bit.png -> gtFine/val/frankfurt/X_gtFine_labelTrainIds.png
     image_id = image.name[: -len("_leftImg8bit.png")]
-    return Path(root) / spec.semantic_dir / image.parent.name / f"{image_id}_gtFine_labelTrainIds.png"
+    label_dir = spec.required_path(root, spec.semantic_dir, "semantic label folder")
+    return label_dir / image.parent.name / f"{image_id}_gtFine_labelTrainIds.png"
 
 
 def read_cityscapes(spec: SplitSpec, root: Path, tasks: frozenset[str]) -> list[Record]:
@@ -180,7 +192,7 @@ def read_cityscapes(spec: SplitSpec, root: Path, tasks: frozenset[str]) -> list[
     annotations: dict[str, dict[str, Any]] = {}
     if tasks & {"panoptic", "instance"}:
         annotations = {ann["image_id"]: ann for ann in _load_panoptic_json(spec, root)["annotations"]}
-    cats = _Categories.of(spec, spec.path(root, spec.panoptic_json))
+    cats = _Categories.of(spec, spec.required_path(root, spec.panoptic_json, "panoptic json"))
     records = []
     for image in sorted(image_dir.glob("*/*_leftImg8bit.png")):
         image_id = image.name[: -len("_leftImg8bit.png")]
@@ -200,7 +212,7 @@ def read_cityscapes(spec: SplitSpec, root: Path, tasks: frozenset[str]) -> list[
 
 
 def _things_as_instances(panoptic: PanopticLabel, ann: dict[str, Any]) -> InstanceLabel:
-    boxes = {int(s["id"]): tuple(float(v) for v in s.get("bbox", (0, 0, 0, 0))) for s in ann["segments_info"]}
+    boxes = {int(s["id"]): _bbox(s.get("bbox", (0, 0, 0, 0))) for s in ann["segments_info"]}
     objects = tuple(
         InstanceAnnotation(s.category, s.iscrowd, bbox=boxes[s.id], area=float(s.area), segmentation=s.id)
         for s in panoptic.segments

@@ -56,6 +56,12 @@ class SplitSpec:
         """``root / relative``, or None for a file this split does not have."""
         return None if relative is None else Path(root) / relative
 
+    def required_path(self, root: Path, relative: str | None, what: str) -> Path:
+        """``root / relative`` for a file or folder that reading this split needs; raises if it has none."""
+        if relative is None:
+            raise DatasetError(f"dataset {self.name} registers no {what}, which reading it needs")
+        return Path(root) / relative
+
     def fix(self, kind: str, root: Path) -> str:
         """How to create a missing file of ``kind`` ("images", "panoptic", ...; "release": all of it)."""
         if kind in self.derived:

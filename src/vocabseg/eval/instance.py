@@ -105,7 +105,7 @@ def _coco_from_dict(dataset: Mapping[str, Any]) -> COCO:
 
 def _check_results(results: Sequence[Mapping[str, Any]], coco_gt: COCO) -> list[dict[str, Any]]:
     known_images, known_cats = set(coco_gt.getImgIds()), set(coco_gt.getCatIds())
-    out = []
+    out: list[dict[str, Any]] = []
     for r in results:
         if r["image_id"] not in known_images:
             raise ValueError(
@@ -117,11 +117,11 @@ def _check_results(results: Sequence[Mapping[str, Any]], coco_gt: COCO) -> list[
                 f"a result has category_id {r['category_id']} which is not in the gt categories; "
                 "map contiguous indices to dataset ids"
             )
-        r = copy.deepcopy(dict(r))
+        result = copy.deepcopy(dict(r))
         # As detectron2: with a bbox present COCO.loadRes takes the box area as the
         # instance area, which changes the small/medium/large split of mask AP.
-        r.pop("bbox", None)
-        out.append(r)
+        result.pop("bbox", None)
+        out.append(result)
     return out
 
 

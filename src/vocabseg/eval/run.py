@@ -33,7 +33,7 @@ from vocabseg import distributed as dist
 from vocabseg.data import IGNORE_LABEL, Dataset, Record, load_panoptic, load_semantic
 from vocabseg.data.io import load_instances
 from vocabseg.distributed import rank_and_world
-from vocabseg.errors import CheckpointError, ConfigError
+from vocabseg.errors import CheckpointError, ConfigError, DatasetError
 from vocabseg.eval.evaluators import InstanceEvaluator, PanopticEvaluator, SemanticEvaluator
 from vocabseg.eval.instance import encode_mask
 from vocabseg.eval.panoptic import PanopticImage
@@ -67,6 +67,8 @@ def build_evaluators(vocab: Vocabulary, tasks: tuple[str, ...], seen: list[bool]
 
 
 def panoptic_gt(record: Record) -> PanopticImage:
+    if record.panoptic is None:
+        raise DatasetError(f"image {record.image} has no panoptic labels; read the dataset with the panoptic task")
     segments = []
     for s in record.panoptic.segments:
         seg = {"id": s.id, "category_id": s.category, "iscrowd": int(s.iscrowd)}
@@ -78,8 +80,10 @@ def panoptic_gt(record: Record) -> PanopticImage:
 
 def instance_gt(record: Record) -> dict[str, Any]:
     """COCO gt of one image; segment-id instances (Cityscapes) become RLE."""
+    if record.instances is None:
+        raise DatasetError(f"image {record.image} has no instance annotations; read the dataset with the instance task")
     annotations = record.instances.annotations
-    masks = None
+    masks: list[np.ndarray] = []  # decoded only if some instance is a segment id
     if any(isinstance(a.segmentation, int) for a in annotations):
         masks = [m for _, m in load_instances(record)]
     coco = []
@@ -98,6 +102,8 @@ def process_image(evaluators: dict[str, Any], record: Record, pred) -> None:
         segments = [{"id": s.id, "category_id": s.category} for s in pred.segments if s.area > 0]
         evaluators["panoptic"].process(panoptic_gt(record), PanopticImage(pred.panoptic, segments, record.image_id))
     if "semantic" in evaluators:
+        if record.semantic is None:
+            raise DatasetError(f"image {record.image} has no semantic labels; read the dataset with the semantic task")
         evaluators["semantic"].process(load_semantic(record.semantic), pred.semantic)
     if "instance" in evaluators:
         masks = {"masks": pred.instance_masks, "category_ids": pred.instance_classes, "scores": pred.instance_scores}

@@ -41,7 +41,8 @@ def score_files(dataset_name: str, root: str | Path, *, panoptic_json: str | Pat
                                "num_images": len(dataset), "tasks": [t for t in TASKS if t in wanted]}  # fmt: skip
     if panoptic_json:
         results["panoptic"] = evaluate_panoptic_files(
-            root / spec.panoptic_json, panoptic_json, root / spec.panoptic_dir, panoptic_dir
+            spec.required_path(root, spec.panoptic_json, "panoptic json"), panoptic_json,
+            spec.required_path(root, spec.panoptic_dir, "panoptic PNG folder"), panoptic_dir,
         )
     if semantic_dir:
         results["semantic"] = _score_semantic(dataset, Path(semantic_dir), pred_ignore, train_vocabulary)
@@ -60,6 +61,8 @@ def _score_semantic(dataset: Dataset, pred_dir: Path, pred_ignore: int, train_vo
     for record in dataset:
         pred = read_label_png(pred_dir / f"{record.image.stem}.png")  # [H, W] int64
         pred[pred == pred_ignore] = IGNORE_LABEL  # unpredicted: a miss for its gt class
+        if record.semantic is None:
+            raise DatasetError(f"image {record.image} has no semantic labels; read the dataset with the semantic task")
         try:
             evaluator.process(load_semantic(record.semantic), pred)
         except ValueError as e:

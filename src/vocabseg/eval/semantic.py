@@ -20,6 +20,7 @@ Metrics, as detectron2 computes them:
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
@@ -70,7 +71,7 @@ def _masked_mean(values: np.ndarray, mask: np.ndarray) -> float:
     return float(picked.mean()) if picked.size else float("nan")
 
 
-def semantic_metrics(conf: np.ndarray, seen: Sequence[bool] | None = None) -> dict[str, object]:
+def semantic_metrics(conf: np.ndarray, seen: Sequence[bool] | None = None) -> dict[str, Any]:
     """Metrics of a summed confusion matrix, as fractions in [0, 1].
 
     Args:
@@ -92,7 +93,7 @@ def semantic_metrics(conf: np.ndarray, seen: Sequence[bool] | None = None) -> di
     acc[valid] = tp[valid] / pos_gt[valid]
     iou[valid] = tp[valid] / (pos_gt + pos_pred - tp)[valid]  # union >= gt > 0
     total = pos_gt.sum()
-    out: dict[str, object] = {
+    out: dict[str, Any] = {
         "miou": _masked_mean(iou, valid),
         "fwiou": float((iou[valid] * pos_gt[valid]).sum() / total) if total else float("nan"),
         "macc": _masked_mean(acc, valid),
@@ -119,8 +120,9 @@ def seen_unseen_miou(iou: np.ndarray, seen: Sequence[bool]) -> dict[str, float]:
         iou: [C] per-class IoU, NaN for classes without gt (skipped).
         seen: [C] flags, True for classes seen in training.
     """
-    seen = np.asarray(seen, dtype=bool)
-    if seen.shape != iou.shape:
-        raise ValueError(f"seen mask has {seen.size} entries but there are {iou.size} classes; give one flag per class")
-    s, u = _masked_mean(iou, seen), _masked_mean(iou, ~seen)
+    flags = np.asarray(seen, dtype=bool)
+    if flags.shape != iou.shape:
+        raise ValueError(f"seen mask has {flags.size} entries but there are {iou.size} classes; "
+                         "give one flag per class")
+    s, u = _masked_mean(iou, flags), _masked_mean(iou, ~flags)
     return {"miou_seen": s, "miou_unseen": u, "hiou": harmonic_mean(s, u)}

@@ -27,7 +27,16 @@ from pathlib import Path
 import numpy as np
 
 from vocabseg.data.categories import ade20k_instance_to_index
-from vocabseg.data.convert.common import Report, bbox_of, convert_each, progress, read_raw, save_image, save_json
+from vocabseg.data.convert.common import (
+    Report,
+    bbox_of,
+    convert_each,
+    into_folder,
+    progress,
+    read_raw,
+    save_image,
+    save_json,
+)
 from vocabseg.data.errors import require_file
 from vocabseg.data.io import id_to_rgb, rgb_to_id
 from vocabseg.text.builtin import get_vocabulary
@@ -105,7 +114,7 @@ def prepare_semantic(root: Path, report: Report, show: bool) -> None:
             report.split_missing(f"ade20k_150 semantic {dirname}", src_dir)
             continue
         written, skipped = convert_each(
-            src_dir.glob("*.png"), lambda src, d=dst_dir: d / src.name,
+            src_dir.glob("*.png"), into_folder(dst_dir),
             lambda src, dst: save_image(shift_semantic(read_raw(src)), dst),
             desc=f"ADE20K-150 semantic {dirname}", show=show)
         report.split_done(f"ade20k_150 semantic {dirname}", written, skipped, dst_dir)
@@ -132,7 +141,9 @@ def _convert_split(root: Path, split: str, sem_files: list[Path], ins_dir: Path,
     if pan_json.exists() and ins_json.exists():
         report.split_done(f"ade20k_150 panoptic/instance {split}", 0, len(sem_files), pan_dir)
         return
-    images, pan_anns, ins_anns = [], [], []
+    images: list[dict] = []
+    pan_anns: list[dict] = []
+    ins_anns: list[dict] = []
     written = 0
     for sem_file in progress(sem_files, f"ADE20K-150 panoptic {split}", show):
         stem = sem_file.stem

@@ -76,7 +76,7 @@ def prepare_panoptic(root: Path, report: Report) -> None:
             f"https://www.cityscapes-dataset.com into {root / 'cityscapes'}"
         )
     convert2panoptic = _convert2panoptic()
-    kwargs = {"cityscapesPath": str(gt_fine), "outputFolder": str(gt_fine)}
+    kwargs: dict[str, str | list[str]] = {"cityscapesPath": str(gt_fine), "outputFolder": str(gt_fine)}
     if "setNames" in inspect.signature(convert2panoptic).parameters:  # newer releases
         kwargs["setNames"] = [s for s in ("val", "train", "test") if (gt_fine / s).is_dir()]
     try:

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from vocabseg.data.categories import index_by_dataset_id, lookup, raw_value_table
-from vocabseg.data.convert.common import Report, apply_lut, convert_each, progress, read_raw, save_image
+from vocabseg.data.convert.common import Report, apply_lut, convert_each, into_folder, progress, read_raw, save_image
 from vocabseg.data.errors import read_json, require_file, require_keys
 from vocabseg.data.io import rgb_to_id
 from vocabseg.text.builtin import get_vocabulary
@@ -80,7 +80,7 @@ def prepare_coco_stuff(root: Path, *, show: bool = True) -> Report:
             report.split_missing(f"coco_stuff {split}", src_dir)
             continue
         written, skipped = convert_each(
-            src_dir.glob("*.png"), lambda src, d=out_dir: d / src.name,
+            src_dir.glob("*.png"), into_folder(out_dir),
             lambda src, dst: save_image(apply_lut(read_raw(src), lut, 255), dst),
             desc=f"COCO-Stuff {split}", show=show)
         report.split_done(f"coco_stuff {split}", written, skipped, out_dir)

@@ -94,6 +94,11 @@ def convert_each(sources: Iterable[Path], destination: Callable[[Path], Path], c
     return written, skipped
 
 
+def into_folder(folder: Path) -> Callable[[Path], Path]:
+    """A ``convert_each`` destination: the source's file name in ``folder``."""
+    return lambda src: folder / src.name
+
+
 def bbox_of(mask: np.ndarray) -> list[int]:
     """[x, y, width, height] of a non-empty [H, W] bool mask, in pixels."""
     rows = np.flatnonzero(mask.any(axis=1))
