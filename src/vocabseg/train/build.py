@@ -2,13 +2,13 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, cast
 
 import torch
 
 from vocabseg import distributed as dist
 from vocabseg.errors import ConfigError
-from vocabseg.models import ModelFamily, ModelVariant, Settings, get_family
+from vocabseg.models import ModelFamily, ModelVariant, SegmentationModel, Settings, get_family
 from vocabseg.text import (
     TextClassifier,
     TextEmbeddingCache,
@@ -97,10 +97,12 @@ def build_source(data: DataSection, *, image_size: int, seed: int):
         dataset = get_dataset(data.name, data.root, tasks={task})
         files, vocabulary = [files_from_record(r) for r in dataset], dataset.get_vocabulary()
     elif data.format == "panoptic_json":
-        vocabulary = resolve_vocabulary(data.vocabulary) if data.vocabulary else None
+        assert data.images and data.panoptic_dir and data.panoptic_json  # set: checked against DATA_FORMATS above
+        given = resolve_vocabulary(data.vocabulary) if data.vocabulary else None
         files, vocabulary = read_panoptic_folder(images=Path(data.images), panoptic_dir=Path(data.panoptic_dir),
-                                                 panoptic_json=Path(data.panoptic_json), vocabulary=vocabulary)
+                                                 panoptic_json=Path(data.panoptic_json), vocabulary=given)
     else:
+        assert data.images and data.labels and data.vocabulary  # set: checked against DATA_FORMATS above
         files = read_label_folder(images=Path(data.images), labels=Path(data.labels), ignore_label=data.ignore_label)
         vocabulary = resolve_vocabulary(data.vocabulary)
     # As the official loader (FILTER_EMPTY_ANNOTATIONS): images with only crowd segments are skipped.
@@ -123,7 +125,7 @@ def vocabulary_spec(vocabulary: Vocabulary) -> str:
 
 def text_classifier(model: torch.nn.Module, vocabulary: Vocabulary, *, cache_dir: str | None) -> TextClassifier:
     """The vocabulary's embeddings by the frozen text tower; rank 0 fills the cache, the others read it."""
-    encoder = model.text_encoder()
+    encoder = cast(SegmentationModel, model).text_encoder()
     cache = TextEmbeddingCache(cache_dir)
     if not dist.is_main_process():
         dist.barrier()

@@ -123,7 +123,8 @@ def list_presets() -> list[str]:
 def read_preset(name_or_path: str) -> dict:
     """The raw mapping of a built-in preset name or a YAML file."""
     if name_or_path in list_presets():
-        text = resources.files("vocabseg").joinpath("presets", f"{name_or_path}.yaml").read_text(encoding="utf-8")
+        preset = resources.files("vocabseg").joinpath("presets").joinpath(f"{name_or_path}.yaml")
+        text = preset.read_text(encoding="utf-8")
     elif Path(name_or_path).is_file():
         text = Path(name_or_path).read_text(encoding="utf-8")
     else:

@@ -15,7 +15,7 @@ from __future__ import annotations
 import itertools
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
@@ -28,7 +28,8 @@ from vocabseg.train.sources import RawExample
 from vocabseg.train.transforms import lsj_targets
 
 
-class SampleKey(NamedTuple):
+@dataclass(frozen=True)
+class SampleKey:
     """What the sampler hands the dataset."""
 
     index: int  # example index in the source
@@ -93,7 +94,8 @@ class TrainDataset(Dataset):
     def __init__(self, source: Sequence[RawExample], *, image_size: int, min_scale: float, max_scale: float,
                  flip: bool, pad: bool = True):
         self.source = source
-        self.lsj = dict(image_size=image_size, min_scale=min_scale, max_scale=max_scale, flip=flip, pad=pad)
+        self.lsj: dict[str, Any] = dict(image_size=image_size, min_scale=min_scale, max_scale=max_scale, flip=flip,
+                                        pad=pad)
 
     def __len__(self) -> int:
         return len(self.source)

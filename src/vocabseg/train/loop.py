@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, Literal, NamedTuple, cast
 
 import torch
 from torch.nn.parallel import DistributedDataParallel
@@ -25,11 +25,14 @@ from torch.nn.parallel import DistributedDataParallel
 from vocabseg import distributed as dist
 from vocabseg.checkpoints import save_checkpoint
 from vocabseg.errors import CheckpointError, ConfigError
-from vocabseg.models import ModelFamily, Settings
+from vocabseg.models import ModelFamily, SegmentationModel, Settings
 from vocabseg.text import TextClassifier
 from vocabseg.train.checkpoint import TRAINER_KEY, read_training_checkpoint
 from vocabseg.train.data import Batch, PadCollate, StreamSampler, TrainDataset, build_loader
 from vocabseg.train.rng import CRITERION, derive_seed, rng_state, seed_everything, set_rng_state
+
+if TYPE_CHECKING:
+    from torch.utils.tensorboard import SummaryWriter
 
 # model (unwrapped, in eval mode), iteration -> {"panoptic/PQ": 41.2, ...}
 EvalFn = Callable[[torch.nn.Module, int], dict[str, float]]
@@ -89,7 +92,8 @@ class Trainer:
             raise ConfigError(f"solver.amp must be one of {', '.join(AMP_DTYPES)}, got {settings.amp!r}")
         self.model, self.family, self.model_config = model.to(device).train(), family, model_config
         self.model_settings = model_settings
-        self.criterion, self.dataset, self.settings, self.device = criterion, dataset, settings, device
+        self.criterion: Any = criterion  # the family's criterion: weighted_total is not on nn.Module
+        self.dataset, self.settings, self.device = dataset, settings, device
         self.optimizer, self.scheduler, self.eval_fn = optimizer, scheduler, eval_fn
         self.text = text.to(device)  # computed once with the frozen text tower
         self.train_vocabulary, self.run_config = train_vocabulary, run_config or {}
@@ -97,11 +101,14 @@ class Trainer:
         self.ddp = self._wrap(model)
         self.trainable = [p for p in model.parameters() if p.requires_grad]
         self.scaler = torch.amp.GradScaler(device.type, enabled=settings.amp == "fp16")
-        policy = model.input_policy(model_settings)
+        policy = cast(SegmentationModel, model).input_policy(model_settings)
         self.collate = PadCollate(policy.pixel_mean, policy.pixel_std, policy.size_divisibility)
-        self.iteration, self.position, self.best = 0, 0, None  # position: next sample of the global stream
+        self.iteration, self.position = 0, 0  # position: next sample of the global stream
+        self.best: dict[str, Any] | None = None  # {"metric", "value", "iteration"} of the best evaluation
         self.history: list[StepResult] | None = [] if keep_history else None
-        self._writer, self._clock, self._saved_at = None, None, None
+        self._writer: SummaryWriter | Literal[False] | None = None  # False: tensorboard is not installed
+        self._clock = (time.perf_counter(), self.iteration)  # (time, iteration) of the last speed measurement
+        self._saved_at: int | None = None
 
     def _wrap(self, model: torch.nn.Module) -> torch.nn.Module:
         if dist.get_world_size() == 1:
@@ -128,7 +135,7 @@ class Trainer:
             if self._saved_at != self.iteration:
                 self.save("last.pth")
             self.save("model_final.pth")
-        if self._writer is not None:
+        if self._writer:
             self._writer.close()
 
     def batch_stream(self) -> Iterator[Batch]:
@@ -147,10 +154,11 @@ class Trainer:
         scales = self._mask_loss_scales(micro)
         lr = self.optimizer.param_groups[0]["lr"]
         self.optimizer.zero_grad(set_to_none=True)
-        total, terms = 0.0, {}
+        total = 0.0
+        terms: dict[str, float] = {}
         for index, batch in enumerate(micro):
-            sync = index == accum - 1 or not isinstance(self.ddp, DistributedDataParallel)
-            with contextlib.nullcontext() if sync else self.ddp.no_sync():
+            last, ddp = index == accum - 1, self.ddp
+            with ddp.no_sync() if not last and isinstance(ddp, DistributedDataParallel) else contextlib.nullcontext():
                 losses = self._losses(batch, scale=scales[index])
                 objective = self.criterion.weighted_total(losses) / accum
                 self.scaler.scale(objective).backward()
@@ -216,8 +224,8 @@ class Trainer:
             self.evaluate()
 
     def _log(self, result: StepResult) -> None:
-        values = torch.tensor([result.total, *result.losses.values()], dtype=torch.float64, device=self.device)
-        values = dist.all_reduce_mean(values).tolist()  # every rank takes part
+        local = torch.tensor([result.total, *result.losses.values()], dtype=torch.float64, device=self.device)
+        values = dist.all_reduce_mean(local).tolist()  # every rank takes part
         start, start_iter = self._clock
         now = time.perf_counter()
         speed = (self.iteration - start_iter) / max(now - start, 1e-9)
@@ -252,6 +260,8 @@ class Trainer:
 
     def evaluate(self) -> dict[str, float]:
         """Runs the evaluation hook (on every rank); rank 0's metrics decide ``best.pth``."""
+        if self.eval_fn is None:
+            raise ConfigError("nothing to evaluate on: set eval.dataset in the preset")
         self.model.eval()
         try:
             with torch.no_grad():
@@ -287,6 +297,8 @@ class Trainer:
 
     def save(self, name: str) -> Path:
         """Writes ``output_dir/name`` atomically (rank 0); every rank must call it."""
+        if self.output_dir is None:
+            raise ConfigError(f"cannot save {name}: the trainer has no output folder")
         state = self.trainer_state()
         path = self.output_dir / name
         if dist.is_main_process():

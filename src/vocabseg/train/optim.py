@@ -32,7 +32,7 @@ def param_groups(model: nn.Module, *, weight_decay: float, weight_decay_norm: fl
 
     Frozen parameters (``requires_grad=False``: the CLIP) are left out.
     """
-    groups = {"decay": [], "norm": [], "embedding": []}
+    groups: dict[str, list[nn.Parameter]] = {"decay": [], "norm": [], "embedding": []}
     seen: set[int] = set()
     for module in model.modules():
         for param in module.parameters(recurse=False):

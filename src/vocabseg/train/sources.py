@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import NamedTuple
+from typing import NamedTuple, overload
 
 import numpy as np
 
@@ -89,15 +89,25 @@ class FileSource(Sequence[RawExample]):
     def __len__(self) -> int:
         return len(self.files)
 
-    def __getitem__(self, index: int) -> RawExample:
+    @overload
+    def __getitem__(self, index: int) -> RawExample: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> Sequence[RawExample]: ...
+
+    def __getitem__(self, index: int | slice) -> RawExample | Sequence[RawExample]:
+        if isinstance(index, slice):
+            return [self[i] for i in range(len(self))[index]]
         files = self.files[index]
         image = load_image(files.image)
         if files.panoptic_png is not None:
             ids, segments = load_panoptic(files.panoptic_png), files.segments
             label_file = files.panoptic_png
-        else:
+        elif files.label_map is not None:
             ids, segments = self._semantic(files.label_map)
             label_file = files.label_map.path
+        else:
+            raise DatasetError(f"image {files.image} has neither a panoptic PNG nor a label map")
         if ids.shape != image.shape[:2]:
             raise DatasetError(f"label {label_file} is {ids.shape[1]}x{ids.shape[0]} but image {files.image} is "
                                f"{image.shape[1]}x{image.shape[0]}; they must be the same size: re-export the labels")
@@ -139,7 +149,8 @@ def read_panoptic_folder(*, images: Path, panoptic_dir: Path, panoptic_json: Pat
     things = [c.is_thing for c in vocabulary.classes]
     examples = [_panoptic_example(ann, names, table, things, Path(images), Path(panoptic_dir), Path(panoptic_json))
                 for ann in data["annotations"]]
-    _require_files([e.image for e in examples] + [e.panoptic_png for e in examples], fix)
+    pngs = [e.panoptic_png for e in examples if e.panoptic_png is not None]  # every example has one
+    _require_files([e.image for e in examples] + pngs, fix)
     return examples, vocabulary
 
 
@@ -201,7 +212,15 @@ class SyntheticShapes(Sequence[RawExample]):
     def __len__(self) -> int:
         return self.num_images
 
-    def __getitem__(self, index: int) -> RawExample:
+    @overload
+    def __getitem__(self, index: int) -> RawExample: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> Sequence[RawExample]: ...
+
+    def __getitem__(self, index: int | slice) -> RawExample | Sequence[RawExample]:
+        if isinstance(index, slice):
+            return [self[i] for i in range(len(self))[index]]
         if not 0 <= index < self.num_images:
             raise IndexError(index)
         rng = np.random.default_rng([self.seed, index])

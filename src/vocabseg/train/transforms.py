@@ -73,7 +73,7 @@ def resize_bilinear(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     """[H, W, 3] uint8 -> [size, 3] with PIL bilinear (what detectron2 uses for uint8 images)."""
     if image.shape[:2] == tuple(size):
         return image
-    return np.asarray(Image.fromarray(image).resize((size[1], size[0]), Image.BILINEAR))
+    return np.asarray(Image.fromarray(image).resize((size[1], size[0]), Image.Resampling.BILINEAR))
 
 
 def apply_lsj(image: np.ndarray, ids: np.ndarray, params: LSJParams) -> tuple[np.ndarray, np.ndarray]:
