@@ -1,6 +1,7 @@
 """Strict state-dict checks with one-line errors."""
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 
 import torch
@@ -27,3 +28,54 @@ def check_state_dict(model: torch.nn.Module, state: Mapping[str, torch.Tensor], 
             problems.append(f"{len(keys)} {label} (e.g. {', '.join(keys[:3])})")
     if problems:
         raise CheckpointError(f"{source} does not fit this architecture: {'; '.join(problems)}; {fix}")
+
+
+class KeyTable:
+    """An explicit, two-way table of key prefixes between an official checkpoint and our modules.
+
+    Rows are ``(official prefix, our prefix)``; ``{i}`` in a prefix stands for a layer index.
+    The first matching row wins, so specific rows go before general ones. A key no row
+    explains is an error listing examples, never silently dropped.
+    """
+
+    def __init__(self, rows: list[tuple[str, str]], *, family: str):
+        self.rows, self.family = rows, family
+        self._forward = [(_compile(src), dst) for src, dst in rows]
+        self._backward = [(_compile(dst), src) for src, dst in rows]
+
+    def forward(self, state: dict, *, source: str = "checkpoint") -> dict:
+        """Official names -> ours; raises CheckpointError naming unexplained keys."""
+        renamed, unknown = {}, []
+        for key, value in state.items():
+            new = _rename(key, self._forward)
+            if new is None:
+                unknown.append(key)
+            else:
+                renamed[new] = value
+        if unknown:
+            raise CheckpointError(f"{source}: {len(unknown)} key(s) not in the {self.family} layout, "
+                                  f"e.g. {unknown[:3]}")
+        return renamed
+
+    def backward(self, state: dict) -> dict:
+        """Our names -> official ones."""
+        renamed = {}
+        for key, value in state.items():
+            new = _rename(key, self._backward)
+            if new is None:
+                raise CheckpointError(f"key {key!r} has no official {self.family} name")
+            renamed[new] = value
+        return renamed
+
+
+def _compile(template: str) -> re.Pattern:
+    return re.compile("^" + re.escape(template).replace(re.escape("{i}"), r"(?P<i>\d+)"))
+
+
+def _rename(key: str, rules: list[tuple[re.Pattern, str]]) -> str | None:
+    for pattern, template in rules:
+        match = pattern.match(key)
+        if match:
+            prefix = template.replace("{i}", match.group("i")) if "i" in match.groupdict() else template
+            return prefix + key[match.end():]
+    return None

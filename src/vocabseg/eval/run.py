@@ -40,7 +40,7 @@ from vocabseg.eval.panoptic import PanopticImage
 from vocabseg.eval.report import format_markdown
 from vocabseg.fileio import atomic_write
 from vocabseg.models import TASKS
-from vocabseg.text import Vocabulary
+from vocabseg.text import Vocabulary, get_vocabulary
 
 __all__ = ["TASKS", "evaluate", "rank_and_world", "results_markdown", "state_path", "write_results"]
 
@@ -252,11 +252,14 @@ def _gather(output_dir: Path, run: dict[str, Any], shards: list[list[int]], task
 def evaluate(predictor, dataset: Dataset, *, tasks: tuple[str, ...] | list[str] | None = None,
              output_dir: str | Path, limit: int | None = None, progress: bool = True,
              checkpoint_every: int = 50, test_size: tuple[int, int] | None = None) -> dict[str, Any]:
-    """Evaluates ``predictor`` on ``dataset`` with the dataset's own vocabulary.
+    """Evaluates ``predictor`` on ``dataset`` as the model family's official evaluation does.
+
+    The dataset's vocabulary is used, or the family's official class strings for it (OVSeg),
+    with the family's per-benchmark settings (OVSeg's ensemble weight) for this run only.
 
     Args:
-        predictor: a ``vocabseg.predictor.Predictor``; its vocabulary is replaced, its test size
-            is used for the run only.
+        predictor: a ``vocabseg.predictor.Predictor``; its vocabulary is replaced, the benchmark's
+            settings and test size apply for the run only.
         dataset: records from ``vocabseg.data.get_dataset``.
         tasks: subset of the dataset's tasks; default all it has labels for.
         output_dir: where ``state/``, ``results.json`` and ``results.md`` go; rerunning
@@ -272,15 +275,14 @@ def evaluate(predictor, dataset: Dataset, *, tasks: tuple[str, ...] | list[str] 
         (percent, with ``per_class``) on rank 0; ``{}`` on the other ranks.
     """
     tasks = _check_tasks(dataset, tasks)
-    size = test_size or dataset.test_size
-    before = {"min_size": predictor.inference.min_size, "max_size": predictor.inference.max_size}
-    if size is not None:
-        predictor.with_settings({"min_size": size[0], "max_size": size[1]})  # restored on the way out
+    vocabulary, overrides = _benchmark_setup(predictor, dataset, test_size)
+    before = {key: _current_setting(predictor, key) for key in overrides}
+    predictor.with_settings(overrides)  # restored on the way out
     output_dir = Path(output_dir)
     rank, world_size = rank_and_world()
     created_group = dist.join_from_env(backend="gloo", timeout=BARRIER_TIMEOUT)  # only barriers are needed
     try:
-        vocab = predictor.set_vocabulary(dataset.get_vocabulary(), progress=progress and rank == 0)
+        vocab = predictor.set_vocabulary(vocabulary, progress=progress and rank == 0)
         seen = predictor.classifier.seen.tolist()
         count = len(dataset) if limit is None else min(limit, len(dataset))
         shards = [list(range(r, count, world_size)) for r in range(world_size)]
@@ -298,10 +300,27 @@ def evaluate(predictor, dataset: Dataset, *, tasks: tuple[str, ...] | list[str] 
         dist.barrier()  # no rank leaves before the results exist
         return results
     finally:
-        if size is not None:
-            predictor.with_settings(before)
+        predictor.with_settings(before)
         if created_group:
             dist.cleanup()
+
+
+def _benchmark_setup(predictor, dataset: Dataset, test_size: tuple[int, int] | None) -> tuple[Vocabulary, dict]:
+    """The vocabulary and setting overrides of the benchmark's official evaluation for this model.
+
+    The family may name its own official class strings and settings for the benchmark (OVSeg:
+    its class strings and ensemble weight); the test size is the caller's, else the split's.
+    """
+    official, overrides = predictor.family.benchmark_overrides(dataset.vocabulary)
+    size = test_size or dataset.test_size
+    if size is not None:
+        overrides = {**overrides, "min_size": size[0], "max_size": size[1]}
+    return (get_vocabulary(official) if official else dataset.get_vocabulary()), overrides
+
+
+def _current_setting(predictor, key: str) -> Any:
+    settings = predictor.settings
+    return getattr(settings.inference if hasattr(settings.inference, key) else settings.family, key)
 
 
 def _check_tasks(dataset: Dataset, tasks) -> tuple[str, ...]:

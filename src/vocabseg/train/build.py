@@ -17,6 +17,7 @@ from vocabseg.text import (
     list_vocabularies,
     resolve_vocabulary,
 )
+from vocabseg.text.vocabulary import join_synonyms
 from vocabseg.train.checkpoint import load_init_weights
 from vocabseg.train.config import DataSection, SolverSection, TrainConfig
 from vocabseg.train.data import TrainDataset
@@ -129,7 +130,8 @@ def text_classifier(model: torch.nn.Module, vocabulary: Vocabulary, *, cache_dir
     cache = TextEmbeddingCache(cache_dir)
     if not dist.is_main_process():
         dist.barrier()
-    text = cache.get_or_build(vocabulary, encoder.encode, encoder.encoder_id)
+    prompted = join_synonyms(vocabulary) if encoder.join_synonyms else vocabulary
+    text = cache.get_or_build(prompted, encoder.encode, encoder.encoder_id)
     if dist.is_main_process():
         dist.barrier()
     return TextClassifier.build(text, vocabulary)

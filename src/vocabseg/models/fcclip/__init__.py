@@ -67,6 +67,10 @@ class FCCLIPFamily:
                                oversample_ratio=loss.oversample_ratio,
                                importance_sample_ratio=loss.importance_sample_ratio)
 
+    def benchmark_overrides(self, vocabulary: str) -> tuple[str | None, dict[str, Any]]:
+        """FC-CLIP evaluates every benchmark with its own vocabulary and the default ensemble."""
+        return None, {}
+
     def tiny_config(self, kind: str | None = None) -> FCCLIPConfig:
         """A few-million-parameter config for tests and smoke runs (``kind``: convnext or resnet)."""
         return tiny_config(kind or "convnext")

@@ -5,15 +5,14 @@ directions; a key that no row explains is an error, never silently dropped.
 """
 from __future__ import annotations
 
-import re
-
 import torch
 
 from vocabseg.errors import CheckpointError
 from vocabseg.models.protocol import ModelVariant
+from vocabseg.state_dict import KeyTable
 
 # (official detectron2 prefix, vocabseg prefix); {i} stands for a layer index.
-KEY_TABLE: list[tuple[str, str]] = [
+KEY_TABLE = KeyTable([
     ("backbone.clip_model.", "backbone.clip."),
     ("sem_seg_head.pixel_decoder.input_proj.{i}.0.", "pixel_decoder.input_proj.{i}.conv."),
     ("sem_seg_head.pixel_decoder.input_proj.{i}.1.", "pixel_decoder.input_proj.{i}.norm."),
@@ -36,7 +35,7 @@ KEY_TABLE: list[tuple[str, str]] = [
     ("sem_seg_head.predictor._mask_pooling_proj.", "transformer_decoder.mask_pooling_proj."),
     ("sem_seg_head.predictor.", "transformer_decoder."),
     ("void_embedding.", "void_embedding."),
-]
+], family="FC-CLIP")
 
 # Official keys that hold no model state we use.
 DROPPED_OFFICIAL_KEYS = ("criterion.empty_weight",)  # a loss buffer, rebuilt per vocabulary in training
@@ -45,52 +44,19 @@ OFFICIAL_TELLTALE = "sem_seg_head.predictor.query_feat.weight"
 CLIP_PREFIX_OFFICIAL, CLIP_PREFIX_OURS = "backbone.clip_model.", "backbone.clip."
 
 
-def _compile(template: str) -> re.Pattern:
-    return re.compile("^" + re.escape(template).replace(re.escape("{i}"), r"(?P<i>\d+)"))
-
-
-_FORWARD = [(_compile(src), dst) for src, dst in KEY_TABLE]
-_BACKWARD = [(_compile(dst), src) for src, dst in KEY_TABLE]
-
-
-def _rename(key: str, rules) -> str | None:
-    for pattern, template in rules:
-        match = pattern.match(key)
-        if match:
-            prefix = template.replace("{i}", match.group("i")) if "i" in match.groupdict() else template
-            return prefix + key[match.end():]
-    return None
-
-
 def is_official_state_dict(state_dict: dict) -> bool:
     return OFFICIAL_TELLTALE in state_dict
 
 
 def official_to_vocabseg(state_dict: dict, *, source: str = "checkpoint") -> dict[str, torch.Tensor]:
     """Renames an official FC-CLIP state dict (the checkpoint's "model") to our modules."""
-    converted, unknown = {}, []
-    for key, value in state_dict.items():
-        if key in DROPPED_OFFICIAL_KEYS:
-            continue
-        new_key = _rename(key, _FORWARD)
-        if new_key is None:
-            unknown.append(key)
-        else:
-            converted[new_key] = torch.as_tensor(value)
-    if unknown:
-        raise CheckpointError(f"{source}: {len(unknown)} key(s) not in the FC-CLIP layout, e.g. {unknown[:3]}")
-    return converted
+    kept = {k: v for k, v in state_dict.items() if k not in DROPPED_OFFICIAL_KEYS}
+    return {k: torch.as_tensor(v) for k, v in KEY_TABLE.forward(kept, source=source).items()}
 
 
 def vocabseg_to_official(state_dict: dict) -> dict[str, torch.Tensor]:
     """Inverse of :func:`official_to_vocabseg` (for exporting and for tests)."""
-    converted = {}
-    for key, value in state_dict.items():
-        new_key = _rename(key, _BACKWARD)
-        if new_key is None:
-            raise CheckpointError(f"key {key!r} has no official FC-CLIP name")
-        converted[new_key] = value
-    return converted
+    return KEY_TABLE.backward(state_dict)
 
 
 def _signature(state: dict) -> tuple:
