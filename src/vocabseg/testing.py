@@ -10,7 +10,7 @@ from vocabseg.models import get_family
 TINY_KINDS = ("convnext", "resnet")  # CLIP kinds of the tiny FC-CLIP: ConvNeXt-atto, one-block ModifiedResNet
 
 
-def tiny_config(kind: str = "convnext", family: str = "fcclip") -> Any:
+def tiny_config(kind: str | None = None, family: str = "fcclip") -> Any:
     """A few-million-parameter config of a family with its full architecture (random weights only)."""
     return get_family(family).tiny_config(kind)
 
@@ -26,21 +26,21 @@ def synthetic_photo(height: int = 96, width: int = 128, seed: int = 0) -> np.nda
     return image.astype(np.uint8)
 
 
-def tiny_model(kind: str = "convnext", seed: int = 0):
-    """A random-weight FC-CLIP of :func:`tiny_config` (deterministic for a seed)."""
+def tiny_model(kind: str | None = None, seed: int = 0, family: str = "fcclip"):
+    """A random-weight model of :func:`tiny_config` (deterministic for a seed)."""
     import torch
 
     torch.manual_seed(seed)
-    return get_family("fcclip").build(tiny_config(kind))
+    return get_family(family).build(get_family(family).tiny_config(kind))
 
 
-def save_tiny_checkpoint(path, *, kind: str = "convnext", seed: int = 0, min_size: int = 64, max_size: int = 128,
-                         train_vocabulary: str = "coco_panoptic"):
-    """Writes a vocabseg checkpoint of a seeded tiny FC-CLIP tested at ``min_size``/``max_size``; returns the path."""
+def save_tiny_checkpoint(path, *, kind: str | None = None, seed: int = 0, min_size: int = 64, max_size: int = 128,
+                         train_vocabulary: str = "coco_panoptic", family: str = "fcclip"):
+    """Writes a vocabseg checkpoint of a seeded tiny model tested at ``min_size``/``max_size``; returns the path."""
     from vocabseg.checkpoints import save_checkpoint
 
-    family = get_family("fcclip")
-    config = tiny_config(kind)
-    settings = family.default_settings(config).override({"min_size": min_size, "max_size": max_size})
-    return save_checkpoint(path, tiny_model(kind, seed), family=family, config=config, settings=settings,
+    model_family = get_family(family)
+    config = model_family.tiny_config(kind)
+    settings = model_family.default_settings(config).override({"min_size": min_size, "max_size": max_size})
+    return save_checkpoint(path, tiny_model(kind, seed, family), family=model_family, config=config, settings=settings,
                            train_vocabulary=train_vocabulary)

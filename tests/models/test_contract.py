@@ -1,14 +1,13 @@
 """What the generic code relies on, checked for every registered model family.
 
-A new family joins ``vocabseg.models.FAMILIES`` and adds a tiny config to ``TINY_CONFIGS`` below
-(a few-million-parameter model with random weights, built without downloads); every test here
-then runs on it. ``test_every_family_has_a_tiny_config`` fails until it does.
+A new family joins ``vocabseg.models.FAMILIES`` and gives a tiny config through its protocol's
+``tiny_config()`` (a few-million-parameter model with random weights, built without
+downloads); every test here then runs on it.
 """
 from __future__ import annotations
 
 import dataclasses
 import importlib
-from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -30,23 +29,20 @@ from vocabseg.models import (
 )
 from vocabseg.predictor import Predictor
 from vocabseg.preprocess import normalize_and_pad
-from vocabseg.testing import synthetic_photo, tiny_config
+from vocabseg.testing import synthetic_photo
 from vocabseg.text import TextClassifier, TextEmbeddingCache, build_text_classifier, get_vocabulary, parse_vocabulary
 from vocabseg.train.config import LossSection
 
 # family name -> () -> a tiny config of that family (every registered family needs one)
-TINY_CONFIGS: dict[str, Callable[[], Any]] = {
-    "fcclip": tiny_config,
-}
-
 VOCAB = "cat; dog, puppy; road [stuff]"
 TEST_SIZE = {"min_size": 64, "max_size": 96}  # the tiny models' test resize
 BATCH = 2
 
 
-def test_every_family_has_a_tiny_config():
-    missing = sorted(set(FAMILIES) - set(TINY_CONFIGS))
-    assert not missing, f"add a tiny config for {missing} to TINY_CONFIGS in {__file__}"
+def test_every_family_builds_its_tiny_config():
+    for family in FAMILIES.values():
+        config = family.tiny_config()
+        assert family.config_from_dict(config.to_dict()) == config  # the config travels in checkpoints
 
 
 @dataclasses.dataclass
@@ -89,9 +85,7 @@ def _classifier(model: nn.Module) -> TextClassifier:
 @pytest.fixture(scope="module", params=sorted(FAMILIES))
 def tiny(request: pytest.FixtureRequest) -> Tiny:
     family = FAMILIES[request.param]
-    if family.name not in TINY_CONFIGS:
-        pytest.fail(f"family {family.name!r} has no entry in TINY_CONFIGS ({__file__})")
-    config = TINY_CONFIGS[family.name]()
+    config = family.tiny_config()
     torch.manual_seed(0)
     model = family.build(config).eval()
     settings = family.default_settings(config).override(TEST_SIZE)

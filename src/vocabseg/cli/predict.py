@@ -29,7 +29,8 @@ def cmd_predict(args: argparse.Namespace) -> None:
     check_readable(todo)
     predictor = load_predictor(args)
     vocab = predictor.set_vocabulary(args.vocab)
-    tasks = predictor.family.tasks if args.task == "all" else (args.task,)
+    # Default: the family's first task, its paper's own output (FC-CLIP panoptic, OVSeg semantic).
+    tasks = predictor.family.tasks if args.task == "all" else (args.task or predictor.family.tasks[0],)
     with tqdm(total=len(todo), desc="predict", unit="img", disable=not todo) as bar:
         for start in range(0, len(todo), args.batch_size):
             chunk = todo[start:start + args.batch_size]
@@ -44,13 +45,17 @@ def cmd_predict(args: argparse.Namespace) -> None:
 def cmd_models(args: argparse.Namespace) -> None:
     from vocabseg.models import get_family
 
-    print(f"{'name':28s} {'family':8s} {'backbone':50s} {'tasks':26s} {'A-150':>6s}")
+    rows = []
     for name in list_models():
         variant = get_variant(name)
         family = get_family(variant.family)
-        backbone = family.describe(variant.config).get("backbone", "")
-        print(f"{name:28s} {family.title:8s} {backbone:50s} {','.join(family.tasks):26s} "
-              f"{variant.reported.get('ade20k_miou', float('nan')):6.1f}")
+        miou = variant.reported.get("ade20k_miou")
+        rows.append((name, family.title, family.describe(variant.config).get("backbone", ""), ",".join(family.tasks),
+                     "-" if miou is None else f"{miou:.1f}"))
+    header = ("name", "family", "backbone", "tasks", "A-150")
+    widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
+    for row in [header, *rows]:
+        print("  ".join(cell.ljust(width) for cell, width in zip(row[:-1], widths, strict=False)) + "  " + row[-1])
 
 
 def cmd_download(args: argparse.Namespace) -> None:
@@ -66,7 +71,8 @@ def add_predict_parsers(sub: argparse._SubParsersAction) -> None:
     add_model_arguments(p)
     p.add_argument("--vocab",
                    help="built-in name, file, or inline 'car; person; road [stuff]' (default: COCO+ADE+LVIS)")
-    p.add_argument("--task", default="panoptic", choices=["panoptic", "semantic", "instance", "all"])
+    p.add_argument("--task", choices=["panoptic", "semantic", "instance", "all"],
+                   help="default: the model's own output (FC-CLIP panoptic, OVSeg semantic)")
     p.add_argument("--output", required=True, help="output directory")
     p.add_argument("--overwrite", action="store_true", help="redo images whose outputs exist")
     p.add_argument("--batch-size", type=positive_int, default=1,

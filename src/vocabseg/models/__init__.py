@@ -6,7 +6,7 @@ Everything generic (predictor, zoo, checkpoints, evaluation, training, CLI) goes
 from __future__ import annotations
 
 from vocabseg.errors import ConfigError
-from vocabseg.models import fcclip
+from vocabseg.models import fcclip, ovseg
 from vocabseg.models.protocol import (
     TASKS,
     InferenceConfig,
@@ -22,6 +22,7 @@ from vocabseg.models.protocol import (
 
 FAMILIES: dict[str, ModelFamily] = {
     fcclip.FAMILY.name: fcclip.FAMILY,
+    ovseg.FAMILY.name: ovseg.FAMILY,
 }
 
 

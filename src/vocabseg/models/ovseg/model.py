@@ -1,0 +1,150 @@
+"""OVSeg: MaskFormer proposals classified by a CLIP adapted to masked regions, ensembled.
+
+The MaskFormer branch (backbone -> FPN pixel decoder -> DETR predictor) proposes Q masks and
+a CLIP-space embedding per mask, scored against the text embeddings at temperature 100. At
+test time each proposal's thresholded mask also cuts a region out of the resized image;
+the mask-prompted CLIP ViT classifies that crop, and the two class distributions are joined
+by a geometric ensemble p^(1-w) * c^w. Semantic maps are the class-weighted sums of the
+soft masks.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from vocabseg.clip.text import TextEncoder, clip_text_encoder
+from vocabseg.clip.vit import encode_masked_regions
+from vocabseg.models.ovseg.config import OVSegConfig, OVSegSettings
+from vocabseg.models.ovseg.pixel_decoder import FPNPixelDecoder
+from vocabseg.models.ovseg.regions import extract_regions
+from vocabseg.models.ovseg.transformer_predictor import TransformerPredictor
+from vocabseg.models.protocol import InputBatch, QueryOutput, ResizeAndPad, Settings
+from vocabseg.text.classifier import TextClassifier
+
+MASK_STRIDE = 4  # proposal masks are predicted at 1/4 of the input resolution
+TEMPERATURE = 100.0  # OVSeg scores cosine similarities with a fixed temperature (not CLIP's logit_scale)
+
+
+@dataclass
+class OVSegOutput:
+    """Raw MaskFormer-branch outputs of a padded batch (the criterion's input in training)."""
+
+    pred_logits: torch.Tensor  # [B, Q, K + 1] proposal logits against the text embeddings, void last
+    pred_masks: torch.Tensor  # [B, Q, H/4, W/4] mask logits
+    aux_outputs: list[dict[str, torch.Tensor]]  # earlier decoder layers (deep supervision)
+
+
+class OVSeg(nn.Module):
+    """MaskFormer with a CLIP-space class head, plus the mask-adapted CLIP that re-classifies regions."""
+
+    def __init__(self, *, config: OVSegConfig, backbone: nn.Module, pixel_decoder: FPNPixelDecoder,
+                 predictor: TransformerPredictor, clip: Any):  # clip: an open_clip CLIP (ViT)
+        super().__init__()
+        self.config = config
+        self.backbone = backbone
+        self.pixel_decoder = pixel_decoder
+        self.predictor = predictor
+        self.clip: Any = clip  # open_clip CLIP (ViT) with visual.mask_embedding; attributes are untyped
+        self.void_embedding = nn.Parameter(torch.empty(1, config.embed_dim))  # learned "no object" text embedding
+        nn.init.normal_(self.void_embedding, std=clip.transformer.width ** -0.5)  # as the reference
+
+    def void(self) -> torch.Tensor:
+        """[1, D] unit-norm "no object" embedding, the classifier's last column."""
+        return F.normalize(self.void_embedding, dim=-1)
+
+    def forward(self, images: torch.Tensor, classifier: TextClassifier) -> OVSegOutput:
+        """
+        Args:
+            images: [B, 3, H, W] normalised (ImageNet statistics), H and W multiples of 32.
+            classifier: the vocabulary's text embeddings (K classes, one prompt string each).
+        """
+        features = self.backbone(images)
+        mask_features = self.pixel_decoder(features)
+        out = self.predictor(features["res5"], mask_features)
+        logits = classifier.logits(out.class_embeds, void=self.void(), scale=TEMPERATURE)  # [L, B, Q, K + 1]
+        aux = [{"pred_logits": logits[i], "pred_masks": out.mask_logits[i]} for i in range(len(logits) - 1)]
+        return OVSegOutput(logits[-1], out.mask_logits[-1], aux)
+
+    def input_policy(self, settings: Settings) -> ResizeAndPad:
+        c = self.config
+        return ResizeAndPad(settings.inference.min_size, settings.inference.max_size, c.pixel_mean, c.pixel_std,
+                            c.size_divisibility)
+
+    def text_encoder(self) -> TextEncoder:
+        encoder = clip_text_encoder(self.clip, clip_model_name=self.config.clip_model_name,
+                                    custom_clip=self.config.clip_config is not None)
+        return encoder._replace(join_synonyms=True)  # OVSeg prompts each class with its whole name string
+
+    def inference(self, batch: InputBatch, classifier: TextClassifier, settings: Settings) -> QueryOutput:
+        """Proposals, CLIP region scores and their ensemble; ``settings.family`` is an ``OVSegSettings``."""
+        out = self(batch.images, classifier)
+        proposal_probs = out.pred_logits.softmax(-1)  # [B, Q, K + 1], void last
+        padded = F.interpolate(out.pred_masks, size=batch.images.shape[-2:], mode="bilinear", align_corners=False)
+        per_image = [self._classify_image(proposal_probs[i], padded[i], batch.resized[i], size, classifier,
+                                          settings.family) for i, size in enumerate(batch.image_sizes)]
+        class_probs = torch.stack([p for p, _, _ in per_image])  # [B, Q, K]
+        details = {"proposal_logits": out.pred_logits, "clip_logits": torch.stack([c for _, c, _ in per_image]),
+                   "region_valid": torch.stack([v for _, _, v in per_image])}
+        return QueryOutput(_merge_logprobs(class_probs, proposal_probs[..., -1:]), out.pred_masks, MASK_STRIDE,
+                           details, class_probs=class_probs)
+
+    def _classify_image(self, proposal_probs: torch.Tensor, padded_masks: torch.Tensor, image: torch.Tensor,
+                        size: tuple[int, int], classifier: TextClassifier,
+                        settings: OVSegSettings) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """One image: [Q, K] class probabilities, [Q, K + 1] CLIP logits (0 where no region), [Q] region flags.
+
+        Args:
+            proposal_probs: [Q, K + 1] softmax of the proposal logits.
+            padded_masks: [Q, H_pad, W_pad] mask logits at the padded input size.
+            image: [3, h, w] the resized uint8 image the regions are cut from.
+        """
+        probs = proposal_probs[:, :-1]  # [Q, K]
+        num_queries = probs.shape[0]
+        clip_logits = probs.new_zeros(num_queries, probs.shape[1] + 1)
+        valid = torch.zeros(num_queries, dtype=torch.bool, device=probs.device)
+        if not settings.clip_ensemble:
+            return probs, clip_logits, valid
+        masks = padded_masks[:, : size[0], : size[1]].sigmoid()  # [Q, h, w] on the unpadded image
+        regions = extract_regions(image, masks, mask_thr=settings.mask_threshold)
+        valid = regions.valid
+        if valid.any():
+            clip_logits[valid] = self.region_logits(regions.regions, regions.masks, classifier, settings.region_batch)
+        clip_probs = clip_logits[:, :-1].softmax(-1)  # [Q, K], the void column dropped before the softmax
+        return _ensemble(probs, clip_probs, valid, settings.ensemble_weight), clip_logits, valid
+
+    def region_logits(self, regions: torch.Tensor, region_masks: torch.Tensor, classifier: TextClassifier,
+                      chunk: int) -> torch.Tensor:
+        """[N, K + 1] CLIP logits of N region crops [N, 3, 224, 224] with masks [N, 1, 224, 224]."""
+        depth = self.config.mask_prompt_depth
+        features = torch.cat([encode_masked_regions(self.clip.visual, regions[i:i + chunk],
+                                                    region_masks[i:i + chunk], depth=depth)
+                              for i in range(0, len(regions), max(chunk, 1))])  # [N, D]
+        return classifier.logits(features[None], void=self.void(), scale=TEMPERATURE)[0]
+
+
+def _ensemble(proposal: torch.Tensor, clip: torch.Tensor, valid: torch.Tensor, weight: float) -> torch.Tensor:
+    """OVSeg's geometric ensemble of [Q, K] class probabilities.
+
+    w > 0: proposal^(1-w) * clip^w, where queries without a region keep clip = 1 (as the
+    reference does). w = 0: the CLIP classifier alone (the official demo setting); queries
+    without a region get zero scores, which drops them from the semantic sum.
+    """
+    if weight > 0:
+        clip = torch.where(valid[:, None], clip, torch.ones_like(clip))
+        return proposal ** (1 - weight) * clip ** weight
+    return torch.where(valid[:, None], clip, torch.zeros_like(clip))
+
+
+def _merge_logprobs(class_probs: torch.Tensor, void_prob: torch.Tensor) -> torch.Tensor:
+    """[B, Q, K + 1] log-probabilities for panoptic/instance merging (beyond the paper).
+
+    The ensembled scores are renormalised over the K classes and scaled by the proposal's
+    non-void probability, so void proposals can still be filtered, as FC-CLIP does.
+    """
+    total = class_probs.sum(-1, keepdim=True).clamp(min=1e-12)
+    probs = torch.cat([class_probs / total * (1.0 - void_prob), void_prob], dim=-1)
+    return torch.log(probs + 1e-8)

@@ -1,0 +1,103 @@
+"""OVSeg's model on tiny random-weight configs: ensemble math, region edge cases, one-class vocabularies."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from vocabseg.models import get_family
+from vocabseg.models.ovseg.config import OVSegSettings
+from vocabseg.models.ovseg.model import _ensemble
+from vocabseg.predictor import Predictor
+from vocabseg.testing import synthetic_photo
+from vocabseg.text import TextClassifier, TextEmbeddingCache, build_text_classifier, parse_vocabulary
+
+FAMILY = get_family("ovseg")
+
+
+@pytest.fixture(scope="module")
+def tiny(one_thread):
+    torch.manual_seed(0)
+    return FAMILY.build(FAMILY.tiny_config("swin")).eval()
+
+
+def _classifier(model, text: str = "cat; dog; sky") -> TextClassifier:
+    vocab = parse_vocabulary(text)
+    encoder = model.text_encoder()
+    return TextClassifier.build(build_text_classifier(vocab, encoder.encode, ("a photo of a {}.",), progress=False),
+                                vocab)
+
+
+def test_ensemble_is_geometric_and_keeps_queries_without_a_region():
+    proposal = torch.tensor([[0.6, 0.3], [0.2, 0.7]])
+    clip = torch.tensor([[0.1, 0.9], [0.5, 0.5]])
+    valid = torch.tensor([True, False])
+    mixed = _ensemble(proposal, clip, valid, 0.4)
+    torch.testing.assert_close(mixed[0], proposal[0] ** 0.6 * clip[0] ** 0.4)
+    torch.testing.assert_close(mixed[1], proposal[1] ** 0.6)  # no region: the CLIP factor is 1
+
+
+def test_weight_zero_is_clip_only_and_drops_queries_without_a_region():
+    proposal, clip = torch.rand(3, 4), torch.rand(3, 4)
+    mixed = _ensemble(proposal, clip, torch.tensor([True, False, True]), 0.0)
+    assert torch.equal(mixed[0], clip[0]) and torch.equal(mixed[2], clip[2]) and not mixed[1].any()
+
+
+def _masks_with_regions(num_queries: int, regions: dict[int, tuple[slice, slice]], size=(64, 64)) -> torch.Tensor:
+    """[Q, H, W] mask logits: -20 everywhere, +20 inside the given query's box."""
+    masks = torch.full((num_queries, *size), -20.0)
+    for query, (rows, cols) in regions.items():
+        masks[query, rows, cols] = 20.0
+    return masks
+
+
+@pytest.mark.parametrize("regions", [{}, {3: (slice(5, 9), slice(7, 8))}, {0: (slice(0, 64), slice(0, 64)),
+                                                                             5: (slice(60, 64), slice(0, 2))}])
+def test_zero_one_or_two_regions_are_classified(tiny, regions):
+    """The official code crashes on exactly one region (and on none); ours classifies what there is."""
+    classifier = _classifier(tiny)
+    queries = tiny.config.num_queries
+    proposal = torch.softmax(torch.randn(queries, 4), -1)
+    image = torch.from_numpy(synthetic_photo(64, 64).transpose(2, 0, 1).copy())
+    with torch.no_grad():
+        probs, clip_logits, valid = tiny._classify_image(proposal, _masks_with_regions(queries, regions), image,
+                                                         (64, 64), classifier, OVSegSettings(ensemble_weight=0.5))
+    assert valid.nonzero().flatten().tolist() == sorted(regions)
+    assert torch.isfinite(probs).all() and probs.shape == (queries, 3)
+    assert not clip_logits[~valid].any() and (clip_logits[valid] != 0).all()
+    torch.testing.assert_close(probs[~valid], proposal[~valid, :-1] ** 0.5)
+
+
+def test_a_region_alone_scores_as_inside_a_batch(tiny):
+    """Region crops go through the CLIP in chunks: one region alone equals the same region among others."""
+    classifier = _classifier(tiny)
+    queries = tiny.config.num_queries
+    regions = {1: (slice(2, 30), slice(4, 40)), 2: (slice(10, 64), slice(0, 20)), 6: (slice(40, 50), slice(40, 60))}
+    image = torch.from_numpy(synthetic_photo(64, 64).transpose(2, 0, 1).copy())
+    proposal = torch.softmax(torch.randn(queries, 4), -1)
+    results = []
+    for chunk in (1, 3):
+        with torch.no_grad():
+            _, logits, _ = tiny._classify_image(proposal, _masks_with_regions(queries, regions), image, (64, 64),
+                                                classifier, OVSegSettings(region_batch=chunk))
+        results.append(logits)
+    torch.testing.assert_close(results[0], results[1], rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("task", ["semantic", "panoptic", "instance"])
+def test_predictor_runs_every_task_with_a_one_class_vocabulary(tiny, tmp_path, task):
+    settings = FAMILY.default_settings(tiny.config).override({"min_size": 64, "max_size": 96})
+    predictor = Predictor(tiny, tiny.config, settings, family=FAMILY, text_cache=TextEmbeddingCache(tmp_path))
+    predictor.set_vocabulary("traffic cone", progress=False)
+    prediction = predictor.predict(synthetic_photo(50, 70), task=task)
+    assert prediction.class_names == ["traffic cone"]
+    if task == "semantic":
+        assert prediction.semantic.shape == (50, 70) and np.all(prediction.semantic == 0)
+
+
+def test_prompts_are_whole_class_strings(tiny, tmp_path):
+    """OVSeg embeds "road, route" as one prompt (the official string), not one prompt per synonym."""
+    settings = FAMILY.default_settings(tiny.config)
+    predictor = Predictor(tiny, tiny.config, settings, family=FAMILY, text_cache=TextEmbeddingCache(tmp_path))
+    predictor.set_vocabulary("road, route; sky", progress=False)
+    assert predictor.classifier.embeddings.shape[0] == 2 and predictor.classifier.synonym_index.shape == (2, 1)
