@@ -17,6 +17,8 @@ from vocabseg.text import TextEmbeddingCache
 from vocabseg.weights import save_checkpoint
 from vocabseg.zoo import get_variant
 
+pytestmark = pytest.mark.slow  # real-size RN50 and ConvNeXt-L models
+
 CLIP_PREFIX = "backbone.clip_model."
 VOCAB = "person; dog, puppy; grass [stuff]; sky [stuff]"
 

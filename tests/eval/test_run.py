@@ -202,6 +202,7 @@ def test_state_of_another_run_is_refused(predictor, dataset, reference, tmp_path
         evaluate(predictor, dataset, tasks=["panoptc"], output_dir=tmp_path, progress=False)
 
 
+@pytest.mark.slow  # two torchrun processes (~20 s)
 def test_two_processes_match_one(checkpoint, ade_root, reference, text_cache_dir, tmp_path):
     if shutil.which("torchrun") is None:
         pytest.skip("torchrun is not on PATH")
