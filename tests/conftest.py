@@ -18,6 +18,19 @@ def reference_dir() -> Path:
 
 
 @pytest.fixture(scope="session")
+def reference_file():
+    """File name in ../shared/reference -> its path; skips the test when the file is absent."""
+
+    def path(name: str) -> Path:
+        found = REFERENCE_DIR / name
+        if not found.is_file():
+            pytest.skip(f"../shared/reference/{name} is not available")
+        return found
+
+    return path
+
+
+@pytest.fixture(scope="session")
 def synth_official_state(reference_dir):
     """manifest file name -> official-format state dict with deterministic synthetic weights."""
     sys.path.insert(0, str(reference_dir))

@@ -17,6 +17,8 @@ from vocabseg.testing import synthetic_photo
 from vocabseg.text import TextEmbeddingCache
 from vocabseg.zoo import get_variant
 
+pytestmark = pytest.mark.slow  # real-size RN50 and ConvNeXt-L models
+
 CLIP_PREFIX = "backbone.clip_model."
 VOCAB = "person; dog, puppy; grass [stuff]; sky [stuff]"
 
@@ -40,7 +42,8 @@ def _outputs(predictor: Predictor):
 
 
 def _load(tmp_path, name, **kwargs):
-    return Predictor.from_pretrained("fcclip_rn50_coco", weights=str(name), inference={"min_size": 128, "max_size": 256},
+    return Predictor.from_pretrained("fcclip_rn50_coco", weights=str(name),
+                                     inference={"min_size": 128, "max_size": 256},
                                      text_cache=TextEmbeddingCache(tmp_path / "text"), progress=False, **kwargs)
 
 
@@ -89,9 +92,36 @@ GOLDENS = Path(__file__).parent / "goldens"
 SMALL_TEST_SIZE = {"min_size": 256, "max_size": 512}
 
 
-def _relative_error(ours: torch.Tensor, reference: np.ndarray) -> float:
-    reference = torch.from_numpy(reference)
-    return float((ours.float() - reference).abs().max() / reference.abs().max())
+def assert_close_to_golden(ours: torch.Tensor | np.ndarray, golden: np.ndarray, what: str, *, tight: float = 1e-4,
+                           outlier_fraction: float = 0.02, loose: float = 5e-3) -> None:
+    """Compares ``ours`` with an official output ``golden`` row by row (a row: one query, class or pixel).
+
+    A row's deviation is its largest absolute difference relative to the largest |value| of the
+    whole golden. At least ``1 - outlier_fraction`` of the rows must be within ``tight``, and every row
+    within ``loose``.
+
+    Why not one bound for every row: the decoder thresholds mask logits at 0 (the masked attention
+    of every layer, the mask pooling that classifies the queries). A pixel whose logit lies within
+    ~1e-6 of 0 takes either side with another kernel, thread count or CPU, and then that query alone
+    moves while the other rows stay within ~2e-5. Measured on the ConvNeXt-L golden (AVX-512 EPYC,
+    2 threads, whatever ATEN_CPU_CAPABILITY): one attention pixel of query 224 (logit -4.8e-7, 9th
+    layer) and one pooling pixel of query 12 (logit -6.8e-6) flip and move those queries by 4.9e-4
+    and 1.6e-4; with 1 thread nothing flips and every row is within 2.6e-6. ULP-level noise on the
+    pixel-decoder outputs flipped at most 3 of 250 queries, by at most 4.9e-4; ten times that noise
+    at most 25, by at most 1.7e-3. A real regression moves most rows: a decoder weight scaled by
+    1.01 moved 85 to 250 of the 250 queries beyond 1e-4, swapped ensemble exponents all of them
+    (ConvNeXt-L only: in the RN50 goldens no mask is valid at CLIP resolution, so no ensemble).
+    """
+    ours, golden = torch.as_tensor(ours).detach().cpu().double(), torch.as_tensor(np.asarray(golden)).double()
+    assert ours.shape == golden.shape, f"{what}: shape {tuple(ours.shape)} != golden {tuple(golden.shape)}"
+    ours, reference = ours.reshape(len(golden), -1), golden.reshape(len(golden), -1)
+    deviation = (ours - reference).abs().amax(1) / reference.abs().max()
+    outliers = sorted(torch.nonzero(deviation > tight).flatten().tolist(), key=lambda i: -float(deviation[i]))
+    worst = ", ".join(f"row {i}: {float(deviation[i]):.1e}" for i in outliers[:10])
+    assert len(outliers) <= outlier_fraction * len(reference), (
+        f"{what}: {len(outliers)} of {len(reference)} rows deviate more than {tight:g} (at most "
+        f"{int(outlier_fraction * len(reference))} may): {worst}")
+    assert float(deviation.max()) <= loose, f"{what}: rows beyond {loose:g}: {worst}"
 
 
 def _assert_matches_golden(predictor: Predictor, golden) -> None:
@@ -102,19 +132,22 @@ def _assert_matches_golden(predictor: Predictor, golden) -> None:
     vocabulary and a 256/512 test resize.
     """
     predictor.set_vocabulary("cityscapes", progress=False)
-    assert _relative_error(predictor.classifier.embeddings, golden["text_classifier"]) < 1e-5
+    # no mask thresholds before the text classifier: every row tight
+    assert_close_to_golden(predictor.classifier.embeddings, golden["text_classifier"], "text classifier", tight=1e-5,
+                           outlier_fraction=0)
     raw = predictor.run([golden["image"]])[0]
-    assert _relative_error(raw.details["in_vocab_logits"], golden["pred_logits"]) < 1e-4
-    assert _relative_error(raw.details["out_vocab_logits"], golden["out_vocab_logits"]) < 1e-4
-    assert _relative_error(raw.mask_cls, golden["mask_cls"]) < 1e-4
-    assert _relative_error(raw.pred_masks[:, ::4, ::4], golden["pred_masks_every4"]) < 1e-4
+    assert_close_to_golden(raw.details["in_vocab_logits"], golden["pred_logits"], "in-vocabulary logits")
+    assert_close_to_golden(raw.details["out_vocab_logits"], golden["out_vocab_logits"], "out-of-vocabulary logits")
+    assert_close_to_golden(raw.mask_cls, golden["mask_cls"], "ensembled class scores")
+    assert_close_to_golden(raw.pred_masks[:, ::4, ::4], golden["pred_masks_every4"], "mask logits")
 
     prediction = predictor.postprocess(raw, ("semantic", "panoptic", "instance"))
+    # Exact on every machine measured; a fraction because a few pixels are argmax ties within 1e-4.
     assert (prediction.semantic == golden["semantic_argmax"]).mean() >= 0.999
     assert [[s.id, s.category, int(s.is_thing)] for s in prediction.segments] == golden["segments"].tolist()
     assert (prediction.panoptic == golden["panoptic"]).mean() >= 0.999
     # The reference takes its top-k unsorted: compare instances in score order.
-    np.testing.assert_allclose(prediction.instance_scores, golden["instance_scores"], rtol=1e-4)
+    assert_close_to_golden(prediction.instance_scores, golden["instance_scores"], "instance scores")
     assert prediction.instance_classes.tolist() == golden["instance_classes"].tolist()
     areas = prediction.instance_masks.reshape(len(prediction.instance_masks), -1).sum(1)
     assert np.abs(areas - golden["instance_areas"]).max() <= 0.001 * golden["instance_areas"].max()
@@ -151,8 +184,12 @@ def test_rn50_semantic_only_matches_the_official_order_of_operations(rn50_files,
                                           progress=False)
     predictor.set_vocabulary("pascal_voc_20", progress=False)
     raw = predictor.run([image])[0]
-    scores = crop_and_resize(semantic_inference(raw.mask_cls, raw.padded_mask_logits()), raw.input_size, raw.output_size)
-    assert _relative_error(scores[:, ::4, ::4], golden["semantic_scores_every4"]) < 1e-5
+    scores = crop_and_resize(semantic_inference(raw.mask_cls, raw.padded_mask_logits()), raw.input_size,
+                             raw.output_size)
+    # rows: pixels (a query whose mask flips moves the scores of its pixels)
+    reference = golden["semantic_scores_every4"]
+    assert_close_to_golden(scores[:, ::4, ::4].flatten(1).T, reference.reshape(len(reference), -1).T, "semantic scores",
+                           tight=1e-5)
     semantic = predictor.postprocess(raw, ("semantic",)).semantic
     assert np.array_equal(semantic, scores.argmax(0).numpy())
     assert (semantic == golden["semantic_argmax"]).mean() >= 0.999

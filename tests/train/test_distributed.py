@@ -70,6 +70,7 @@ def _launch_two_ranks(args: list[str]) -> None:
         assert proc.returncode == 0, f"rank {rank} failed:\n{output[-3000:]}"
 
 
+@pytest.mark.slow  # two training processes (~20 s)
 def test_two_processes_match_one_process_with_accumulation(tiny_config, tiny_overrides, tmp_path):
     single = run_training(tiny_config(*EQUIVALENCE))
     assert single.settings.accum_steps == 2

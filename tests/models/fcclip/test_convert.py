@@ -1,7 +1,7 @@
 """Tests for vocabseg.models.fcclip.convert against the official FC-CLIP key manifests.
 
 The manifests (every key and shape of the official ResNet-50 and ConvNeXt-Large models)
-live in /work/shared/reference; the tests that need them skip when it is absent.
+live in ../shared/reference (next to the repository); the tests that need them skip when it is absent.
 """
 from __future__ import annotations
 
@@ -26,14 +26,10 @@ from vocabseg.models.fcclip.convert import (
 from vocabseg.models.fcclip.variants import VARIANTS
 from vocabseg.testing import tiny_config
 
-REFERENCE = Path("/work/shared/reference")
 EMPTY_WEIGHT = "criterion.empty_weight"
 
 
-def _manifest(name: str) -> dict[str, list[int]]:
-    path = REFERENCE / name
-    if not path.is_file():
-        pytest.skip(f"{path} not available")
+def _manifest(path: Path) -> dict[str, list[int]]:
     return {key: entry["shape"] for key, entry in json.loads(path.read_text()).items()}
 
 
@@ -66,8 +62,8 @@ def convnext_large_shapes() -> dict[str, list[int]]:
     "manifest, shapes_fixture",
     [("manifest_rn50.json", "rn50_shapes"), ("manifest_convnext_large.json", "convnext_large_shapes")],
 )
-def test_official_manifest_converts_to_exactly_our_state_dict(manifest, shapes_fixture, request):
-    official = _manifest(manifest)
+def test_official_manifest_converts_to_exactly_our_state_dict(manifest, shapes_fixture, request, reference_file):
+    official = _manifest(reference_file(manifest))
     ours = request.getfixturevalue(shapes_fixture)
     converted = official_to_vocabseg({key: torch.zeros(0) for key in official})
     assert set(converted) == set(ours)  # no missing, no unexpected key
@@ -77,8 +73,8 @@ def test_official_manifest_converts_to_exactly_our_state_dict(manifest, shapes_f
 
 
 @pytest.mark.parametrize("manifest", ["manifest_rn50.json", "manifest_convnext_large.json"])
-def test_round_trip_keeps_every_key_and_value(manifest):
-    official = {key: torch.tensor(float(i)) for i, key in enumerate(_manifest(manifest))}
+def test_round_trip_keeps_every_key_and_value(manifest, reference_file):
+    official = {key: torch.tensor(float(i)) for i, key in enumerate(_manifest(reference_file(manifest)))}
     assert EMPTY_WEIGHT in official and is_official_state_dict(official)
     converted = official_to_vocabseg(official)
     assert EMPTY_WEIGHT not in converted and len(converted) == len(official) - 1
@@ -87,8 +83,9 @@ def test_round_trip_keeps_every_key_and_value(manifest):
     assert all(back[key] is official[key] for key in back)  # values pass through untouched
 
 
-def test_checkpoint_without_clip_weights_converts():
-    official = {key: torch.zeros(1) for key in _manifest("manifest_rn50.json") if not key.startswith("backbone.")}
+def test_checkpoint_without_clip_weights_converts(reference_file):
+    keys = _manifest(reference_file("manifest_rn50.json"))
+    official = {key: torch.zeros(1) for key in keys if not key.startswith("backbone.")}
     converted = official_to_vocabseg(official)
     assert converted and not any(key.startswith("backbone.") for key in converted)
 
