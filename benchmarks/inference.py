@@ -56,6 +56,9 @@ def main() -> None:
     for repeat in range(args.repeats):
         print(f"run {repeat + 1}")
         raw = timed("resize + model inference", lambda: predictor.run([image])[0], device)
+        if "region_valid" in raw.details:  # OVSeg: crops classified by the CLIP, in batches of region_batch
+            print(f"  ({int(raw.details['region_valid'].sum())} region crops through the CLIP, "
+                  f"{predictor.settings.family.region_batch} per batch)")
         for task in predictor.family.tasks:
             timed(f"{task} post-processing", lambda t=task, r=raw: predictor.postprocess(r, (t,)), device)
     print(f"peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20:.1f} GiB")
