@@ -59,10 +59,13 @@ def parse_checkpoint(data: dict, *, source: str, variant: ModelVariant | None = 
     Our checkpoints carry their config. Official ones do not: the architecture comes from
     ``variant`` when given, otherwise from the family's variant whose shapes fit.
     """
-    if data.get("format") == FORMAT:
-        return _parse_v2(data, source)
-    if data.get("format") == FORMAT_V1:
-        return _parse_v1(data, source)
+    if data.get("format") in (FORMAT, FORMAT_V1):
+        loaded = _parse_v2(data, source) if data["format"] == FORMAT else _parse_v1(data, source)
+        if variant is not None and variant.family != loaded.family.name:
+            raise CheckpointError(f"{source} is a vocabseg {loaded.family.title} checkpoint, not one of "
+                                  f"{variant.name}; pass it as --model PATH (without --weights) or give the "
+                                  "matching --model")
+        return loaded
     state = data.get("model", data.get("state_dict", data))
     family = _official_family(state, source) if isinstance(state, dict) else None
     if family is None:
