@@ -157,7 +157,7 @@ def test_the_family_recognises_and_converts_through_the_same_table():
     assert family.optional_prefixes == ("backbone.clip.",)
 
 
-def _official_shapes_without_clip(manifest: str) -> dict[str, torch.Tensor]:
+def _official_shapes_without_clip(manifest: Path) -> dict[str, torch.Tensor]:
     """A converted official state dict as released without the frozen CLIP (shapes only, on meta)."""
     official = {key: torch.empty(shape, device="meta") for key, shape in _manifest(manifest).items()
                 if not key.startswith("backbone.")}
@@ -166,9 +166,9 @@ def _official_shapes_without_clip(manifest: str) -> dict[str, torch.Tensor]:
 
 @pytest.mark.parametrize("manifest, name", [("manifest_rn50.json", "fcclip_rn50_coco"),
                                             ("manifest_convnext_large.json", "fcclip_convnext_large_coco")])
-def test_guess_variant_finds_the_one_variant_with_these_shapes(manifest, name):
+def test_guess_variant_finds_the_one_variant_with_these_shapes(manifest, name, reference_file):
     variants = [factory() for factory in VARIANTS.values()]
-    state = _official_shapes_without_clip(manifest)
+    state = _official_shapes_without_clip(reference_file(manifest))
     assert guess_variant(state, variants, source="ckpt.pth").name == name
     assert get_family("fcclip").guess_variant(state, source="ckpt.pth").name == name
 
