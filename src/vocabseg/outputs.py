@@ -61,7 +61,7 @@ def _labelled_regions(pred: Prediction) -> list[tuple[np.ndarray, int]]:
     if pred.panoptic is not None:
         return [(pred.panoptic == s.id, s.category) for s in pred.segments]
     if pred.semantic is not None:
-        return [(pred.semantic == c, int(c)) for c in np.unique(pred.semantic)]
+        return [(pred.semantic == c, int(c)) for c in np.unique(pred.semantic) if c >= 0]  # -1: unassigned
     instances = _instances(pred)
     if instances is not None:
         masks, scores, classes = instances
@@ -97,9 +97,9 @@ def write_prediction(output_dir: Path, stem: str, image: np.ndarray, pred: Predi
                    "categories": categories_json(vocab)})
         written += [png, output_dir / "panoptic" / f"{stem}.json"]
     if pred.semantic is not None:
-        dtype = np.uint8 if len(vocab) <= 256 else np.uint16
+        dtype = np.uint8 if len(vocab) <= 255 else np.uint16  # the largest value marks unassigned pixels
         path = output_dir / "semantic" / f"{stem}.png"
-        save_png(path, pred.semantic.astype(dtype))
+        save_png(path, np.where(pred.semantic < 0, np.iinfo(dtype).max, pred.semantic).astype(dtype))
         written.append(path)
     if pred.instance_masks is not None:
         path = output_dir / "instance" / f"{stem}.json"

@@ -28,7 +28,7 @@ class Prediction:
     height: int
     width: int
     class_names: list[str]
-    semantic: np.ndarray | None = None  # [H, W] int32 class index per pixel
+    semantic: np.ndarray | None = None  # [H, W] int32 class index per pixel (-1: unassigned, demo mode only)
     panoptic: np.ndarray | None = None  # [H, W] int32 segment id, 0 = unassigned
     segments: list[Segment] = field(default_factory=list)
     instance_masks: np.ndarray | None = None  # [N, H, W] bool
@@ -47,6 +47,7 @@ class RawOutput:
     output_size: tuple[int, int]  # the original image
     details: dict[str, torch.Tensor] = field(default_factory=dict)  # the family's own tensors of this image
     class_probs: torch.Tensor | None = None  # [Q, K] scores to use as they are (None: softmax(mask_cls) - void)
+    semantic_scores: torch.Tensor | None = None  # [K, H_pad, W_pad] dense scores replacing the query merge
 
     def padded_mask_logits(self) -> torch.Tensor:
         """[Q, H_pad, W_pad]: mask logits upsampled to the padded network input."""
@@ -153,7 +154,8 @@ class Predictor:
         return [
             RawOutput(out.mask_cls[i], out.mask_logits[i], out.mask_stride, sizes[i], arrays[i].shape[:2],
                       {name: value[i] for name, value in out.details.items()},
-                      None if out.class_probs is None else out.class_probs[i])
+                      None if out.class_probs is None else out.class_probs[i],
+                      None if out.semantic_scores is None else out.semantic_scores[i])
             for i in range(len(arrays))
         ]
 
@@ -203,11 +205,15 @@ class Predictor:
 
     @staticmethod
     def _semantic(raw: RawOutput, tasks) -> torch.Tensor:
-        """Semantic labels in the reference's order of operations.
+        """Semantic labels in the reference's order of operations (-1: a pixel no class claims).
 
         With panoptic or instance output the masks are resized to the image first and scored
         there; semantic alone scores the padded-resolution masks and resizes the class scores.
         """
+        if raw.semantic_scores is not None:  # dense scores (OVSeg demo mode): resize, argmax, blanks
+            scores = crop_and_resize(raw.semantic_scores, raw.input_size, raw.output_size)  # [K, H, W]
+            best, labels = scores.max(0)
+            return torch.where(best > 0, labels, torch.full_like(labels, -1))
         if "panoptic" in tasks or "instance" in tasks:
             return semantic_labels(raw.mask_cls, raw.mask_logits, class_probs=raw.class_probs)
         return semantic_labels(raw.mask_cls, raw.padded_mask_logits(), class_probs=raw.class_probs,

@@ -23,6 +23,22 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--size-preset", choices=sorted(SIZE_PRESETS), help="official test resize of a benchmark")
     parser.add_argument("--min-size", type=positive_int, help="test resize: shortest edge (default: the model's)")
     parser.add_argument("--max-size", type=positive_int, help="test resize: longest edge cap (default: the model's)")
+    parser.add_argument("--set", dest="settings", action="append", default=[], type=setting, metavar="KEY=VALUE",
+                        help="a test-time setting of the model, e.g. ensemble_weight=0.45 or demo_mode=true "
+                             "(OVSeg), ensemble_alpha=0.5 (FC-CLIP); repeatable")
+
+
+def setting(text: str) -> tuple[str, Any]:
+    """``key=value`` with the value read as YAML (numbers, true/false, null)."""
+    import yaml
+
+    key, sep, value = text.partition("=")
+    if not sep or not key.strip():
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
+    try:
+        return key.strip(), yaml.safe_load(value)
+    except yaml.YAMLError:
+        raise argparse.ArgumentTypeError(f"cannot read the value of {text!r}") from None
 
 
 def test_size_overrides(args: argparse.Namespace) -> dict[str, int]:
@@ -40,5 +56,6 @@ def test_size_overrides(args: argparse.Namespace) -> dict[str, int]:
 def load_predictor(args: argparse.Namespace) -> Any:
     from vocabseg.predictor import Predictor
 
+    overrides = {**test_size_overrides(args), **dict(args.settings)}
     return Predictor.from_pretrained(args.model, weights=args.weights, clip_weights=args.clip_weights,
-                                     device=args.device, inference=test_size_overrides(args))
+                                     device=args.device, inference=overrides)

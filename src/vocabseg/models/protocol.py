@@ -85,6 +85,9 @@ class QueryOutput:
     # [B, Q, K] class probabilities to use as they are for semantic output (None: softmax of
     # mask_cls without void). OVSeg's ensemble is such a score: it does not sum to one.
     class_probs: torch.Tensor | None = None
+    # [B, K, H_pad, W_pad] per-class scores at the padded input size that replace the query merge
+    # for semantic output (OVSeg's demo mode); a pixel where every score is 0 is left unassigned.
+    semantic_scores: torch.Tensor | None = None
 
 
 @dataclass

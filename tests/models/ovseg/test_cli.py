@@ -83,3 +83,17 @@ def test_a_fcclip_checkpoint_given_as_ovseg_weights_is_one_line(tmp_path, capsys
                  "--output", str(tmp_path / "out")])
     err = capsys.readouterr().err.strip()
     assert code == 2 and len(err.splitlines()) == 1 and "FC-CLIP" in err and "ovseg_r101c_vitb16_coco" in err
+
+
+def test_settings_are_set_from_the_command_line(checkpoint, tmp_path, capsys):
+    image = tmp_path / "photo.png"
+    Image.fromarray(synthetic_photo(40, 60)).save(image)
+    args = ["predict", str(image), "--model", str(checkpoint), "--vocab", "traffic cone",
+            "--output", str(tmp_path / "o"), "--set", "demo_mode=true", "--set", "ensemble_weight=0", "--set", "mask_threshold=0.35"]
+    assert main(args) == 0
+    semantic = np.asarray(Image.open(tmp_path / "o" / "semantic" / "photo.png"))
+    assert set(np.unique(semantic)) <= {0, 255}  # 255: pixels no region claims (demo mode)
+    capsys.readouterr()
+    assert main(args[:-7] + [str(tmp_path / "o2"), "--set", "ensemble_wieght=0.5"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "ensemble_wieght" in err[0] and "ensemble_weight" in err[0]

@@ -9,6 +9,7 @@ from vocabseg.models import get_family
 from vocabseg.models.ovseg.config import OVSegSettings
 from vocabseg.models.ovseg.model import _ensemble
 from vocabseg.predictor import Predictor
+from vocabseg.preprocess import crop_and_resize
 from vocabseg.testing import synthetic_photo
 from vocabseg.text import TextClassifier, TextEmbeddingCache, build_text_classifier, parse_vocabulary
 
@@ -101,3 +102,34 @@ def test_prompts_are_whole_class_strings(tiny, tmp_path):
     predictor = Predictor(tiny, tiny.config, settings, family=FAMILY, text_cache=TextEmbeddingCache(tmp_path))
     predictor.set_vocabulary("road, route; sky", progress=False)
     assert predictor.classifier.embeddings.shape[0] == 2 and predictor.classifier.synonym_index.shape == (2, 1)
+
+
+def test_demo_scores_pick_each_class_best_region_with_hard_masks():
+    from vocabseg.models.ovseg.model import _demo_scores
+
+    probs = torch.tensor([[0.9, 0.1], [0.2, 0.8], [0.6, 0.4]])  # query 2 is best for no class
+    valid = torch.tensor([True, True, True])
+    masks = torch.full((3, 4, 4), -10.0)
+    masks[0, :2, :2] = 10.0  # query 0 (best for class 0): top-left
+    masks[1, 2:, 2:] = 10.0  # query 1 (best for class 1): bottom-right
+    masks[2] = 10.0  # everywhere, but never picked
+    scores = _demo_scores(probs, valid, masks, (4, 3), 0.35, skip_last=False)
+    assert torch.equal(scores[:, 0, 0], probs[0]) and torch.equal(scores[:, 3, 2], probs[1])
+    assert not scores[:, 0, 3].any()  # the padding column (width 3) scores nothing
+    assert not scores[:, 1, 2].any()  # covered only by query 2, which no class picked
+    only_first = _demo_scores(probs, valid, masks, (4, 4), 0.35, skip_last=True)  # class 1 plays "others"
+    assert not only_first[:, 3, 3].any() and torch.equal(only_first[:, 0, 0], probs[0])
+
+
+def test_demo_mode_with_one_class_marks_unclaimed_pixels(tiny, tmp_path):
+    settings = FAMILY.default_settings(tiny.config).override(
+        {"min_size": 64, "max_size": 96, "demo_mode": True, "ensemble_weight": 0.0, "mask_threshold": 0.35})
+    predictor = Predictor(tiny, tiny.config, settings, family=FAMILY, text_cache=TextEmbeddingCache(tmp_path))
+    predictor.set_vocabulary("traffic cone", progress=False)
+    raw = predictor.run([synthetic_photo(50, 70)])[0]
+    assert raw.semantic_scores is not None and raw.semantic_scores.shape[0] == 1  # "others" dropped again
+    assert raw.class_probs is not None and raw.class_probs.shape[-1] == 1
+    semantic = predictor.postprocess(raw, ("semantic",)).semantic
+    assert set(np.unique(semantic)) <= {-1, 0}
+    claimed = crop_and_resize(raw.semantic_scores, raw.input_size, raw.output_size)[0] > 0  # padding cropped
+    assert np.array_equal(semantic == 0, claimed.numpy())

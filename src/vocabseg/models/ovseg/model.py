@@ -9,7 +9,7 @@ soft masks.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import torch
@@ -23,7 +23,10 @@ from vocabseg.models.ovseg.pixel_decoder import FPNPixelDecoder
 from vocabseg.models.ovseg.regions import extract_regions
 from vocabseg.models.ovseg.transformer_predictor import TransformerPredictor
 from vocabseg.models.protocol import InputBatch, QueryOutput, ResizeAndPad, Settings
+from vocabseg.text.cache import build_text_classifier
 from vocabseg.text.classifier import TextClassifier
+from vocabseg.text.templates import DEFAULT_TEMPLATES
+from vocabseg.text.vocabulary import VocabClass, Vocabulary
 
 MASK_STRIDE = 4  # proposal masks are predicted at 1/4 of the input resolution
 TEMPERATURE = 100.0  # OVSeg scores cosine similarities with a fixed temperature (not CLIP's logit_scale)
@@ -51,6 +54,7 @@ class OVSeg(nn.Module):
         self.clip: Any = clip  # open_clip CLIP (ViT) with visual.mask_embedding; attributes are untyped
         self.void_embedding = nn.Parameter(torch.empty(1, config.embed_dim))  # learned "no object" text embedding
         nn.init.normal_(self.void_embedding, std=clip.transformer.width ** -0.5)  # as the reference
+        self._others_embedding: dict[str, torch.Tensor] = {}  # demo mode's "others" text embedding per text tower
 
     def void(self) -> torch.Tensor:
         """[1, D] unit-norm "no object" embedding, the classifier's last column."""
@@ -80,17 +84,50 @@ class OVSeg(nn.Module):
         return encoder._replace(join_synonyms=True)  # OVSeg prompts each class with its whole name string
 
     def inference(self, batch: InputBatch, classifier: TextClassifier, settings: Settings) -> QueryOutput:
-        """Proposals, CLIP region scores and their ensemble; ``settings.family`` is an ``OVSegSettings``."""
+        """Proposals, CLIP region scores and their ensemble; ``settings.family`` is an ``OVSegSettings``.
+
+        In demo mode (the official demo) a one-class vocabulary is scored against an extra
+        "others" class, as the official demo does, and semantic scores come from each class's
+        single best region with hard masks (``QueryOutput.semantic_scores``).
+        """
+        family: OVSegSettings = settings.family
+        with_others = family.demo_mode and classifier.num_classes == 1
+        if with_others:
+            classifier = self._with_others(classifier)
         out = self(batch.images, classifier)
         proposal_probs = out.pred_logits.softmax(-1)  # [B, Q, K + 1], void last
         padded = F.interpolate(out.pred_masks, size=batch.images.shape[-2:], mode="bilinear", align_corners=False)
-        per_image = [self._classify_image(proposal_probs[i], padded[i], batch.resized[i], size, classifier,
-                                          settings.family) for i, size in enumerate(batch.image_sizes)]
+        per_image = [self._classify_image(proposal_probs[i], padded[i], batch.resized[i], size, classifier, family)
+                     for i, size in enumerate(batch.image_sizes)]
         class_probs = torch.stack([p for p, _, _ in per_image])  # [B, Q, K]
+        valid = torch.stack([v for _, _, v in per_image])  # [B, Q]
         details = {"proposal_logits": out.pred_logits, "clip_logits": torch.stack([c for _, c, _ in per_image]),
-                   "region_valid": torch.stack([v for _, _, v in per_image])}
+                   "region_valid": valid}
+        semantic = None
+        if family.demo_mode:
+            semantic = torch.stack([_demo_scores(class_probs[i], valid[i], padded[i], size, family.mask_threshold,
+                                                 skip_last=with_others) for i, size in enumerate(batch.image_sizes)])
+        if with_others:  # back to the user's one class
+            class_probs, proposal_probs = class_probs[..., :1], torch.cat([proposal_probs[..., :1],
+                                                                           proposal_probs[..., -1:]], -1)
+            semantic = semantic[:, :1] if semantic is not None else None
         return QueryOutput(_merge_logprobs(class_probs, proposal_probs[..., -1:]), out.pred_masks, MASK_STRIDE,
-                           details, class_probs=class_probs)
+                           details, class_probs=class_probs, semantic_scores=semantic)
+
+    def _with_others(self, classifier: TextClassifier) -> TextClassifier:
+        """The classifier with an "others" class appended (its embedding made once per text tower)."""
+        encoder = self.text_encoder()
+        cached = self._others_embedding.get(encoder.encoder_id)
+        if cached is None:
+            others = Vocabulary("others", (VocabClass(("others",)),))
+            cached = build_text_classifier(others, encoder.encode, DEFAULT_TEMPLATES, progress=False).embeddings
+            self._others_embedding[encoder.encoder_id] = cached
+        rows = classifier.embeddings.shape[0]
+        return replace(classifier, embeddings=torch.cat([classifier.embeddings, cached.to(classifier.embeddings)]),
+                       synonym_index=torch.cat([classifier.synonym_index,
+                                                torch.full_like(classifier.synonym_index[:1], rows)]),
+                       seen=torch.cat([classifier.seen, classifier.seen.new_zeros(1)]),
+                       class_names=(*classifier.class_names, "others"))
 
     def _classify_image(self, proposal_probs: torch.Tensor, padded_masks: torch.Tensor, image: torch.Tensor,
                         size: tuple[int, int], classifier: TextClassifier,
@@ -137,6 +174,31 @@ def _ensemble(proposal: torch.Tensor, clip: torch.Tensor, valid: torch.Tensor, w
         clip = torch.where(valid[:, None], clip, torch.ones_like(clip))
         return proposal ** (1 - weight) * clip ** weight
     return torch.where(valid[:, None], clip, torch.zeros_like(clip))
+
+
+def _demo_scores(class_probs: torch.Tensor, valid: torch.Tensor, padded_masks: torch.Tensor, size: tuple[int, int],
+                 mask_threshold: float, *, skip_last: bool) -> torch.Tensor:
+    """The official demo's [K, H_pad, W_pad] scores: each class's best region, with hard masks.
+
+    Every class picks the region (valid query) that scores it highest; each picked region adds
+    its whole row of class scores over its thresholded mask. With an appended "others" class
+    (``skip_last``) that class picks no region. Padding gets no score.
+    """
+    candidates = valid.nonzero().flatten()  # [N] queries with a region
+    scores = padded_masks.new_zeros(class_probs.shape[1], *padded_masks.shape[-2:])
+    if len(candidates) == 0:
+        return scores
+    probs = class_probs[candidates]  # [N, K]
+    best = probs.argmax(0)  # [K] the region that scores each class highest
+    if skip_last:
+        best = best[:-1]
+    selected = torch.zeros_like(probs)
+    selected[best] = probs[best]
+    hard = (padded_masks[candidates].sigmoid() > mask_threshold).to(probs.dtype)  # [N, H_pad, W_pad]
+    scores = torch.einsum("nk,nhw->khw", selected, hard)
+    scores[:, size[0]:, :] = 0
+    scores[:, :, size[1]:] = 0
+    return scores
 
 
 def _merge_logprobs(class_probs: torch.Tensor, void_prob: torch.Tensor) -> torch.Tensor:
