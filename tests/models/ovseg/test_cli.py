@@ -89,7 +89,8 @@ def test_settings_are_set_from_the_command_line(checkpoint, tmp_path, capsys):
     image = tmp_path / "photo.png"
     Image.fromarray(synthetic_photo(40, 60)).save(image)
     args = ["predict", str(image), "--model", str(checkpoint), "--vocab", "traffic cone",
-            "--output", str(tmp_path / "o"), "--set", "demo_mode=true", "--set", "ensemble_weight=0", "--set", "mask_threshold=0.35"]
+            "--output", str(tmp_path / "o"), "--set", "demo_mode=true", "--set", "ensemble_weight=0",
+            "--set", "mask_threshold=0.35"]
     assert main(args) == 0
     semantic = np.asarray(Image.open(tmp_path / "o" / "semantic" / "photo.png"))
     assert set(np.unique(semantic)) <= {0, 255}  # 255: pixels no region claims (demo mode)
