@@ -38,20 +38,28 @@ class KeyTable:
     explains is an error listing examples, never silently dropped.
     """
 
-    def __init__(self, rows: list[tuple[str, str]], *, family: str):
-        self.rows, self.family = rows, family
+    def __init__(self, rows: list[tuple[str, str]], *, family: str, dropped: tuple[str, ...] = ()):
+        """
+        Args:
+            rows: (official prefix, our prefix) pairs, most specific first.
+            family: the paper's name, for error messages.
+            dropped: official keys that hold no model state (loss buffers, constants).
+        """
+        self.rows, self.family, self.dropped = rows, family, dropped
         self._forward = [(_compile(src), dst) for src, dst in rows]
         self._backward = [(_compile(dst), src) for src, dst in rows]
 
-    def forward(self, state: dict, *, source: str = "checkpoint") -> dict:
-        """Official names -> ours; raises CheckpointError naming unexplained keys."""
+    def forward(self, state: Mapping, *, source: str = "checkpoint") -> dict[str, torch.Tensor]:
+        """Official names -> ours (numpy arrays become tensors); raises CheckpointError naming unexplained keys."""
         renamed, unknown = {}, []
         for key, value in state.items():
+            if key in self.dropped:
+                continue
             new = _rename(key, self._forward)
             if new is None:
                 unknown.append(key)
             else:
-                renamed[new] = value
+                renamed[new] = torch.as_tensor(value)
         if unknown:
             raise CheckpointError(f"{source}: {len(unknown)} key(s) not in the {self.family} layout, "
                                   f"e.g. {unknown[:3]}")

@@ -14,6 +14,7 @@ import torch
 from torch import nn
 
 from vocabseg.errors import ConfigError
+from vocabseg.state_dict import KeyTable
 from vocabseg.text.classifier import TextClassifier
 
 TASKS = ("panoptic", "semantic", "instance")
@@ -180,3 +181,29 @@ class ModelFamily(Protocol):
 
     def tiny_config(self, kind: str | None = None) -> Any: ...
     def describe(self, config: Any) -> dict[str, str]: ...
+
+
+class FamilyBase:
+    """The plumbing every family shares, from a few class attributes: config and settings from
+    dicts, its variants, recognising and converting its official checkpoints by a key table."""
+
+    config_type: Any  # the config dataclass (with from_dict)
+    settings_type: Any  # the family's settings dataclass (with from_dict)
+    variant_table: dict[str, Callable[[], ModelVariant]]
+    key_table: KeyTable  # official checkpoint names <-> ours
+    official_telltale: str  # a key only the family's official checkpoints have
+
+    def config_from_dict(self, values: Mapping[str, Any]) -> Any:
+        return self.config_type.from_dict(dict(values))
+
+    def settings_from_dict(self, values: Mapping[str, Any]) -> Any:
+        return self.settings_type.from_dict(dict(values))
+
+    def variants(self) -> dict[str, Callable[[], ModelVariant]]:
+        return self.variant_table
+
+    def is_official(self, state: Mapping[str, Any]) -> bool:
+        return self.official_telltale in state
+
+    def convert_official(self, state: Mapping[str, Any], *, source: str) -> dict[str, torch.Tensor]:
+        return self.key_table.forward(state, source=source)

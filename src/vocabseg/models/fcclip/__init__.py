@@ -5,7 +5,7 @@ config (architecture + ensemble settings) -> build -> model (heads and geometric
 """
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 import torch
@@ -15,43 +15,34 @@ from vocabseg.clip.load import load_clip_weights
 from vocabseg.losses import build_criterion
 from vocabseg.models.fcclip.build import build_fcclip
 from vocabseg.models.fcclip.config import FCCLIPConfig, FCCLIPSettings
-from vocabseg.models.fcclip.convert import CLIP_PREFIX_OURS, guess_variant, is_official_state_dict, official_to_vocabseg
+from vocabseg.models.fcclip.convert import CLIP_PREFIX_OURS, KEY_TABLE, OFFICIAL_TELLTALE, guess_variant
 from vocabseg.models.fcclip.model import FCCLIP, FCCLIPOutput, geometric_ensemble
 from vocabseg.models.fcclip.variants import VARIANTS, tiny_config
-from vocabseg.models.protocol import TASKS, InferenceConfig, ModelVariant, Settings
+from vocabseg.models.protocol import TASKS, FamilyBase, InferenceConfig, ModelVariant, Settings
 
 __all__ = ["FAMILY", "FCCLIP", "FCCLIPConfig", "FCCLIPFamily", "FCCLIPOutput", "FCCLIPSettings", "build_fcclip",
            "geometric_ensemble"]
 
 
-class FCCLIPFamily:
+class FCCLIPFamily(FamilyBase):
     """FC-CLIP behind the :class:`~vocabseg.models.protocol.ModelFamily` protocol."""
+
+    config_type = FCCLIPConfig
+    settings_type = FCCLIPSettings
+    variant_table = VARIANTS
+    key_table = KEY_TABLE
+    official_telltale = OFFICIAL_TELLTALE
 
     name: str = "fcclip"
     title: str = "FC-CLIP"
     tasks: tuple[str, ...] = TASKS
     optional_prefixes: tuple[str, ...] = (CLIP_PREFIX_OURS,)  # released checkpoints may omit the frozen CLIP
 
-    def config_from_dict(self, values: Mapping[str, Any]) -> FCCLIPConfig:
-        return FCCLIPConfig.from_dict(dict(values))
-
-    def settings_from_dict(self, values: Mapping[str, Any]) -> FCCLIPSettings:
-        return FCCLIPSettings.from_dict(dict(values))
-
     def default_settings(self, config: FCCLIPConfig) -> Settings:
         return Settings(InferenceConfig(), FCCLIPSettings())
 
     def build(self, config: FCCLIPConfig) -> FCCLIP:
         return build_fcclip(config)
-
-    def variants(self) -> dict[str, Callable[[], ModelVariant]]:
-        return VARIANTS
-
-    def is_official(self, state: Mapping[str, Any]) -> bool:
-        return is_official_state_dict(dict(state))
-
-    def convert_official(self, state: Mapping[str, Any], *, source: str) -> dict[str, torch.Tensor]:
-        return official_to_vocabseg(dict(state), source=source)
 
     def guess_variant(self, state: Mapping[str, torch.Tensor], *, source: str) -> ModelVariant:
         return guess_variant(dict(state), [factory() for factory in VARIANTS.values()], source=source)

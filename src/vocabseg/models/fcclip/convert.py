@@ -35,10 +35,7 @@ KEY_TABLE = KeyTable([
     ("sem_seg_head.predictor._mask_pooling_proj.", "transformer_decoder.mask_pooling_proj."),
     ("sem_seg_head.predictor.", "transformer_decoder."),
     ("void_embedding.", "void_embedding."),
-], family="FC-CLIP")
-
-# Official keys that hold no model state we use.
-DROPPED_OFFICIAL_KEYS = ("criterion.empty_weight",)  # a loss buffer, rebuilt per vocabulary in training
+], family="FC-CLIP", dropped=("criterion.empty_weight",))  # a loss buffer, rebuilt per vocabulary in training
 
 OFFICIAL_TELLTALE = "sem_seg_head.predictor.query_feat.weight"
 CLIP_PREFIX_OFFICIAL, CLIP_PREFIX_OURS = "backbone.clip_model.", "backbone.clip."
@@ -50,8 +47,7 @@ def is_official_state_dict(state_dict: dict) -> bool:
 
 def official_to_vocabseg(state_dict: dict, *, source: str = "checkpoint") -> dict[str, torch.Tensor]:
     """Renames an official FC-CLIP state dict (the checkpoint's "model") to our modules."""
-    kept = {k: v for k, v in state_dict.items() if k not in DROPPED_OFFICIAL_KEYS}
-    return {k: torch.as_tensor(v) for k, v in KEY_TABLE.forward(kept, source=source).items()}
+    return KEY_TABLE.forward(state_dict, source=source)
 
 
 def vocabseg_to_official(state_dict: dict) -> dict[str, torch.Tensor]:

@@ -7,7 +7,7 @@ mask-prompted ViT in vocabseg.clip.vit -> convert (official checkpoints) -> vari
 """
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 import torch
@@ -17,18 +17,24 @@ from vocabseg.clip.load import load_clip_state
 from vocabseg.losses import build_criterion
 from vocabseg.models.ovseg.build import build_ovseg
 from vocabseg.models.ovseg.config import OVSegConfig, OVSegSettings
-from vocabseg.models.ovseg.convert import guess_variant, is_official_state_dict, official_to_vocabseg
+from vocabseg.models.ovseg.convert import KEY_TABLE, OFFICIAL_TELLTALE, guess_variant
 from vocabseg.models.ovseg.model import OVSeg, OVSegOutput
 from vocabseg.models.ovseg.variants import BENCHMARK_ENSEMBLE_WEIGHTS, VARIANTS, tiny_config
-from vocabseg.models.protocol import InferenceConfig, ModelVariant, Settings
+from vocabseg.models.protocol import FamilyBase, InferenceConfig, ModelVariant, Settings
 from vocabseg.state_dict import check_state_dict
 from vocabseg.text.builtin import list_vocabularies
 
 __all__ = ["FAMILY", "OVSeg", "OVSegConfig", "OVSegFamily", "OVSegOutput", "OVSegSettings", "build_ovseg"]
 
 
-class OVSegFamily:
+class OVSegFamily(FamilyBase):
     """OVSeg behind the :class:`~vocabseg.models.protocol.ModelFamily` protocol."""
+
+    config_type = OVSegConfig
+    settings_type = OVSegSettings
+    variant_table = VARIANTS
+    key_table = KEY_TABLE
+    official_telltale = OFFICIAL_TELLTALE
 
     name: str = "ovseg"
     title: str = "OVSeg"
@@ -37,26 +43,11 @@ class OVSegFamily:
     tasks: tuple[str, ...] = ("semantic", "panoptic", "instance")
     optional_prefixes: tuple[str, ...] = ()  # released checkpoints hold the (adapted) CLIP
 
-    def config_from_dict(self, values: Mapping[str, Any]) -> OVSegConfig:
-        return OVSegConfig.from_dict(dict(values))
-
-    def settings_from_dict(self, values: Mapping[str, Any]) -> OVSegSettings:
-        return OVSegSettings.from_dict(dict(values))
-
     def default_settings(self, config: OVSegConfig) -> Settings:
         return Settings(InferenceConfig(min_size=640, max_size=2560), OVSegSettings())
 
     def build(self, config: OVSegConfig) -> OVSeg:
         return build_ovseg(config)
-
-    def variants(self) -> dict[str, Callable[[], ModelVariant]]:
-        return VARIANTS
-
-    def is_official(self, state: Mapping[str, Any]) -> bool:
-        return is_official_state_dict(dict(state))
-
-    def convert_official(self, state: Mapping[str, Any], *, source: str) -> dict[str, torch.Tensor]:
-        return official_to_vocabseg(dict(state), source=source)
 
     def guess_variant(self, state: Mapping[str, torch.Tensor], *, source: str) -> ModelVariant:
         return guess_variant(dict(state), [factory() for factory in VARIANTS.values()], source=source)

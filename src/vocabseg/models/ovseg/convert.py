@@ -23,10 +23,8 @@ KEY_TABLE = KeyTable([
     ("sem_seg_head.predictor.", "predictor."),
     ("clip_adapter.clip_model.", "clip."),
     ("clip_adapter.non_object_embedding", "void_embedding"),
-], family="OVSeg")
-
-# Official keys that hold no model state: a loss buffer, and CLIP's normalisation constants.
-DROPPED_OFFICIAL_KEYS = ("criterion.empty_weight", "clip_adapter.pixel_mean", "clip_adapter.pixel_std")
+], family="OVSeg", dropped=(  # no model state: a loss buffer, and CLIP's normalisation constants
+    "criterion.empty_weight", "clip_adapter.pixel_mean", "clip_adapter.pixel_std"))
 OFFICIAL_TELLTALE = "clip_adapter.non_object_embedding"
 CLIP_PREFIX_OURS = "clip."
 
@@ -37,8 +35,7 @@ def is_official_state_dict(state_dict: dict) -> bool:
 
 def official_to_vocabseg(state_dict: dict, *, source: str = "checkpoint") -> dict[str, torch.Tensor]:
     """Renames an official OVSeg state dict (the checkpoint's "model") to our modules."""
-    kept = {k: v for k, v in state_dict.items() if k not in DROPPED_OFFICIAL_KEYS}
-    return {k: torch.as_tensor(v) for k, v in KEY_TABLE.forward(kept, source=source).items()}
+    return KEY_TABLE.forward(state_dict, source=source)
 
 
 def vocabseg_to_official(state_dict: dict) -> dict[str, torch.Tensor]:
