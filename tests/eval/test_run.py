@@ -192,6 +192,41 @@ def test_interrupted_then_resumed_run_equals_uninterrupted(predictor, dataset, r
     assert saved_detections(tmp_path) == saved_detections(reference[1])  # the very same predictions
 
 
+def test_bad_label_map_keeps_the_images_before_it(predictor, ade_root, tmp_path):
+    root = tmp_path / "data"
+    shutil.copytree(ade_root, root)
+    label = root / BASE / "annotations_detectron2" / "validation" / "ADE_val_00000003.png"
+    good = label.read_bytes()
+    label.write_bytes(b"not a png")  # the 3rd record's label map is broken
+    dataset, out, calls = get_dataset(SPLIT, root), tmp_path / "out", []
+
+    def predict(image, task):
+        calls.append(image)
+        return predictor.predict(image, task=task)
+
+    with pytest.raises(Exception):  # noqa: B017 - whatever the PNG reader raises
+        evaluate(Wrapped(predictor, predict), dataset, output_dir=out, progress=False, limit=4)
+    assert torch.load(state_path(out, 0), weights_only=True)["done"] == [0, 1]
+
+    label.write_bytes(good)
+    calls.clear()
+    results = evaluate(Wrapped(predictor, predict), dataset, output_dir=out, progress=False, limit=4)
+    assert len(calls) == 2 and results["num_images"] == 4  # resumed at the fixed image
+
+
+def test_state_is_saved_at_a_time_interval(predictor, dataset, tmp_path):
+    saved = []
+
+    def predict(image, task):
+        path = state_path(tmp_path, 0)
+        saved.append(torch.load(path, weights_only=True)["done"] if path.is_file() else None)
+        return predictor.predict(image, task=task)
+
+    evaluate(Wrapped(predictor, predict), dataset, output_dir=tmp_path, progress=False, limit=3,
+             checkpoint_every=100, checkpoint_seconds=0.0)  # fmt: skip
+    assert saved == [None, [0], [0, 1]]
+
+
 def test_test_size_applies_to_the_run_only(predictor, dataset, tmp_path):
     sizes = []
 

@@ -3,8 +3,10 @@
 Launch with ``torchrun --nproc_per_node N -m vocabseg.cli eval ...`` for several
 processes: rank r evaluates records r, r + N, r + 2N, ... Each rank saves its
 evaluator states and the indices it has done to ``output_dir/state/rank{r}.pt``
-every ``checkpoint_every`` images and at the end (atomically), so a rerun with the
-same output folder skips what is done; since evaluator states add up, the
+every ``checkpoint_every`` images, every ``checkpoint_seconds``, at the end and when an
+error stops the loop (atomically; an image's gt is read before any evaluator takes it,
+so a bad label file leaves them consistent), so a rerun with the same output folder
+skips what is done; since evaluator states add up, the
 resumed results equal those of an uninterrupted run. Rank 0 then merges every
 rank's file and writes ``results.json`` and ``results.md``.
 
@@ -20,6 +22,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import time
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -96,18 +99,35 @@ def instance_gt(record: Record) -> dict[str, Any]:
     return {"image_id": record.image_id, "height": record.height, "width": record.width, "annotations": coco}
 
 
-def process_image(evaluators: dict[str, Any], record: Record, pred) -> None:
-    """Feeds one record's gt and its Prediction to every evaluator."""
+def load_gt(evaluators: dict[str, Any], record: Record) -> dict[str, Any]:
+    """Reads one record's gt for every evaluator, so that a bad label file raises before any is fed."""
+    gt: dict[str, Any] = {}
     if "panoptic" in evaluators:
-        segments = [{"id": s.id, "category_id": s.category} for s in pred.segments if s.area > 0]
-        evaluators["panoptic"].process(panoptic_gt(record), PanopticImage(pred.panoptic, segments, record.image_id))
+        gt["panoptic"] = panoptic_gt(record)
     if "semantic" in evaluators:
         if record.semantic is None:
             raise DatasetError(f"image {record.image} has no semantic labels; read the dataset with the semantic task")
-        evaluators["semantic"].process(load_semantic(record.semantic), pred.semantic)
+        gt["semantic"] = load_semantic(record.semantic)
+    if "instance" in evaluators:
+        gt["instance"] = instance_gt(record)
+    return gt
+
+
+def process_image(evaluators: dict[str, Any], record: Record, pred) -> None:
+    """Feeds one record's gt and its Prediction to every evaluator (all gt is read first)."""
+    feed_image(evaluators, record, load_gt(evaluators, record), pred)
+
+
+def feed_image(evaluators: dict[str, Any], record: Record, gt: dict[str, Any], pred) -> None:
+    """Feeds gt from :func:`load_gt` and the record's Prediction to every evaluator."""
+    if "panoptic" in evaluators:
+        segments = [{"id": s.id, "category_id": s.category} for s in pred.segments if s.area > 0]
+        evaluators["panoptic"].process(gt["panoptic"], PanopticImage(pred.panoptic, segments, record.image_id))
+    if "semantic" in evaluators:
+        evaluators["semantic"].process(gt["semantic"], pred.semantic)
     if "instance" in evaluators:
         masks = {"masks": pred.instance_masks, "category_ids": pred.instance_classes, "scores": pred.instance_scores}
-        evaluators["instance"].process(instance_gt(record), masks)
+        evaluators["instance"].process(gt["instance"], masks)
 
 
 # ---- state files -----------------------------------------------------------------------------------------
@@ -251,7 +271,8 @@ def _gather(output_dir: Path, run: dict[str, Any], shards: list[list[int]], task
 # ---- the evaluation loop -----------------------------------------------------------------------------------
 def evaluate(predictor, dataset: Dataset, *, tasks: tuple[str, ...] | list[str] | None = None,
              output_dir: str | Path, limit: int | None = None, progress: bool = True,
-             checkpoint_every: int = 50, test_size: tuple[int, int] | None = None) -> dict[str, Any]:
+             checkpoint_every: int = 50, checkpoint_seconds: float = 60.0,
+             test_size: tuple[int, int] | None = None) -> dict[str, Any]:
     """Evaluates ``predictor`` on ``dataset`` as the model family's official evaluation does.
 
     The dataset's vocabulary is used, or the family's official class strings for it (OVSeg),
@@ -267,6 +288,7 @@ def evaluate(predictor, dataset: Dataset, *, tasks: tuple[str, ...] | list[str] 
         limit: evaluate the first ``limit`` records only.
         progress: show a progress bar (rank 0).
         checkpoint_every: images between two saves of this rank's state.
+        checkpoint_seconds: also save the state once this long has passed since the last save.
         test_size: test resize (shortest edge, longest edge cap); default the split's official
             one (``dataset.test_size``, e.g. 1024/2560 for Cityscapes), else the predictor's.
 
@@ -289,7 +311,7 @@ def evaluate(predictor, dataset: Dataset, *, tasks: tuple[str, ...] | list[str] 
         run = _run_identity(predictor, dataset, tasks, world_size)
         state = RankState.resume(state_path(output_dir, rank), run, build_evaluators(vocab, tasks, seen), shards[rank])
         _evaluate_shard(predictor, dataset, tasks, shards[rank], state, show=progress and rank == 0,
-                        checkpoint_every=checkpoint_every)  # fmt: skip
+                        checkpoint_every=checkpoint_every, checkpoint_seconds=checkpoint_seconds)  # fmt: skip
         dist.barrier()  # every rank's state file is complete
         results = {}
         if rank == 0:
@@ -338,26 +360,29 @@ def _check_tasks(dataset: Dataset, tasks) -> tuple[str, ...]:
 
 
 def _evaluate_shard(predictor, dataset: Dataset, tasks: tuple[str, ...], shard: list[int], state: RankState, *,
-                    show: bool, checkpoint_every: int) -> None:
-    """Runs the records of ``shard`` not done yet, saving ``state`` as it goes."""
+                    show: bool, checkpoint_every: int, checkpoint_seconds: float) -> None:
+    """Runs the records of ``shard`` not done yet, saving ``state`` as it goes and when an error stops it."""
     done = set(state.done)
     todo = [i for i in shard if i not in done]
     bar = tqdm(total=len(shard), initial=len(shard) - len(todo), desc=f"eval {dataset.name}", unit="img",
                disable=not show)
     consistent, since_save = True, 0  # consistent: the evaluators hold exactly the images in state.done
+    saved_at = time.monotonic()
     try:
         for index in todo:
             record = dataset[index]
             pred = predictor.predict(record.image, task=tasks)
+            gt = load_gt(state.evaluators, record)  # a bad label file raises here, evaluators untouched
             consistent = False
-            process_image(state.evaluators, record, pred)
+            feed_image(state.evaluators, record, gt, pred)
             state.done.append(index)
             consistent, since_save = True, since_save + 1
             bar.update()
-            if since_save >= checkpoint_every:
+            if since_save >= checkpoint_every or time.monotonic() - saved_at >= checkpoint_seconds:
                 state.save()
-                since_save = 0
+                since_save, saved_at = 0, time.monotonic()
     finally:
         bar.close()
-        if consistent and (since_save or not state.path.is_file()):  # also when interrupted between images
+        # Also on an error (a bad label file, a crash): unless one stopped an evaluator mid-image.
+        if consistent and (since_save or not state.path.is_file()):
             state.save()
