@@ -1,6 +1,7 @@
 """Built-in vocabularies against facts read from the official FC-CLIP lists."""
 import pytest
 
+from vocabseg.errors import VocabularyError
 from vocabseg.text import (
     VocabClass,
     Vocabulary,
@@ -9,6 +10,7 @@ from vocabseg.text import (
     list_vocabularies,
     seen_mask,
 )
+from vocabseg.text.builtin import match_vocabulary_name
 
 # name -> (classes, things); things follow the official per-class isthing flags.
 EXPECTED_SIZES = {
@@ -53,8 +55,29 @@ def test_names_are_clean(name):
 
 
 def test_unknown_name_lists_valid_names():
-    with pytest.raises(ValueError, match="coco_panoptic.*lvis"):
-        get_vocabulary("coco")
+    with pytest.raises(ValueError, match="unknown vocabulary 'cocoa'.*coco_panoptic.*lvis"):
+        get_vocabulary("cocoa")
+
+
+def test_names_match_in_any_case_and_by_unambiguous_alias():
+    assert get_vocabulary("ADE20K_150") is get_vocabulary("ade20k_150")
+    assert get_vocabulary("ade20k-847") is get_vocabulary("ade20k_847")
+    assert get_vocabulary("VOC20") is get_vocabulary("pascal_voc_20")
+    assert get_vocabulary("mapillary").name == "mapillary_vistas"
+    assert match_vocabulary_name("cat") == ()
+
+
+@pytest.mark.parametrize(("name", "candidates"), [
+    ("ade20k", ("ade20k_150", "ade20k_847")),
+    ("coco", ("coco_panoptic", "coco_stuff")),
+    ("voc", ("pascal_voc_20", "pascal_voc_21")),
+])
+def test_an_ambiguous_name_is_refused_with_its_candidates(name, candidates):
+    assert match_vocabulary_name(name) == candidates
+    expected = f"'{name.upper()}' is ambiguous.*'{candidates[0]}' or '{candidates[1]}'"
+    with pytest.raises(VocabularyError, match=expected) as info:
+        get_vocabulary(name.upper())
+    assert "\n" not in str(info.value)
 
 
 def test_coco_panoptic_spot_checks():

@@ -1,6 +1,7 @@
 """Custom vocabulary syntax, file loading, spec resolution and their errors."""
 import pytest
 
+from vocabseg.errors import VocabularyError
 from vocabseg.text import (
     VocabClass,
     Vocabulary,
@@ -91,6 +92,38 @@ def test_resolve_refuses_typos_and_missing_files(tmp_path):
         resolve_vocabulary("coco_panoptc")
     with pytest.raises(ValueError, match="does not exist"):
         resolve_vocabulary(str(tmp_path / "nope.txt"))
+
+
+def test_resolve_matches_builtin_names_in_any_case_and_by_alias():
+    assert resolve_vocabulary("ADE20K_150") is get_vocabulary("ade20k_150")
+    assert resolve_vocabulary(" Coco_Stuff ") is get_vocabulary("coco_stuff")
+    assert resolve_vocabulary("voc21") is get_vocabulary("pascal_voc_21")
+
+
+@pytest.mark.parametrize(("spec", "match"), [
+    ("ade20k", "'ade20k' is ambiguous; did you mean 'ade20k_150' or 'ade20k_847'.*'ade20k;'"),
+    ("coco", "'coco' is ambiguous; did you mean 'coco_panoptic' or 'coco_stuff'.*'coco;'"),
+    ("ADE20K", "'ADE20K' is ambiguous.*'ADE20K;'"),
+    ("levis", "did you mean 'lvis'.*'levis;'"),
+])
+def test_a_lone_word_naming_builtins_is_refused_with_the_quoting_rule(spec, match):
+    with pytest.raises(VocabularyError, match=match) as info:
+        resolve_vocabulary(spec)
+    assert "\n" not in str(info.value)
+
+
+def test_a_trailing_semicolon_or_class_syntax_makes_it_a_class():
+    assert resolve_vocabulary("coco;").class_names == ["coco"]
+    assert resolve_vocabulary("ade20k [stuff]").thing_mask == [False]
+    assert resolve_vocabulary("coco, cocoa").class_names == ["coco"]
+    for word in ("person", "cat", "traffic light"):
+        assert resolve_vocabulary(word).class_names == [word]
+
+
+def test_a_file_named_like_a_stem_is_read(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "coco").write_text("cat\ndog\n")
+    assert resolve_vocabulary("coco").class_names == ["cat", "dog"]
 
 
 def test_a_byte_order_mark_is_not_part_of_the_first_name(tmp_path):

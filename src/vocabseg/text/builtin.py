@@ -108,25 +108,89 @@ _BUILTINS: dict[str, Callable[[], Vocabulary]] = {
 }
 
 
+# Short names people type, each naming exactly one vocabulary. A bare stem shared by several
+# ("voc", "ade20k", "coco") is deliberately absent: match_vocabulary_name reports all of them.
+_ALIASES = {
+    "ade150": "ade20k_150",
+    "ade847": "ade20k_847",
+    "pc59": "pascal_context_59",
+    "pc459": "pascal_context_459",
+    "voc20": "pascal_voc_20",
+    "voc21": "pascal_voc_21",
+    "mapillary": "mapillary_vistas",
+    "vistas": "mapillary_vistas",
+}
+# Stems that are not a name prefix but still clearly mean one of a family.
+_SHORT_STEMS = {
+    "ade": ("ade20k_150", "ade20k_847"),
+    "pc": ("pascal_context_59", "pascal_context_459"),
+    "context": ("pascal_context_59", "pascal_context_459"),
+    "voc": ("pascal_voc_20", "pascal_voc_21"),
+}
+
+
 def list_vocabularies() -> list[str]:
     """Names accepted by :func:`get_vocabulary`, sorted."""
     return sorted(_BUILTINS)
 
 
-@functools.cache
+def normalize_vocabulary_name(name: str) -> str:
+    """Case-folded, with '-' and spaces as '_': "ADE20K-150" -> "ade20k_150"."""
+    return "_".join(name.strip().casefold().replace("-", " ").replace("_", " ").split())
+
+
+def vocabulary_aliases() -> dict[str, str]:
+    """Alias -> built-in name, for the unambiguous short names."""
+    return dict(_ALIASES)
+
+
+def match_vocabulary_name(name: str) -> tuple[str, ...]:
+    """The built-in vocabularies a user's name may mean.
+
+    A name, in any case, or an alias is one match; a stem shared by several
+    ("ade20k" -> ade20k_150 and ade20k_847) is each of them; anything else none.
+    The ``ovseg_`` lists match only a name that starts with ``ovseg``.
+
+    Args:
+        name: What the user typed, e.g. "ADE20K_150", "voc20" or "coco".
+
+    Returns:
+        Matching built-in names, sorted.
+    """
+    key = normalize_vocabulary_name(name)
+    if key in _BUILTINS:
+        return (key,)
+    if key in _ALIASES:
+        return (_ALIASES[key],)
+    if key in _SHORT_STEMS:
+        return tuple(sorted(_SHORT_STEMS[key]))
+    return tuple(n for n in list_vocabularies() if n.startswith(key + "_") and key)
+
+
 def get_vocabulary(name: str) -> Vocabulary:
-    """Returns a built-in vocabulary by name.
+    """Returns a built-in vocabulary by name (case-insensitive; aliases like "voc20" too).
 
     Vocabularies are immutable, so the result is cached and shared.
 
     Args:
-        name: One of :func:`list_vocabularies`, e.g. "coco_panoptic".
+        name: One of :func:`list_vocabularies`, e.g. "coco_panoptic", in any
+            case, or an unambiguous alias (:func:`vocabulary_aliases`).
 
     Raises:
-        ValueError: If ``name`` is not a built-in vocabulary.
+        ValueError: If ``name`` is not a built-in vocabulary or names several.
     """
-    if name not in _BUILTINS:
+    matches = match_vocabulary_name(name)
+    if len(matches) > 1:
+        raise VocabularyError(
+            f"vocabulary {name!r} is ambiguous; did you mean {' or '.join(map(repr, matches))}?"
+        )
+    if not matches:
         raise VocabularyError(
             f"unknown vocabulary {name!r}; valid names: {', '.join(list_vocabularies())}"
         )
+    return _load_builtin(matches[0])
+
+
+@functools.cache
+def _load_builtin(name: str) -> Vocabulary:
     return _BUILTINS[name]()

@@ -9,7 +9,9 @@ Syntax (the same inline and in files)::
 
 Classes are separated by ';' or newlines, synonyms by ','; the first name is
 the display name. A class is a thing unless it ends with ``[stuff]``
-(``[thing]`` is accepted for symmetry). Blank entries are ignored.
+(``[thing]`` is accepted for symmetry). Blank entries are ignored, so a
+trailing ';' makes a lone word that is also a built-in name ("coco;") a
+one-class vocabulary.
 """
 from __future__ import annotations
 
@@ -19,7 +21,13 @@ import re
 from pathlib import Path
 
 from vocabseg.errors import VocabularyError
-from vocabseg.text.builtin import get_vocabulary, list_vocabularies
+from vocabseg.text.builtin import (
+    get_vocabulary,
+    list_vocabularies,
+    match_vocabulary_name,
+    normalize_vocabulary_name,
+    vocabulary_aliases,
+)
 from vocabseg.text.vocabulary import VocabClass, Vocabulary
 
 # "names [tag]" -> ("names", "tag"); the tag must close the entry.
@@ -121,13 +129,24 @@ def _looks_like_path(spec: str) -> bool:
     return spec.endswith(".txt") or spec.startswith(("/", "./", "../", "~"))
 
 
-def _reject_typo(spec: str) -> None:
-    """Refuses a lone word that is a near miss of a built-in vocabulary name."""
-    close = difflib.get_close_matches(spec, list_vocabularies(), n=1, cutoff=0.8)
+def _is_bare_token(spec: str) -> bool:
+    """One entry with no class syntax: could be a built-in name as well as a class."""
+    return not any(mark in spec for mark in (";", ",", "[", "\n"))
+
+
+def _reject_near_miss(spec: str, matches: tuple[str, ...]) -> None:
+    """Refuses a lone word that names several built-ins or is a near miss of one."""
+    quoting = f"for a one-class vocabulary write {spec + ';'!r}"
+    if len(matches) > 1:
+        raise VocabularyError(
+            f"vocabulary {spec!r} is ambiguous; did you mean {' or '.join(map(repr, matches))}? ({quoting})"
+        )
+    known = {**{n: n for n in list_vocabularies()}, **vocabulary_aliases()}
+    close = difflib.get_close_matches(normalize_vocabulary_name(spec), known, n=1, cutoff=0.8)
     if close:
         raise VocabularyError(
-            f"unknown vocabulary {spec!r}; did you mean {close[0]!r}? valid names: "
-            f"{', '.join(list_vocabularies())} (or a file path, or inline classes like 'cat; dog')"
+            f"unknown vocabulary {spec!r}; did you mean {known[close[0]]!r}? valid names: "
+            f"{', '.join(list_vocabularies())} (or a file path, or inline classes like 'cat; dog'; {quoting})"
         )
 
 
@@ -135,26 +154,30 @@ def resolve_vocabulary(spec: str | os.PathLike | Vocabulary) -> Vocabulary:
     """Turns a user's vocabulary argument into a :class:`Vocabulary`.
 
     Tried in order: an existing ``Vocabulary`` (returned as is), a built-in
-    name, a path to an existing file, inline text. A single-class inline spec
-    that is a near miss of a built-in name (e.g. ``"coco_panoptc"``) is refused
-    instead of becoming a one-class vocabulary.
+    name (any case, or an unambiguous alias such as ``"voc20"``), a path to an
+    existing file, inline text. A lone word that names several built-ins
+    (``"ade20k"``, ``"coco"``) or is a near miss of one (``"coco_panoptc"``)
+    is refused rather than becoming a one-class vocabulary; a trailing ``';'``
+    (``"coco;"``) marks it as inline text, i.e. one class.
 
     Raises:
-        ValueError: For a missing ``.txt``/path-like file, a near-miss name, or
-            the errors of :func:`parse_vocabulary`.
+        ValueError: For a missing ``.txt``/path-like file, an ambiguous or
+            near-miss name, or the errors of :func:`parse_vocabulary`.
     """
     if isinstance(spec, Vocabulary):
         return spec
     if isinstance(spec, os.PathLike):
         return load_vocabulary_file(spec)
-    if spec in list_vocabularies():
-        return get_vocabulary(spec)
-    path = os.path.expanduser(spec.strip())
+    token = spec.strip()
+    matches = match_vocabulary_name(token) if _is_bare_token(token) else ()
+    if len(matches) == 1:
+        return get_vocabulary(matches[0])
+    path = os.path.expanduser(token)
     if os.path.isfile(path):
         return load_vocabulary_file(path)
     if "\n" not in spec and ";" not in spec:  # one entry: maybe a mistyped name or path
-        if _looks_like_path(spec.strip()):
+        if _looks_like_path(token):
             raise VocabularyError(f"vocabulary file '{path}' does not exist; check the path")
-        if "," not in spec:
-            _reject_typo(spec.strip())
+        if _is_bare_token(token):
+            _reject_near_miss(token, matches)
     return parse_vocabulary(spec)
