@@ -1,0 +1,84 @@
+"""Overlays people can read: glyphs for non-Latin class names, a legend, a note when nothing was found."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from vocabseg.fonts import font_name, label_font
+from vocabseg.outputs import class_color, overlay
+from vocabseg.predictor import Prediction
+from vocabseg.segments import Segment
+from vocabseg.text.vocabulary import VocabClass, Vocabulary
+
+MISSING = "\U0010ffff"  # a noncharacter: every font draws its missing-glyph box (.notdef) for it
+
+
+def _vocab(*names: str) -> Vocabulary:
+    return Vocabulary("test", tuple(VocabClass((n,)) for n in names))
+
+
+def _glyph(char: str) -> np.ndarray:
+    mask = label_font(32).getmask(char)
+    return np.asarray(mask).reshape(mask.size[1], mask.size[0])
+
+
+@pytest.mark.parametrize("text", ["café", "собака", "猫"])
+def test_class_names_get_real_glyphs(text):
+    if text == "猫" and font_name() != "WenQuanYi Micro Hei":
+        pytest.skip(f"the label font ({font_name()}) has no CJK glyphs")
+    box = _glyph(MISSING)
+    for char in text:
+        assert label_font(32).getmask(char).getbbox() is not None, char
+        glyph = _glyph(char)
+        assert glyph.shape != box.shape or not np.array_equal(glyph, box), f"{char!r} is drawn as the missing box"
+
+
+def _panoptic(height: int, width: int, boxes: list[tuple[int, slice, slice, float]], names: list[str]) -> Prediction:
+    panoptic = np.zeros((height, width), np.int32)
+    segments = []
+    for k, (category, rows, cols, score) in enumerate(boxes, 1):
+        panoptic[rows, cols] = k
+        segments.append(Segment(k, category, True, area=int((panoptic == k).sum()), score=score,
+                                class_name=names[category]))
+    return Prediction(height, width, names, panoptic=panoptic, segments=segments)
+
+
+def test_legend_shows_every_class_found():
+    names = ["café", "собака", "猫", "sky"]
+    vocab = _vocab(*names)
+    pred = _panoptic(240, 320, [(0, slice(0, 120), slice(0, 160), 0.9), (1, slice(120, 240), slice(0, 320), 0.8),
+                                (2, slice(130, 140), slice(10, 20), 0.7)], names)
+    out = overlay(np.zeros((240, 320, 3), np.uint8), pred, vocab)
+    size = 13  # the minimum text height; a swatch is size x size with a 1-px outline
+    for index in (0, 1, 2):  # blending with a black image never gives the exact colour: only swatches do
+        assert (out == class_color(vocab, index)).all(-1).sum() >= (size - 2) ** 2, names[index]
+    assert (out == class_color(vocab, 3)).all(-1).sum() == 0  # "sky" was not found
+
+
+def test_region_colours_are_deterministic():
+    names = ["car", "road"]
+    pred = _panoptic(64, 64, [(0, slice(0, 32), slice(0, 64), 0.9), (1, slice(32, 64), slice(0, 64), 0.8)], names)
+    image = np.full((64, 64, 3), 90, np.uint8)
+    assert np.array_equal(overlay(image, pred, _vocab(*names)), overlay(image, pred, _vocab(*names)))
+
+
+def test_nothing_found_draws_a_note():
+    image = np.full((200, 300, 3), 128, np.uint8)
+    for pred in (Prediction(200, 300, ["car"], panoptic=np.zeros((200, 300), np.int32)),
+                 Prediction(200, 300, ["car"], semantic=np.full((200, 300), -1, np.int32))):
+        out = overlay(image, pred, _vocab("car"))
+        assert out.shape == image.shape
+        changed = (out != image).any(-1)
+        assert changed.sum() > 200 and changed[:40].any() and not changed[100:].any()  # a note at the top
+
+
+def test_instances_are_labelled_with_their_scores():
+    masks = np.zeros((2, 120, 160), bool)
+    masks[0, 10:110, 10:80] = True
+    masks[1, 10:110, 90:150] = True
+    pred = Prediction(120, 160, ["a", "b"], instance_masks=masks, instance_scores=np.array([0.9, 0.3], np.float32),
+                      instance_classes=np.array([0, 1]))
+    vocab = _vocab("a", "b")
+    out = overlay(np.zeros((120, 160, 3), np.uint8), pred, vocab)
+    assert (out == class_color(vocab, 0)).all(-1).any()  # the legend's swatch and the border
+    assert not (out[:, 90:150] != 0).any(-1)[60:110].any()  # below 0.5: not drawn
