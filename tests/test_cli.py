@@ -1,8 +1,10 @@
 """`vocabseg` command line on a tiny random-weight checkpoint."""
 from __future__ import annotations
 
+import io
 import json
 import logging
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -50,12 +52,121 @@ def test_predict_all_tasks_writes_consistent_files(tiny_checkpoint, photo, tmp_p
 
 
 def test_predict_skips_finished_images(tiny_checkpoint, photo, tmp_path, caplog):
-    args = ["predict", str(photo), "--model", str(tiny_checkpoint), "--vocab", "cat", "--output", str(tmp_path / "o")]
+    out = tmp_path / "o"
+    args = ["predict", str(photo), "--model", str(tiny_checkpoint), "--vocab", "cat", "--output", str(out)]
     assert main(args) == 0
+    assert json.loads((out / "run.json").read_text())["identity"]["vocabulary"] == ["cat"]
+    assert (out / "run.done").read_text() == "street\n"
+    (out / "street_overlay.png").write_bytes(b"kept")  # a skipped image is not rewritten
     with caplog.at_level(logging.INFO, logger="vocabseg"):
         assert main(args) == 0
     skipped = [r for r in caplog.records if "skipping 1 image(s)" in r.getMessage()]
     assert skipped and skipped[0].name.startswith("vocabseg") and skipped[0].levelno == logging.INFO
+    assert (out / "street_overlay.png").read_bytes() == b"kept"
+
+
+def test_an_image_not_recorded_done_is_redone(tiny_checkpoint, photo, tmp_path):
+    """Interrupted after some of an image's files (its overlay even): it is not in run.done, so it is redone."""
+    out = tmp_path / "o"
+    args = ["predict", str(photo), "--model", str(tiny_checkpoint), "--vocab", "cat", "--output", str(out)]
+    assert main(args) == 0
+    (out / "run.done").write_text("stre")  # the append was cut short
+    (out / "street_overlay.png").write_bytes(b"half")
+    assert main(args) == 0
+    assert (out / "street_overlay.png").read_bytes() != b"half"
+    assert (out / "run.done").read_text() == "street\n"
+
+
+@pytest.mark.parametrize("change", [["--vocab", "dog"], ["--task", "semantic"], ["--min-size", "32"]])
+def test_rerun_with_other_settings_refuses(change, tiny_checkpoint, photo, tmp_path, capsys):
+    out = tmp_path / "o"
+    base = ["predict", str(photo), "--model", str(tiny_checkpoint), "--output", str(out)]
+    assert main([*base, "--vocab", "cat"]) == 0
+    before = (out / "street_overlay.png").read_bytes()
+    capsys.readouterr()
+    assert main([*base, "--vocab", "cat", *change]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "another run" in err[0] and "--overwrite" in err[0] and "--output" in err[0]
+    assert {"--vocab": "vocabulary", "--task": "tasks", "--min-size": "model.settings"}[change[0]] in err[0]
+    assert (out / "street_overlay.png").read_bytes() == before
+
+
+def test_overwrite_redoes_everything_with_the_new_settings(tiny_checkpoint, photo, tmp_path):
+    out = tmp_path / "o"
+    base = ["predict", str(photo), "--model", str(tiny_checkpoint), "--output", str(out)]
+    assert main([*base, "--vocab", "cat"]) == 0
+    (out / "street_overlay.png").write_bytes(b"old")
+    assert main([*base, "--vocab", "dog; sky [stuff]", "--overwrite"]) == 0
+    assert (out / "street_overlay.png").read_bytes() != b"old"
+    info = json.loads((out / "panoptic" / "street.json").read_text())
+    assert [c["name"] for c in info["categories"]] == ["dog", "sky"]
+    assert json.loads((out / "run.json").read_text())["identity"]["vocabulary"] == ["dog", "sky [stuff]"]
+    assert main([*base, "--vocab", "dog; sky [stuff]"]) == 0  # the rewritten record is the one kept
+
+
+def test_results_without_a_run_record_are_not_taken_as_done(tiny_checkpoint, photo, tmp_path, capsys):
+    out = tmp_path / "o"
+    out.mkdir()
+    (out / "street_overlay.png").write_bytes(b"from an older vocabseg")
+    assert main(["predict", str(photo), "--model", str(tiny_checkpoint), "--vocab", "cat", "--output", str(out)]) == 2
+    assert "no run.json" in capsys.readouterr().err
+
+
+def _never_load(monkeypatch):
+    def refuse(args):
+        raise AssertionError("the model was loaded")
+
+    monkeypatch.setattr("vocabseg.cli.predict.load_predictor", refuse)
+
+
+@pytest.fixture()
+def truncated_jpeg(photo):
+    data = io.BytesIO()
+    Image.fromarray(synthetic_photo(60, 80, seed=3)).save(data, format="JPEG")
+    path = photo.parent / "cut.jpg"
+    path.write_bytes(data.getvalue()[: len(data.getvalue()) // 2])
+    with Image.open(path) as pil:  # headers (and verify) pass: only decoding the pixels finds the cut
+        pil.verify()
+    Image.fromarray(synthetic_photo(50, 70, seed=4)).save(photo.parent / "zebra.png")
+    return path
+
+
+def test_a_truncated_jpeg_fails_before_the_model_loads(truncated_jpeg, tiny_checkpoint, tmp_path, capsys, monkeypatch):
+    _never_load(monkeypatch)
+    out = tmp_path / "o"
+    rc = main(["predict", str(truncated_jpeg.parent), "--model", str(tiny_checkpoint), "--output", str(out)])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and len(err) == 1 and str(truncated_jpeg) in err[0]
+    assert not out.exists()
+
+
+def test_skip_errors_records_the_bad_image_and_goes_on(truncated_jpeg, tiny_checkpoint, tmp_path, caplog):
+    out = tmp_path / "o"
+    with caplog.at_level(logging.WARNING, logger="vocabseg"):
+        assert main(["predict", str(truncated_jpeg.parent), "--model", str(tiny_checkpoint), "--vocab", "cat",
+                     "--batch-size", "2", "--skip-errors", "--output", str(out)]) == 0
+    assert sorted(p.name for p in out.glob("*_overlay.png")) == ["street_overlay.png", "zebra_overlay.png"]
+    errors = json.loads((out / "errors.json").read_text())
+    assert [e["path"] for e in errors] == [str(truncated_jpeg)] and "\n" not in errors[0]["reason"]
+    assert any("skipped 1 image(s)" in r.getMessage() for r in caplog.records)
+
+
+@pytest.mark.parametrize("case", ["not_writable", "under_a_file", "disk_full"])
+def test_an_unusable_output_folder_fails_before_the_model_loads(case, photo, tmp_path, capsys, monkeypatch):
+    _never_load(monkeypatch)
+    out = tmp_path / "o"
+    if case == "not_writable":  # chmod is ignored when tests run as root: ask os.access instead
+        monkeypatch.setattr("vocabseg.runs.os.access", lambda path, mode: False)
+    elif case == "under_a_file":
+        (tmp_path / "file").write_text("x")
+        out = tmp_path / "file" / "o"
+    else:
+        monkeypatch.setattr("vocabseg.runs.shutil.disk_usage", lambda path: SimpleNamespace(free=5))
+    assert main(["predict", str(photo), "--model", "unused.pth", "--output", str(out)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1
+    assert {"not_writable": f"{tmp_path} is not writable", "under_a_file": f"{tmp_path / 'file'} is a file",
+            "disk_full": "MiB free"}[case] in err[0]  # fmt: skip
 
 
 @pytest.mark.parametrize("case", ["bad_image", "empty_vocab", "truncated_checkpoint", "cuda", "missing_input",

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from vocabseg.cli import main
+from vocabseg.runs import RUN_FILES
 from vocabseg.testing import save_tiny_checkpoint
 
 PINNED = Path(__file__).parent / "goldens" / "predict_tiny_street"
@@ -32,7 +33,7 @@ def outputs(tmp_path_factory) -> Path:
 
 
 def _files(folder: Path) -> list[str]:
-    return sorted(str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file() and p.name != "run.json")
+    return sorted(str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file() and p.name not in RUN_FILES)
 
 
 def test_same_files_are_written(outputs):

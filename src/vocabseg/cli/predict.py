@@ -3,43 +3,84 @@ from __future__ import annotations
 
 import argparse
 import logging
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 from vocabseg.cli.common import add_model_arguments, load_predictor, positive_int
-from vocabseg.errors import ConfigError
 from vocabseg.zoo import get_variant, list_models
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from vocabseg.runs import RunRecord
 
 logger = logging.getLogger(__name__)
 
 
 def cmd_predict(args: argparse.Namespace) -> None:
-    from pathlib import Path
-
     from tqdm import tqdm
 
-    from vocabseg.images import check_readable, expand_inputs, load_image
+    from vocabseg.images import expand_inputs
     from vocabseg.outputs import write_prediction
+    from vocabseg.runs import ERRORS_FILE, RunRecord, check_output_folder, previous_done, run_identity
 
     paths = expand_inputs(args.inputs)
     output = Path(args.output)
-    if output.exists() and not output.is_dir():
-        raise ConfigError(f"--output {output} is a file; give a directory for the results")
-    todo = [p for p in paths if args.overwrite or not (output / f"{p.stem}_overlay.png").exists()]
+    done = previous_done(output, [p.stem for p in paths], overwrite=args.overwrite)
+    todo = [p for p in paths if p.stem not in done]
+    check_output_folder(output, todo)
     if len(todo) < len(paths):
         logger.info("skipping %d image(s) already done in %s (--overwrite to redo)", len(paths) - len(todo), output)
-    check_readable(todo)
+    if not args.skip_errors:
+        _decode_all(todo)  # a bad or truncated file fails here, before the model loads
     predictor = load_predictor(args)
     vocab = predictor.set_vocabulary(args.vocab)
     # Default: the family's first task, its paper's own output (FC-CLIP panoptic, OVSeg semantic).
     tasks = predictor.family.tasks if args.task == "all" else (args.task or predictor.family.tasks[0],)
+    record = RunRecord(output)
+    source = {"model": args.model, "weights": args.weights, "clip_weights": args.clip_weights}
+    record.start(run_identity(predictor, vocab, tasks, args.batch_size), source, done, overwrite=args.overwrite)
     with tqdm(total=len(todo), desc="predict", unit="img", disable=not todo) as bar:
         for start in range(0, len(todo), args.batch_size):
             chunk = todo[start:start + args.batch_size]
-            images = [load_image(path) for path in chunk]
-            predictions = predictor.predict(images, task=tasks, batch_size=args.batch_size)
-            for path, image, prediction in zip(chunk, images, predictions, strict=True):
+            loaded = _load_chunk(chunk, record if args.skip_errors else None)
+            images = [image for _, image in loaded]
+            predictions = predictor.predict(images, task=tasks, batch_size=args.batch_size) if images else []
+            for (path, image), prediction in zip(loaded, predictions, strict=True):
                 write_prediction(output, path.stem, image, prediction, vocab)
+                record.mark_done(path.stem)  # after all of the image's files: a half-written image is redone
             bar.update(len(chunk))
-    print(f"wrote {len(todo)} result(s) for {len(vocab)} classes to {output}")
+    print(f"wrote {len(todo) - len(record.errors)} result(s) for {len(vocab)} classes to {output}")
+    if record.errors:
+        logger.warning("skipped %d image(s) that could not be read; see %s", len(record.errors), output / ERRORS_FILE)
+
+
+def _decode_all(paths: list[Path]) -> None:
+    """Decodes every image once, keeping none, so a truncated file fails before the model loads.
+
+    Opening or ``verify()`` reads headers only; a JPEG cut short shows only when its pixels are decoded.
+    """
+    from vocabseg.images import load_image
+
+    for path in paths:
+        load_image(path)
+
+
+def _load_chunk(paths: list[Path], record: RunRecord | None) -> list[tuple[Path, np.ndarray]]:
+    """``(path, HxWx3 uint8 image)`` of each readable path; unreadable ones go to ``record`` (None: raise)."""
+    from vocabseg.errors import ImageError
+    from vocabseg.images import load_image
+
+    loaded = []
+    for path in paths:
+        try:
+            loaded.append((path, load_image(path)))
+        except ImageError as error:
+            if record is None:
+                raise
+            logger.warning("skipping %s: %s", path, error)
+            record.add_error(path, str(error))
+    return loaded
 
 
 def cmd_models(args: argparse.Namespace) -> None:
@@ -74,7 +115,13 @@ def add_predict_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--task", choices=["panoptic", "semantic", "instance", "all"],
                    help="default: the model's own output (FC-CLIP panoptic, OVSeg semantic)")
     p.add_argument("--output", required=True, help="output directory")
-    p.add_argument("--overwrite", action="store_true", help="redo images whose outputs exist")
+    p.add_argument("--overwrite", action="store_true",
+                   help="redo every image and rewrite run.json (needed to change the model, vocabulary, tasks "
+                        "or settings of a folder that holds results)")
+    p.add_argument("--skip-errors", action="store_true",
+                   help="record unreadable images in OUTPUT/errors.json and go on; the exit status stays 0 and a "
+                        "warning gives their count (default: check every image before loading the model and stop "
+                        "at the first unreadable one)")
     p.add_argument("--batch-size", type=positive_int, default=1,
                    help="images per forward pass (1 reproduces the official per-image results exactly)")
     p.set_defaults(func=cmd_predict)
