@@ -1,6 +1,8 @@
 """Text-classifier math and the on-disk embedding cache."""
 import hashlib
 import math
+import threading
+import time
 
 import pytest
 import torch
@@ -172,3 +174,43 @@ def test_an_unwritable_cache_warns_and_still_returns_the_embeddings(tmp_path):
     with pytest.warns(UserWarning, match="could not write the text-embedding cache"):
         classifier = cache.get_or_build(vocab, encode, "fake", progress=False)
     assert classifier.embeddings.shape == (2, 8)
+
+
+@pytest.mark.parametrize(("rows", "width", "dim", "why"), [
+    (2, 8, None, "2 rows, the vocabulary has 3 synonyms in 2 classes"),  # too few rows: an IndexError later
+    (3, 4, 8, "4 wide, the text encoder's 8"),
+])
+def test_an_entry_of_the_wrong_shape_is_rebuilt_with_a_warning(tmp_path, rows, width, dim, why):
+    cache = TextEmbeddingCache(tmp_path)
+    key = cache_key(TOY, "enc", TEMPLATES, torch.float32)
+    counts = [1, 1] if rows == 2 else [1, 2]
+    cache.save(key, cache_module.TextEmbeddings(torch.ones(rows, width), counts))
+    encoder = FakeEncoder()
+    with pytest.warns(UserWarning, match=f"{why}; rebuilding it"):
+        clf = cache.get_or_build(TOY, encoder, "enc", TEMPLATES, dim=dim)
+    assert encoder.calls == 1 and clf.embeddings.shape == (3, 8)
+    assert cache.load(key, counts=[1, 2], dim=8) is not None
+
+
+class SlowEncoder(FakeEncoder):
+    def __call__(self, prompts: list[str]) -> torch.Tensor:
+        time.sleep(0.5)  # long enough for the other thread to find the entry missing
+        return super().__call__(prompts)
+
+
+def test_concurrent_builders_of_one_entry_build_it_once(tmp_path):
+    encoder, start = SlowEncoder(), threading.Barrier(2)
+    results: list = [None, None]
+
+    def build(slot: int) -> None:
+        start.wait()
+        results[slot] = TextEmbeddingCache(tmp_path).get_or_build(TOY, encoder, "enc", TEMPLATES)
+
+    threads = [threading.Thread(target=build, args=(slot,)) for slot in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+    assert encoder.calls == 1  # one build; the other builder waited and loaded it
+    torch.testing.assert_close(results[0].embeddings, results[1].embeddings)
+    assert [p.name for p in tmp_path.iterdir()] == [f"text_{cache_key(TOY, 'enc', TEMPLATES, torch.float32)}.pt"]

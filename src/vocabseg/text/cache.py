@@ -2,15 +2,20 @@
 
 Encoding thousands of prompts (LVIS: 1825 synonyms x 14 templates) takes a
 while on CPU, and the result depends only on the text encoder, the templates
-and the names, so it is cached under a hash of exactly those inputs.
+and the names, so it is cached under a hash of exactly those inputs. Processes
+that need the same missing entry take turns (a lock file beside it): the first
+builds it, the others wait and load its result.
 """
 from __future__ import annotations
 
 import hashlib
 import json
 import os
+import sys
+import time
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import NamedTuple
 
@@ -20,7 +25,7 @@ from tqdm.auto import tqdm
 
 from vocabseg.errors import ConfigError, VocabularyError
 from vocabseg.fileio import atomic_write
-from vocabseg.text.templates import DEFAULT_TEMPLATES, expand_prompts
+from vocabseg.text.templates import DEFAULT_TEMPLATES, expand_prompts, synonym_counts
 from vocabseg.text.vocabulary import Vocabulary
 
 # list of N prompts -> [N, D] unnormalised text features.
@@ -28,6 +33,10 @@ EncodeFn = Callable[[list[str]], torch.Tensor]
 
 _CACHE_FORMAT = 1  # bump when the stored layout or the math changes
 _PROGRESS_MIN_BATCHES = 8  # show a progress bar from this many encoder calls
+_LOCK_POLL_S = 0.1  # how often a waiting builder retries the lock
+
+if sys.platform != "win32":
+    import fcntl
 
 
 class TextEmbeddings(NamedTuple):
@@ -128,28 +137,53 @@ class TextEmbeddingCache:
     """Directory of cached text classifiers, one ``<key>.pt`` file each.
 
     Files are written atomically (``vocabseg.fileio.atomic_write``), so a crash
-    never leaves a truncated entry, and read with ``weights_only=True``.
+    never leaves a truncated entry, and read with ``weights_only=True``. An entry
+    whose shape does not fit the vocabulary (or the encoder's width) is rebuilt.
+    Builders of one entry take turns through ``flock`` on ``<key>.lock``, which
+    the system releases if a builder dies, so a lock is never stale.
+
+    Args:
+        directory: Cache folder; default :func:`default_cache_dir`.
+        lock_timeout: Seconds to wait for another process building the same
+            entry before building it here too.
     """
 
-    def __init__(self, directory: str | os.PathLike | None = None):
+    def __init__(self, directory: str | os.PathLike | None = None, *, lock_timeout: float = 900.0):
         self.directory = Path(directory).expanduser() if directory else default_cache_dir()
+        self.lock_timeout = lock_timeout
 
     def path(self, key: str) -> Path:
         return self.directory / f"text_{key}.pt"
 
-    def load(self, key: str) -> TextEmbeddings | None:
-        """Returns the cached classifier, or None if absent or unreadable."""
+    def load(self, key: str, *, counts: Sequence[int] | None = None, dim: int | None = None) -> TextEmbeddings | None:
+        """Returns the cached classifier, or None (with a warning if a file is there but unusable).
+
+        Args:
+            key: From :func:`cache_key`.
+            counts: Synonyms per class the entry must hold (rows = their sum).
+            dim: Embedding width the entry must have (the encoder's).
+        """
+        entry, problem = self._read(key, counts, dim)
+        if problem:
+            warnings.warn(f"ignoring {problem}; rebuilding it", stacklevel=2)
+        return entry
+
+    def _read(
+        self, key: str, counts: Sequence[int] | None, dim: int | None
+    ) -> tuple[TextEmbeddings | None, str | None]:
+        """(entry, None) if usable, (None, why) if present but unusable, (None, None) if absent."""
         path = self.path(key)
         if not path.is_file():
-            return None
+            return None, None
         try:
             data = torch.load(path, map_location="cpu", weights_only=True)
             if data["key"] != key:
                 raise ValueError("stored key differs from its file name")
-            return TextEmbeddings(data["embeddings"], [int(n) for n in data["synonym_counts"]])
+            entry = TextEmbeddings(data["embeddings"], [int(n) for n in data["synonym_counts"]])
         except Exception as err:  # a bad entry must not stop inference: rebuild it
-            warnings.warn(f"ignoring unreadable text-embedding cache file '{path}': {err}", stacklevel=2)
-            return None
+            return None, f"unreadable text-embedding cache file '{path}': {err}"
+        problem = _shape_problem(entry, counts, dim)
+        return (None, f"text-embedding cache file '{path}': {problem}") if problem else (entry, None)
 
     def save(self, key: str, classifier: TextEmbeddings) -> Path:
         """Writes one entry atomically and returns its path."""
@@ -172,6 +206,7 @@ class TextEmbeddingCache:
         batch_size: int = 128,
         dtype: torch.dtype = torch.float32,
         progress: bool | None = None,
+        dim: int | None = None,
     ) -> TextEmbeddings:
         """Loads the classifier from the cache, building and storing it on a miss.
 
@@ -184,19 +219,77 @@ class TextEmbeddingCache:
             batch_size: Prompts per ``encode_fn`` call.
             dtype: dtype of the embeddings (part of the key).
             progress: See :func:`build_text_classifier`.
+            dim: The encoder's embedding width, if known: an entry of another
+                width is rebuilt (one with the wrong number of rows always is).
 
         Returns:
             The classifier, embeddings on the CPU (hit or miss alike).
         """
         key = cache_key(vocab, encoder_id, templates, dtype)
-        cached = self.load(key)
+        counts = synonym_counts(vocab)
+        cached = self.load(key, counts=counts, dim=dim)
         if cached is not None:
             return cached
-        built = build_text_classifier(
-            vocab, encode_fn, templates, batch_size=batch_size, dtype=dtype, progress=progress
-        )
-        try:
-            self.save(key, built)
-        except OSError as err:  # unwritable or full cache: the embeddings are still good
-            warnings.warn(f"could not write the text-embedding cache in '{self.directory}': {err}", stacklevel=2)
+        with self._build_lock(key):
+            cached, _ = self._read(key, counts, dim)  # built by another process while this one waited
+            if cached is not None:
+                return cached
+            built = build_text_classifier(
+                vocab, encode_fn, templates, batch_size=batch_size, dtype=dtype, progress=progress
+            )
+            try:
+                self.save(key, built)
+            except OSError as err:  # unwritable or full cache: the embeddings are still good
+                warnings.warn(f"could not write the text-embedding cache in '{self.directory}': {err}", stacklevel=2)
         return TextEmbeddings(built.embeddings.cpu(), built.synonym_counts)
+
+    @contextmanager
+    def _build_lock(self, key: str) -> Iterator[None]:
+        """Holds ``<key>.lock`` while this process builds the entry; removes it afterwards.
+
+        Without a lock (Windows, an unwritable folder, or after ``lock_timeout``) the entry
+        is built anyway: at worst twice, as before the lock existed.
+        """
+        path = self.path(key).with_suffix(".lock")
+        fd = None if sys.platform == "win32" else self._acquire(path)
+        try:
+            yield
+        finally:
+            if fd is not None:
+                path.unlink(missing_ok=True)  # before unlocking: a waiter then sees a new file, see _acquire
+                os.close(fd)
+
+    def _acquire(self, path: Path) -> int | None:
+        """An fd holding an exclusive ``flock`` on ``path``, or None if it cannot be had."""
+        deadline = time.monotonic() + self.lock_timeout
+        while True:
+            try:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+            except OSError:
+                return None  # unwritable cache: save() will say so
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                # The holder unlinks the file before unlocking; a lock on an unlinked file is no lock.
+                if os.fstat(fd).st_ino == os.stat(path).st_ino:
+                    return fd
+            except OSError:  # held by another builder, or unlinked meanwhile
+                pass
+            os.close(fd)
+            if time.monotonic() > deadline:
+                warnings.warn(f"waited {self.lock_timeout:.0f} s for another process to build '{path.stem}'; "
+                              "building it here too", stacklevel=4)
+                return None
+            time.sleep(_LOCK_POLL_S)
+
+
+def _shape_problem(entry: TextEmbeddings, counts: Sequence[int] | None, dim: int | None) -> str | None:
+    """Why an entry does not fit the vocabulary or the encoder, or None if it does."""
+    shape = tuple(entry.embeddings.shape)
+    if len(shape) != 2 or shape[0] != sum(entry.synonym_counts):
+        return f"its embeddings {list(shape)} do not match its synonym counts (sum {sum(entry.synonym_counts)})"
+    if counts is not None and list(counts) != entry.synonym_counts:
+        return f"it holds {shape[0]} rows, the vocabulary has {sum(counts)} synonyms in {len(counts)} classes"
+    if dim is not None and shape[1] != dim:
+        return f"its embeddings are {shape[1]} wide, the text encoder's {dim}"
+    return None
