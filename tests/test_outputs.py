@@ -4,8 +4,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from vocabseg import fonts
 from vocabseg.fonts import font_name, label_font
-from vocabseg.outputs import class_color, overlay
+from vocabseg.outputs import _interior_point, class_color, overlay
 from vocabseg.predictor import Prediction
 from vocabseg.segments import Segment
 from vocabseg.text.vocabulary import VocabClass, Vocabulary
@@ -82,3 +83,23 @@ def test_instances_are_labelled_with_their_scores():
     out = overlay(np.zeros((120, 160, 3), np.uint8), pred, vocab)
     assert (out == class_color(vocab, 0)).all(-1).any()  # the legend's swatch and the border
     assert not (out[:, 90:150] != 0).any(-1)[60:110].any()  # below 0.5: not drawn
+
+
+def test_labels_sit_inside_non_convex_regions():
+    yy, xx = np.mgrid[0:200, 0:200]
+    ring = np.abs(np.hypot(yy - 100, xx - 100) - 70) < 12  # its median pixel is the empty centre
+    y, x = _interior_point(ring)
+    assert ring[y, x] and np.hypot(y - 100, x - 100) == pytest.approx(70, abs=3)
+
+
+def test_font_falls_back_to_pillow_when_no_font_package_is_installed(monkeypatch):
+    monkeypatch.setattr(fonts, "FONT_RESOURCES", (("vocabseg_no_such_font_package", "x.ttf"),))
+    for cached in (fonts._font_source, fonts.label_font):
+        cached.cache_clear()
+    try:
+        assert fonts.font_name() != "WenQuanYi Micro Hei" and fonts.label_font(20).getbbox("car") is not None
+        assert overlay(np.zeros((64, 64, 3), np.uint8), Prediction(64, 64, ["car"]), _vocab("car")).any()
+    finally:
+        monkeypatch.undo()
+        for cached in (fonts._font_source, fonts.label_font):
+            cached.cache_clear()

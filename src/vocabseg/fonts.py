@@ -42,7 +42,7 @@ def _font_source() -> str | bytes | None:
 
 
 def font_name() -> str:
-    """The family name of the label font, e.g. "WenQuanYi Micro Hei"; "default" for Pillow's own."""
+    """The family name of the label font, e.g. "WenQuanYi Micro Hei" ("default": Pillow's bitmap font)."""
     font = label_font(12)
     return (font.getname()[0] or "default") if isinstance(font, ImageFont.FreeTypeFont) else "default"
 

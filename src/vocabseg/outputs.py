@@ -52,7 +52,7 @@ def overlay(image: np.ndarray, pred: Prediction, vocab: Vocabulary, alpha: float
     their colours and best scores; an image where nothing was found carries a note saying so.
     """
     region_map, regions = _region_map(pred)  # [H, W] region index (-1: none), one Region each
-    colors = np.array([class_color(vocab, r.class_index) for r in regions] + [(0, 0, 0)], np.uint8)
+    colors = np.array([class_color(vocab, r.class_index) for r in regions], np.uint8).reshape(-1, 3)
     blended = _blend(image, region_map, colors, alpha)
     _draw_borders(blended, region_map, colors, width=max(1, round(min(image.shape[:2]) / 300)))
     pil = Image.fromarray(blended)
@@ -141,8 +141,8 @@ def _draw_labels(pil: Image.Image, region_map: np.ndarray, regions: list[Region]
     """Class name and score of each region big enough for it, at the region's point farthest from its border.
 
     The median pixel can fall outside a non-convex region (a ring, an L); the centre of the largest
-    inscribed disc cannot. Labels go largest region first and skip any that would cover one drawn
-    or the ``avoid`` box (the legend).
+    inscribed disc cannot. Labels go largest region first; one that would cover a label drawn or the
+    ``avoid`` box (the legend) moves to another part of its region, or is left out.
     """
     font, draw = label_font(size), ImageDraw.Draw(pil)
     stroke = max(2, round(size / 7))
@@ -154,15 +154,31 @@ def _draw_labels(pil: Image.Image, region_map: np.ndarray, regions: list[Region]
         if regions[i].area < size * size or boxes[i] is None:
             continue
         rows, cols = boxes[i]
-        y, x = _interior_point(small[rows, cols] == i + 1)
-        center = ((cols.start + x) * step + step // 2, (rows.start + y) * step + step // 2)
+        inside = small[rows, cols] == i + 1  # [h, w] the region in its bounding box of the small map
         text = _label_text(vocab, regions[i])
-        box = _inside(draw.textbbox(center, text, font=font, anchor="mm", stroke_width=stroke), pil.size)
-        if any(box[0] < b[2] and b[0] < box[2] and box[1] < b[3] and b[1] < box[3] for b in drawn):
-            continue
-        drawn.append(box)
-        draw.text(((box[0] + box[2]) / 2, (box[1] + box[3]) / 2), text, font=font, anchor="mm",
-                  fill=(255, 255, 255), stroke_width=stroke, stroke_fill=(0, 0, 0))
+        for _ in range(4):  # a label under one drawn: try again in the rest of the region
+            y, x = _interior_point(inside)
+            center = ((cols.start + x) * step + step // 2, (rows.start + y) * step + step // 2)
+            box = _inside(draw.textbbox(center, text, font=font, anchor="mm", stroke_width=stroke), pil.size)
+            hit = next((b for b in drawn if box[0] < b[2] and b[0] < box[2] and box[1] < b[3] and b[1] < box[3]),
+                       None)
+            if hit is None:
+                drawn.append(box)
+                draw.text(((box[0] + box[2]) / 2, (box[1] + box[3]) / 2), text, font=font, anchor="mm",
+                          fill=(255, 255, 255), stroke_width=stroke, stroke_fill=(0, 0, 0))
+                break
+            half_w, half_h = (box[2] - box[0]) / 2, (box[3] - box[1]) / 2  # no centre there leaves ``hit`` free
+            top, left = _small_index(hit[1] - half_h, step, rows.start), _small_index(hit[0] - half_w, step, cols.start)
+            bottom, right = _small_index(hit[3] + half_h, step, rows.start), _small_index(hit[2] + half_w, step,
+                                                                                          cols.start)
+            inside[top:bottom + 1, left:right + 1] = False
+            if not inside.any():
+                break
+
+
+def _small_index(pixel: float, step: int, start: int) -> int:
+    """Index in a crop from ``start`` of a map subsampled by ``step`` of an image ``pixel`` (0 if before it)."""
+    return max(0, int(pixel // step) - start)
 
 
 def _interior_point(mask: np.ndarray) -> tuple[int, int]:
