@@ -9,8 +9,15 @@ import math
 
 import pytest
 import torch
+import torch.nn.functional as F
 
-from vocabseg.postprocess import instance_inference, panoptic_inference, semantic_inference, semantic_labels
+from vocabseg.postprocess import (
+    QueryMasks,
+    instance_inference,
+    panoptic_inference,
+    semantic_inference,
+    semantic_labels,
+)
 
 THING, STUFF = 0, 1
 IS_THING = [True, False]  # K = 2; column 2 is void
@@ -157,3 +164,67 @@ def test_semantic_labels_equal_the_full_argmax(chunk):
     double = lambda scores: scores.repeat_interleave(2, -1)
     assert torch.equal(semantic_labels(mask_cls, mask_pred, resize=double, chunk=chunk),
                        double(semantic_inference(mask_cls, mask_pred)).argmax(0))
+
+
+# ---- chunked merging equals merging the whole [Q, H, W] tensor ---------------------------------------
+
+
+def _random_case(seed: int, queries: int, classes: int, size: tuple[int, int]):
+    """Class log-probs and, like the predictor, masks resized from a coarse map (per query, on demand)."""
+    g = torch.Generator().manual_seed(seed)
+    mask_cls = (torch.randn(queries, classes + 1, generator=g) * 2).log_softmax(-1)
+    coarse = torch.randn(queries, (size[0] + 3) // 4, (size[1] + 3) // 4, generator=g) * 4
+    resize = lambda index: F.interpolate(coarse[index][None], size=size, mode="bilinear", align_corners=False)[0]
+    full = resize(torch.arange(queries))
+    return mask_cls, full, QueryMasks(resize, queries, size, full.device)
+
+
+CASES = [(0, 7, 3, (9, 13)), (1, 12, 5, (17, 10)), (2, 1, 2, (5, 7)), (3, 25, 4, (31, 23))]
+
+
+@pytest.mark.parametrize("seed, queries, classes, size", CASES)
+@pytest.mark.parametrize("chunk", [1, 3, 8])
+def test_chunked_panoptic_equals_the_full_tensor(seed, queries, classes, size, chunk):
+    mask_cls, full, lazy = _random_case(seed, queries, classes, size)
+    is_thing = [k % 2 == 0 for k in range(classes)]
+    for threshold in (0.0, 0.3):
+        kwargs = dict(object_mask_threshold=threshold, overlap_threshold=0.5)
+        expected = panoptic_inference(mask_cls, full, is_thing, **kwargs)
+        result = panoptic_inference(mask_cls, lazy.with_chunk(chunk), is_thing, **kwargs)
+        assert torch.equal(result.segment_map, expected.segment_map)
+        assert result.segments == expected.segments
+
+
+@pytest.mark.parametrize("seed, queries, classes, size", CASES)
+@pytest.mark.parametrize("chunk", [1, 3, 8])
+@pytest.mark.parametrize("is_thing", [False, True])
+def test_chunked_instances_equal_the_full_tensor(seed, queries, classes, size, chunk, is_thing):
+    mask_cls, full, lazy = _random_case(seed, queries, classes, size)
+    things = [k % 2 == 0 for k in range(classes)] if is_thing else None
+    expected = instance_inference(mask_cls, full, things, top_k=10)
+    result = instance_inference(mask_cls, lazy.with_chunk(chunk), things, top_k=10)
+    assert torch.equal(result.masks, expected.masks) and torch.equal(result.classes, expected.classes)
+    # scores to float32 rounding: torch sums one row and many rows in different orders
+    torch.testing.assert_close(result.scores, expected.scores, rtol=1e-6, atol=1e-7)
+
+
+@pytest.mark.parametrize("seed, queries, classes, size", CASES)
+@pytest.mark.parametrize("tile", [1, 7, 10 ** 6])
+@pytest.mark.parametrize("given_probs", [False, True])
+def test_row_tiled_semantic_labels_equal_the_full_tensor(seed, queries, classes, size, tile, given_probs):
+    mask_cls, full, lazy = _random_case(seed, queries, classes, size)
+    # OVSeg's ensemble probabilities do not sum to one
+    class_probs = torch.rand(queries, classes, generator=torch.Generator().manual_seed(seed)) if given_probs else None
+    expected = semantic_inference(mask_cls, full, class_probs=class_probs).argmax(0)
+    tile_elements = tile * queries * size[1]  # ``tile`` rows at a time
+    result = semantic_labels(mask_cls, lazy.with_chunk(3), class_probs=class_probs, tile_elements=tile_elements,
+                             chunk=2)
+    assert torch.equal(result, expected)
+    assert torch.equal(semantic_labels(mask_cls, full, class_probs=class_probs), expected)
+
+
+def test_query_masks_of_a_tensor_reads_it():
+    _, full, _ = _random_case(0, 5, 2, (6, 4))
+    masks = QueryMasks.of(full)
+    assert masks.size == (6, 4) and masks.num_queries == 5
+    assert torch.equal(masks.rows(2, 5), full[:, 2:5])

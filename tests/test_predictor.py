@@ -3,11 +3,12 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
-from vocabseg.errors import ConfigError, VocabularyError
+from vocabseg.errors import ConfigError, ImageError, VocabularyError
 from vocabseg.models import get_family
-from vocabseg.postprocess import semantic_inference
+from vocabseg.postprocess import instance_inference, panoptic_inference, semantic_inference
 from vocabseg.predictor import Predictor
 from vocabseg.preprocess import crop_and_resize
 from vocabseg.testing import synthetic_photo, tiny_config, tiny_model
@@ -109,3 +110,78 @@ def test_unknown_task_and_missing_vocabulary_are_one_line_errors(predictor, tmp_
         fresh.run([synthetic_photo(40, 40)])
     with pytest.raises(VocabularyError, match="no classes found"):
         fresh.set_vocabulary(" ; ")
+
+
+# ---- bounded-memory post-processing: equal to merging the full-size [Q, H, W] logits ----------------
+
+
+def _full_size_reference(predictor, raw, tasks):
+    """The straightforward computation on ``raw.mask_logits`` (all queries at the image size)."""
+    vocab, inference = predictor.vocabulary, predictor.inference
+    pan = panoptic_inference(raw.mask_cls, raw.mask_logits, vocab.thing_mask,
+                             object_mask_threshold=inference.object_mask_threshold,
+                             overlap_threshold=inference.overlap_threshold)
+    inst = instance_inference(raw.mask_cls, raw.mask_logits, vocab.thing_mask, top_k=inference.instances_per_image)
+    if raw.semantic_scores is not None:
+        scores = crop_and_resize(raw.semantic_scores, raw.input_size, raw.output_size)
+        best, labels = scores.max(0)
+        semantic = torch.where(best > 0, labels, torch.full_like(labels, -1))
+    elif tasks == ("semantic",):
+        scores = semantic_inference(raw.mask_cls, raw.padded_mask_logits(), class_probs=raw.class_probs)
+        semantic = crop_and_resize(scores, raw.input_size, raw.output_size).argmax(0)
+    else:
+        semantic = semantic_inference(raw.mask_cls, raw.mask_logits, class_probs=raw.class_probs).argmax(0)
+    return semantic, pan, inst
+
+
+def _assert_postprocess_matches_full_size(predictor, image):
+    raw = predictor.run([image])[0]
+    every = (("semantic",), ("panoptic",), ("instance",), predictor.family.tasks)
+    preds = [predictor.postprocess(raw, tasks) for tasks in every]
+    assert "mask_logits" not in raw.__dict__  # the full-size cached property was never built
+    for tasks, pred in zip(every, preds):
+        semantic, pan, inst = _full_size_reference(predictor, raw, tasks)
+        if "semantic" in tasks:
+            assert np.array_equal(pred.semantic, semantic.numpy())
+        if "panoptic" in tasks:
+            assert np.array_equal(pred.panoptic, pan.segment_map.numpy())
+            assert [(s.id, s.category, s.score) for s in pred.segments] == [
+                (s.id, s.category, s.score) for s in pan.segments]
+        if "instance" in tasks:
+            assert np.array_equal(pred.instance_masks, inst.masks.numpy())
+            assert np.array_equal(pred.instance_classes, inst.classes.numpy())
+            np.testing.assert_allclose(pred.instance_scores, inst.scores.numpy(), rtol=1e-6, atol=1e-7)
+
+
+@pytest.mark.parametrize("size", [(50, 90), (97, 61), (33, 130)])
+def test_postprocess_matches_the_full_size_computation(predictor, size):
+    _assert_postprocess_matches_full_size(predictor, synthetic_photo(*size, seed=size[0]))
+
+
+@pytest.fixture(scope="module")
+def ovseg_predictor(tmp_path_factory, one_thread):
+    config = tiny_config(family="ovseg")
+    settings = get_family("ovseg").default_settings(config).override({"min_size": 64, "max_size": 128})
+    predictor = Predictor(tiny_model(seed=0, family="ovseg"), config, settings, family="ovseg",
+                          text_cache=TextEmbeddingCache(tmp_path_factory.mktemp("text")))
+    predictor.set_vocabulary("cat; dog; road [stuff]; sky [stuff]", progress=False)
+    return predictor
+
+
+@pytest.mark.parametrize("demo_mode", [False, True])  # class_probs / dense semantic_scores
+def test_ovseg_postprocess_matches_the_full_size_computation(ovseg_predictor, demo_mode):
+    ovseg_predictor.with_settings({"demo_mode": demo_mode})
+    raw = ovseg_predictor.run([synthetic_photo(45, 77, seed=3)])[0]
+    assert (raw.semantic_scores is not None) == demo_mode and raw.class_probs is not None
+    _assert_postprocess_matches_full_size(ovseg_predictor, synthetic_photo(45, 77, seed=3))
+
+
+def test_images_over_max_pixels_are_refused_with_the_fix(predictor):
+    predictor.with_settings({"max_pixels": 50 * 90 - 1})
+    try:
+        with pytest.raises(ImageError, match=r"over the .* limit: resize it, or raise the limit with --set max_pixels"):
+            predictor.run([synthetic_photo(50, 90)])
+        predictor.with_settings({"max_pixels": 0})  # 0: no limit
+        assert predictor.run([synthetic_photo(50, 90)])[0].output_size == (50, 90)
+    finally:
+        predictor.with_settings({"max_pixels": 100_000_000})

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -21,11 +22,15 @@ def load_image(image) -> np.ndarray:
     if isinstance(image, (str, os.PathLike)):
         path = Path(image)
         try:
-            with Image.open(path) as pil:
-                return pil_to_rgb(pil)
+            with warnings.catch_warnings():  # size is the predictor's call (max_pixels), not PIL's
+                warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+                with Image.open(path) as pil:
+                    return pil_to_rgb(pil)
         except FileNotFoundError:
             raise ImageError(f"image {path} does not exist") from None
-        except (UnidentifiedImageError, OSError, Image.DecompressionBombError) as error:
+        except Image.DecompressionBombError:
+            raise _too_large(path) from None
+        except (UnidentifiedImageError, OSError) as error:
             raise ImageError(f"image {path} cannot be read ({error.__class__.__name__}): "
                              "is it a valid image file?") from None
     if isinstance(image, Image.Image):
@@ -60,11 +65,20 @@ def check_readable(paths: list[Path]) -> None:
     """Fails early (before loading a model) on a file that is not an image; reads headers only."""
     for path in paths:
         try:
-            with Image.open(path):
-                pass
-        except (UnidentifiedImageError, OSError, Image.DecompressionBombError) as error:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+                with Image.open(path):
+                    pass
+        except Image.DecompressionBombError:
+            raise _too_large(path) from None
+        except (UnidentifiedImageError, OSError) as error:
             raise ImageError(f"image {path} cannot be read ({error.__class__.__name__}): "
                              "is it a valid image file?") from None
+
+
+def _too_large(path: Path) -> ImageError:
+    return ImageError(f"image {path} is larger than PIL's decompression-bomb limit "
+                      f"({2 * (Image.MAX_IMAGE_PIXELS or 0) / 1e6:.0f} MP): resize it before segmenting")
 
 
 def expand_inputs(inputs: list[str]) -> list[Path]:

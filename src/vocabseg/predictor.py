@@ -11,10 +11,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from vocabseg.checkpoints import load_model
-from vocabseg.errors import ConfigError, DeviceError, VocabularyError
+from vocabseg.errors import ConfigError, DeviceError, ImageError, VocabularyError
 from vocabseg.images import load_image
 from vocabseg.models import TASKS, InputBatch, ModelFamily, QueryOutput, Settings, get_family
-from vocabseg.postprocess import instance_inference, panoptic_inference, semantic_labels
+from vocabseg.postprocess import QueryMasks, instance_inference, panoptic_inference, semantic_labels
 from vocabseg.preprocess import crop_and_resize, normalize_and_pad, resize_image
 from vocabseg.segments import Segment
 from vocabseg.text import TextClassifier, TextEmbeddingCache, Vocabulary, default_vocabulary, resolve_vocabulary
@@ -49,14 +49,26 @@ class RawOutput:
     class_probs: torch.Tensor | None = None  # [Q, K] scores to use as they are (None: softmax(mask_cls) - void)
     semantic_scores: torch.Tensor | None = None  # [K, H_pad, W_pad] dense scores replacing the query merge
 
-    def padded_mask_logits(self) -> torch.Tensor:
-        """[Q, H_pad, W_pad]: mask logits upsampled to the padded network input."""
-        size = (self.mask_stride * self.pred_masks.shape[-2], self.mask_stride * self.pred_masks.shape[-1])
-        return F.interpolate(self.pred_masks[None], size=size, mode="bilinear", align_corners=False)[0]
+    def padded_mask_logits(self, queries: torch.Tensor | None = None) -> torch.Tensor:
+        """[Q, H_pad, W_pad]: mask logits upsampled to the padded network input (of ``queries`` only if given)."""
+        pred = self.pred_masks if queries is None else self.pred_masks[queries]
+        size = (self.mask_stride * pred.shape[-2], self.mask_stride * pred.shape[-1])
+        return F.interpolate(pred[None], size=size, mode="bilinear", align_corners=False)[0]
+
+    def query_mask_logits(self) -> QueryMasks:
+        """The rows of :attr:`mask_logits`, made a few queries at a time; equal to them up to float32
+        rounding (each query's map is resized on its own, whichever queries share a call)."""
+        return QueryMasks(lambda queries: crop_and_resize(self.padded_mask_logits(queries), self.input_size,
+                                                          self.output_size),
+                          self.pred_masks.shape[0], self.output_size, self.pred_masks.device)
 
     @cached_property
     def mask_logits(self) -> torch.Tensor:
-        """[Q, H, W] mask logits at the original image size (padding cropped, then resized)."""
+        """[Q, H, W] mask logits at the original image size (padding cropped, then resized).
+
+        For analysis only: Q x H x W floats (12 GB for 250 queries on a 12 MP photo);
+        :meth:`Predictor.postprocess` reads :meth:`query_mask_logits` instead.
+        """
         return crop_and_resize(self.padded_mask_logits(), self.input_size, self.output_size)
 
 
@@ -145,7 +157,7 @@ class Predictor:
         """Model outputs for a list of images (paths, PIL images or uint8 arrays)."""
         if self.classifier is None:
             raise VocabularyError("no vocabulary set: call set_vocabulary(...) first")
-        arrays = [load_image(img) for img in images]
+        arrays = [self._check_size(load_image(img)) for img in images]
         policy = self.model.input_policy(self.settings)
         resized = [resize_image(a, policy.min_size, policy.max_size) for a in arrays]
         tensors = [torch.from_numpy(np.ascontiguousarray(r.transpose(2, 0, 1))).to(self.device) for r in resized]
@@ -158,6 +170,15 @@ class Predictor:
                       None if out.semantic_scores is None else out.semantic_scores[i])
             for i in range(len(arrays))
         ]
+
+    def _check_size(self, array: np.ndarray) -> np.ndarray:
+        height, width = array.shape[:2]
+        limit = self.inference.max_pixels
+        if limit and height * width > limit:
+            raise ImageError(f"image of {width}x{height} ({height * width / 1e6:.0f} MP) is over the "
+                             f"{limit / 1e6:g} MP limit: resize it, or raise the limit with --set max_pixels=N "
+                             "(post-processing memory grows with the pixel count)")
+        return array
 
     def predict(self, images, task: str | tuple[str, ...] = "panoptic", *, batch_size: int = 1):
         """Segments one image (returns a Prediction) or a list (returns a list)."""
@@ -183,7 +204,7 @@ class Predictor:
         if "semantic" in tasks:
             pred.semantic = self._semantic(raw, tasks).int().cpu().numpy()
         if "panoptic" in tasks:
-            pan = panoptic_inference(raw.mask_cls, raw.mask_logits, vocab.thing_mask,
+            pan = panoptic_inference(raw.mask_cls, raw.query_mask_logits(), vocab.thing_mask,
                                      object_mask_threshold=self.inference.object_mask_threshold,
                                      overlap_threshold=self.inference.overlap_threshold)
             pred.panoptic = pan.segment_map.cpu().numpy()
@@ -191,7 +212,7 @@ class Predictor:
             pred.segments = [replace(s, area=int(areas[s.id]), class_name=vocab.class_names[s.category])
                              for s in pan.segments]
         if "instance" in tasks:
-            inst = instance_inference(raw.mask_cls, raw.mask_logits, vocab.thing_mask,
+            inst = instance_inference(raw.mask_cls, raw.query_mask_logits(), vocab.thing_mask,
                                       top_k=self.inference.instances_per_image)
             pred.instance_masks = inst.masks.cpu().numpy()
             pred.instance_scores = inst.scores.float().cpu().numpy()
@@ -211,10 +232,25 @@ class Predictor:
         there; semantic alone scores the padded-resolution masks and resizes the class scores.
         """
         if raw.semantic_scores is not None:  # dense scores (OVSeg demo mode): resize, argmax, blanks
-            scores = crop_and_resize(raw.semantic_scores, raw.input_size, raw.output_size)  # [K, H, W]
-            best, labels = scores.max(0)
-            return torch.where(best > 0, labels, torch.full_like(labels, -1))
+            return _dense_labels(raw.semantic_scores, raw.input_size, raw.output_size)
         if "panoptic" in tasks or "instance" in tasks:
-            return semantic_labels(raw.mask_cls, raw.mask_logits, class_probs=raw.class_probs)
+            return semantic_labels(raw.mask_cls, raw.query_mask_logits(), class_probs=raw.class_probs)
         return semantic_labels(raw.mask_cls, raw.padded_mask_logits(), class_probs=raw.class_probs,
                                resize=lambda scores: crop_and_resize(scores, raw.input_size, raw.output_size))
+
+
+def _dense_labels(scores: torch.Tensor, input_size: tuple[int, int], output_size: tuple[int, int],
+                  chunk: int = 16) -> torch.Tensor:
+    """[H, W] argmax of [K, H_pad, W_pad] class scores cropped and resized to the image (-1 where the
+    best score is not positive), resizing ``chunk`` classes at a time (each class map on its own)."""
+    best: torch.Tensor | None = None
+    labels: torch.Tensor | None = None
+    for start in range(0, scores.shape[0], chunk):
+        value, index = crop_and_resize(scores[start:start + chunk], input_size, output_size).max(0)  # [H, W]
+        if best is None or labels is None:
+            best, labels = value, index
+        else:
+            better = value > best  # strict: an earlier class keeps a tie, as max over all classes
+            best, labels = torch.where(better, value, best), torch.where(better, index + start, labels)
+    assert best is not None and labels is not None  # at least one class
+    return torch.where(best > 0, labels, torch.full_like(labels, -1))

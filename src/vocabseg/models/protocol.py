@@ -44,6 +44,7 @@ class InferenceConfig:
     object_mask_threshold: float = 0.0  # minimum class score of a query kept for panoptic
     overlap_threshold: float = 0.8  # visible fraction of a mask needed to keep a segment
     instances_per_image: int = 100
+    max_pixels: int = 100_000_000  # larger input images are refused (0: no limit); memory grows with pixels
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
