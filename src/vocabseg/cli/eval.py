@@ -28,6 +28,8 @@ def add_eval_parser(sub) -> None:
     p.add_argument("--limit", type=positive_int, help="evaluate the first N images only")
     p.add_argument("--output", required=True, help="folder for results.json, results.md and the resumable state/")
     p.add_argument("--checkpoint-every", type=int, default=50, help="images between saves of the resumable state")
+    p.add_argument("--checkpoint-seconds", type=float, default=60.0,
+                   help="seconds between saves of the resumable state (also saved on errors)")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     p.set_defaults(func=cmd_eval)
 
@@ -73,7 +75,8 @@ def cmd_eval(args) -> None:
     size = test_size_overrides(args)  # the user's test size wins over the split's official one
     test_size = (predictor.inference.min_size, predictor.inference.max_size) if size else None
     results = evaluate(predictor, dataset, output_dir=args.output, limit=args.limit, test_size=test_size,
-                       progress=not args.no_progress, checkpoint_every=args.checkpoint_every)  # fmt: skip
+                       progress=not args.no_progress, checkpoint_every=args.checkpoint_every,
+                       checkpoint_seconds=args.checkpoint_seconds)  # fmt: skip
     if rank_and_world()[0] == 0:
         print(summary_line(results))
         print(f"wrote {Path(args.output) / 'results.json'} and results.md")

@@ -121,7 +121,8 @@ def vocabulary_spec(vocabulary: Vocabulary) -> str:
     """What ``resolve_vocabulary`` turns back into ``vocabulary``: a built-in name, or inline text."""
     if vocabulary.name in list_vocabularies() and get_vocabulary(vocabulary.name).classes == vocabulary.classes:
         return vocabulary.name
-    return "; ".join(", ".join(c.names) + ("" if c.is_thing else " [stuff]") for c in vocabulary.classes)
+    text = "; ".join(", ".join(c.names) + ("" if c.is_thing else " [stuff]") for c in vocabulary.classes)
+    return text if ";" in text else text + ";"  # one bare word could read as a built-in name: keep it a class
 
 
 def text_classifier(model: torch.nn.Module, vocabulary: Vocabulary, *, cache_dir: str | None) -> TextClassifier:
