@@ -151,16 +151,18 @@ def panoptic_inference(
     if kept.shape[0] == 0:
         return result
     owner = _winning_query(masks, kept, cur_scores)  # [H, W] index into kept
+    won_areas = torch.bincount(owner.flatten(), minlength=kept.shape[0]).tolist()  # [len(kept)]
+    winners = torch.tensor([k for k, area in enumerate(won_areas) if area > 0], dtype=torch.int64)
     stuff_segment_of_class: dict[int, int] = {}
-    for start, block in masks.chunks(kept):
+    for start, block in masks.chunks(kept[winners.to(kept.device)]):  # queries that win no pixel keep no segment
         for j, logits in enumerate(block):
-            k = start + j
+            k = int(winners[start + j])
             pred_class = int(cur_classes[k])
             won = owner == k
             own = logits.sigmoid() >= 0.5
             mask = won & own
-            won_area, own_area, area = int(won.sum()), int(own.sum()), int(mask.sum())
-            if won_area == 0 or own_area == 0 or area == 0 or won_area / own_area < overlap_threshold:
+            won_area, own_area, area = won_areas[k], int(own.sum()), int(mask.sum())
+            if own_area == 0 or area == 0 or won_area / own_area < overlap_threshold:
                 continue
             thing = bool(is_thing[pred_class])
             if not thing and pred_class in stuff_segment_of_class:
