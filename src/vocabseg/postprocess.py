@@ -56,7 +56,8 @@ class QueryMasks:
         """[Q, stop - start, W] rows of every query. Costs a pass over all queries at full size (a
         band resized on its own would round differently, and near-ties could change labels)."""
         every = torch.arange(self.num_queries, device=self.device)
-        return torch.cat([block[:, start:stop] for _, block in self.chunks(every)])
+        # clone: a slice would keep its whole full-size block alive until the cat
+        return torch.cat([block[:, start:stop].clone() for _, block in self.chunks(every)])
 
 
 def query_class_probs(mask_cls: torch.Tensor, class_probs: torch.Tensor | None = None) -> torch.Tensor:
