@@ -30,13 +30,28 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class _StderrHandler(logging.StreamHandler):
+    """Writes to whatever ``sys.stderr`` is at the time of each message.
+
+    ``main`` may run several times in one process (tests, notebooks) while ``sys.stderr`` is
+    swapped; a handler holding the first stream would write into a closed one later.
+    """
+
+    @property
+    def stream(self):
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value) -> None:  # StreamHandler.__init__ assigns it; the property wins
+        pass
+
+
 def configure_logging(quiet: bool = False) -> None:
     """Messages of the ``vocabseg`` logger on stderr; the root logger is left alone."""
     logger = logging.getLogger("vocabseg")
-    if not any(getattr(h, "_vocabseg_cli", False) for h in logger.handlers):
-        handler = logging.StreamHandler(sys.stderr)
+    if not any(isinstance(h, _StderrHandler) for h in logger.handlers):
+        handler = _StderrHandler()
         handler.setFormatter(logging.Formatter("%(message)s"))
-        handler._vocabseg_cli = True  # type: ignore[attr-defined]
         logger.addHandler(handler)
     logger.setLevel(logging.WARNING if quiet else logging.INFO)
 

@@ -29,8 +29,6 @@ def cmd_predict(args: argparse.Namespace) -> None:
     done = previous_done(output, [p.stem for p in paths], overwrite=args.overwrite)
     todo = [p for p in paths if p.stem not in done]
     check_output_folder(output, todo)
-    if len(todo) < len(paths):
-        logger.info("skipping %d image(s) already done in %s (--overwrite to redo)", len(paths) - len(todo), output)
     if not args.skip_errors:
         _decode_all(todo)  # a bad or truncated file fails here, before the model loads
     predictor = load_predictor(args)
@@ -40,6 +38,8 @@ def cmd_predict(args: argparse.Namespace) -> None:
     record = RunRecord(output)
     source = {"model": args.model, "weights": args.weights, "clip_weights": args.clip_weights}
     record.start(run_identity(predictor, vocab, tasks, args.batch_size), source, done, overwrite=args.overwrite)
+    if len(todo) < len(paths):  # said only once the run is known to be the same as the one that did them
+        logger.info("skipping %d image(s) already done in %s (--overwrite to redo)", len(paths) - len(todo), output)
     with tqdm(total=len(todo), desc="predict", unit="img", disable=not todo) as bar:
         for start in range(0, len(todo), args.batch_size):
             chunk = todo[start:start + args.batch_size]
