@@ -13,6 +13,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from vocabseg.layers.conv import Conv2dNorm
+
 
 class FrozenBatchNorm2d(nn.Module):
     """Batch norm with fixed statistics and affine terms (buffers, never trained).
@@ -44,29 +46,14 @@ class FrozenBatchNorm2d(nn.Module):
         )
 
 
-class ConvNorm(nn.Conv2d):
-    """Bias-free convolution followed by its frozen batch norm (``<name>.weight``, ``<name>.norm.*``)."""
+def conv_frozen_bn(in_channels: int, out_channels: int, *, kernel_size: int, stride: int = 1,
+                   dilation: int = 1) -> Conv2dNorm:
+    """Bias-free convolution and its frozen batch norm (``<name>.weight``, ``<name>.norm.*``).
 
-    def __init__(
-        self, in_channels: int, out_channels: int, *, kernel_size: int, stride: int = 1, dilation: int = 1
-    ):
-        """Init.
-
-        Args:
-            in_channels: Input channels.
-            out_channels: Output channels.
-            kernel_size: 1 or 3; a 3x3 is padded by ``dilation`` (size kept at stride 1).
-            stride: Convolution stride.
-            dilation: Convolution dilation.
-        """
-        padding = dilation * (kernel_size - 1) // 2
-        super().__init__(
-            in_channels, out_channels, kernel_size, stride=stride, padding=padding, dilation=dilation, bias=False
-        )
-        self.norm = FrozenBatchNorm2d(out_channels)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.norm(super().forward(x))
+    A 3x3 is padded by ``dilation``, so stride 1 keeps the size.
+    """
+    return Conv2dNorm(in_channels, out_channels, kernel_size, stride=stride, padding=dilation * (kernel_size - 1) // 2,
+                      dilation=dilation, bias=False, norm=FrozenBatchNorm2d(out_channels))
 
 
 class DeepLabStem(nn.Module):
@@ -74,9 +61,9 @@ class DeepLabStem(nn.Module):
 
     def __init__(self, *, in_channels: int = 3, out_channels: int = 128):
         super().__init__()
-        self.conv1 = ConvNorm(in_channels, out_channels // 2, kernel_size=3, stride=2)
-        self.conv2 = ConvNorm(out_channels // 2, out_channels // 2, kernel_size=3)
-        self.conv3 = ConvNorm(out_channels // 2, out_channels, kernel_size=3)
+        self.conv1 = conv_frozen_bn(in_channels, out_channels // 2, kernel_size=3, stride=2)
+        self.conv2 = conv_frozen_bn(out_channels // 2, out_channels // 2, kernel_size=3)
+        self.conv3 = conv_frozen_bn(out_channels // 2, out_channels, kernel_size=3)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``[B, 3, H, W]`` -> ``[B, C, ceil(H/4), ceil(W/4)]`` (for H, W multiples of 4: exactly H/4, W/4)."""
@@ -102,12 +89,12 @@ class Bottleneck(nn.Module):
             dilation: Dilation (and padding) of the 3x3 conv.
         """
         super().__init__()
-        self.shortcut = (
-            ConvNorm(in_channels, out_channels, kernel_size=1, stride=stride) if in_channels != out_channels else None
-        )
-        self.conv1 = ConvNorm(in_channels, bottleneck_channels, kernel_size=1)
-        self.conv2 = ConvNorm(bottleneck_channels, bottleneck_channels, kernel_size=3, stride=stride, dilation=dilation)
-        self.conv3 = ConvNorm(bottleneck_channels, out_channels, kernel_size=1)
+        projection = in_channels != out_channels  # the first block of each stage
+        self.shortcut = conv_frozen_bn(in_channels, out_channels, kernel_size=1, stride=stride) if projection else None
+        self.conv1 = conv_frozen_bn(in_channels, bottleneck_channels, kernel_size=1)
+        self.conv2 = conv_frozen_bn(bottleneck_channels, bottleneck_channels, kernel_size=3, stride=stride,
+                                    dilation=dilation)
+        self.conv3 = conv_frozen_bn(bottleneck_channels, out_channels, kernel_size=1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = F.relu(self.conv1(x))
