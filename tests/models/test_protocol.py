@@ -80,3 +80,14 @@ def test_registry_lookup():
         assert set(family.tasks) <= set(TASKS)
     with pytest.raises(ConfigError, match="unknown model family 'nope'; known families: .*fcclip"):
         get_family("nope")
+
+
+@pytest.mark.parametrize("key, value", [("min_size", "800"), ("min_size", 1.5), ("temperature", "hot"),
+                                        ("use_crf", 1), ("temperature", True)])
+def test_override_refuses_values_of_the_wrong_type(key, value):
+    with pytest.raises(ConfigError, match=key):
+        _settings().override({key: value})
+
+
+def test_override_takes_an_int_for_a_float_setting():
+    assert _settings().override({"temperature": 2}).family.temperature == 2.0

@@ -70,10 +70,23 @@ class Settings:
         if unknown:
             valid = sorted(set(InferenceConfig.__dataclass_fields__) | family_fields)
             raise ConfigError(f"unknown inference setting(s) {unknown}; valid settings: {valid}")
-        return Settings(replace(self.inference, **generic), replace(self.family, **values))
+        return Settings(_replace_typed(self.inference, generic), _replace_typed(self.family, values))
 
     def to_dict(self) -> dict[str, dict[str, Any]]:
         return {"inference": self.inference.to_dict(), "family": asdict(self.family)}
+
+
+def _replace_typed(settings: Any, values: dict[str, Any]) -> Any:
+    """``replace(settings, **values)`` where each value must have its field's type (an int may be a float)."""
+    for key, value in values.items():
+        current = getattr(settings, key)
+        kind = float if isinstance(current, float) else type(current)
+        matches = isinstance(value, kind) or (kind is float and isinstance(value, int))
+        if isinstance(value, bool) != isinstance(current, bool) or not matches:
+            raise ConfigError(f"inference setting {key}={value!r} must be a {kind.__name__} "
+                              f"(currently {current!r})")
+        values[key] = kind(value)
+    return replace(settings, **values)
 
 
 @dataclass
