@@ -67,7 +67,7 @@ def parse_checkpoint(data: dict, *, source: str, variant: ModelVariant | None = 
                                   "matching --model")
         return loaded
     state = data.get("model", data.get("state_dict", data))
-    family = _official_family(state, source) if isinstance(state, dict) else None
+    family = _official_family(state) if isinstance(state, dict) else None
     if family is None:
         titles = ", ".join(f.title for f in FAMILIES.values())
         raise CheckpointError(f"{source}: neither a vocabseg checkpoint nor an official checkpoint of {titles}")
@@ -79,7 +79,7 @@ def parse_checkpoint(data: dict, *, source: str, variant: ModelVariant | None = 
     return LoadedCheckpoint(family, state, variant.config, variant.settings, variant.train_vocabulary, source, data)
 
 
-def _official_family(state: dict, source: str) -> ModelFamily | None:
+def _official_family(state: dict) -> ModelFamily | None:
     return next((f for f in FAMILIES.values() if f.is_official(state)), None)
 
 

@@ -129,6 +129,7 @@ def test_demo_mode_with_one_class_marks_unclaimed_pixels(tiny, tmp_path):
     raw = predictor.run([synthetic_photo(50, 70)])[0]
     assert raw.semantic_scores is not None and raw.semantic_scores.shape[0] == 1  # "others" dropped again
     assert raw.class_probs is not None and raw.class_probs.shape[-1] == 1
+    assert raw.details["proposal_logits"].shape[-1] == raw.details["clip_logits"].shape[-1] == 2  # class + void
     semantic = predictor.postprocess(raw, ("semantic",)).semantic
     assert set(np.unique(semantic)) <= {-1, 0}
     claimed = crop_and_resize(raw.semantic_scores, raw.input_size, raw.output_size)[0] > 0  # padding cropped

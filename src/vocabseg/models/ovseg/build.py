@@ -4,8 +4,6 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from torch import nn
-
 from vocabseg.clip.load import build_clip
 from vocabseg.clip.vit import add_mask_prompt
 from vocabseg.errors import ConfigError
@@ -17,7 +15,7 @@ from vocabseg.models.ovseg.swin import SwinTransformer, swin_base
 from vocabseg.models.ovseg.transformer_predictor import TransformerPredictor
 
 # backbone name -> builder; the *_test ones are few-thousand-parameter versions for tests and smoke runs
-BACKBONES: dict[str, Callable[[], nn.Module]] = {
+BACKBONES: dict[str, Callable[[], SwinTransformer | DeepLabResNet]] = {
     "swin_base": swin_base,
     "resnet101_deeplab": resnet101_deeplab,
     "swin_tiny_test": lambda: SwinTransformer(embed_dim=32, depths=(1, 2, 1, 1), num_heads=(1, 2, 2, 4), window_size=4),
@@ -31,7 +29,7 @@ def build_ovseg(config: OVSegConfig) -> OVSeg:
     if config.backbone not in BACKBONES:
         raise ConfigError(f"unknown OVSeg backbone {config.backbone!r}; choose one of {', '.join(BACKBONES)}")
     backbone = BACKBONES[config.backbone]()
-    channels: dict[str, int] = backbone.out_channels  # type: ignore[assignment]
+    channels = backbone.out_channels  # {"res2": C2, ..., "res5": C5}
     clip: Any = build_clip(config.clip_model_name, quick_gelu=True, clip_config=config.clip_config)
     clip_dim = int(clip.text_projection.shape[-1])
     if clip_dim != config.embed_dim:

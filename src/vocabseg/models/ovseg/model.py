@@ -107,9 +107,11 @@ class OVSeg(nn.Module):
         if family.demo_mode:
             semantic = torch.stack([_demo_scores(class_probs[i], valid[i], padded[i], size, family.mask_threshold,
                                                  skip_last=with_others) for i, size in enumerate(batch.image_sizes)])
-        if with_others:  # back to the user's one class
-            class_probs, proposal_probs = class_probs[..., :1], torch.cat([proposal_probs[..., :1],
-                                                                           proposal_probs[..., -1:]], -1)
+        if with_others:  # back to the user's one class: drop the "others" column everywhere
+            keep = [0, -1]  # the class and void
+            class_probs, proposal_probs = class_probs[..., :1], proposal_probs[..., keep]
+            details = {**details, "proposal_logits": out.pred_logits[..., keep],
+                       "clip_logits": details["clip_logits"][..., keep]}
             semantic = semantic[:, :1] if semantic is not None else None
         return QueryOutput(_merge_logprobs(class_probs, proposal_probs[..., -1:]), out.pred_masks, MASK_STRIDE,
                            details, class_probs=class_probs, semantic_scores=semantic)
