@@ -74,7 +74,25 @@ def semantic_to_panoptic(classes: np.ndarray,
                               iscrowd=False, area=int(n)) for c, n in zip(present, areas))
 
 
-class FileSource(Sequence[RawExample]):
+class ExampleSource(Sequence[RawExample]):
+    """A sequence of training examples; subclasses give ``__len__`` and ``example(index)``."""
+
+    def example(self, index: int) -> RawExample:
+        raise NotImplementedError
+
+    @overload
+    def __getitem__(self, index: int) -> RawExample: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> Sequence[RawExample]: ...
+
+    def __getitem__(self, index: int | slice) -> RawExample | Sequence[RawExample]:
+        if isinstance(index, slice):
+            return [self.example(i) for i in range(len(self))[index]]
+        return self.example(index)
+
+
+class FileSource(ExampleSource):
     """Examples read from disk, checked against the number of classes."""
 
     def __init__(self, files: Sequence[ExampleFiles], *, num_classes: int, is_thing: Sequence[bool] | None = None):
@@ -89,15 +107,7 @@ class FileSource(Sequence[RawExample]):
     def __len__(self) -> int:
         return len(self.files)
 
-    @overload
-    def __getitem__(self, index: int) -> RawExample: ...
-
-    @overload
-    def __getitem__(self, index: slice) -> Sequence[RawExample]: ...
-
-    def __getitem__(self, index: int | slice) -> RawExample | Sequence[RawExample]:
-        if isinstance(index, slice):
-            return [self[i] for i in range(len(self))[index]]
+    def example(self, index: int) -> RawExample:
         files = self.files[index]
         image = load_image(files.image)
         if files.panoptic_png is not None:
@@ -198,7 +208,7 @@ SHAPES_VOCABULARY = "red square; green disc; grey floor [stuff]"
 _SHAPE_COLOURS = np.array([[220, 40, 40], [40, 200, 60], [128, 128, 128]], dtype=np.uint8)  # per class
 
 
-class SyntheticShapes(Sequence[RawExample]):
+class SyntheticShapes(ExampleSource):
     """Images of a grey floor with a red square and/or a green disc; deterministic per index.
 
     Class 0 "red square" and 1 "green disc" are things, 2 "grey floor" is stuff.
@@ -212,15 +222,7 @@ class SyntheticShapes(Sequence[RawExample]):
     def __len__(self) -> int:
         return self.num_images
 
-    @overload
-    def __getitem__(self, index: int) -> RawExample: ...
-
-    @overload
-    def __getitem__(self, index: slice) -> Sequence[RawExample]: ...
-
-    def __getitem__(self, index: int | slice) -> RawExample | Sequence[RawExample]:
-        if isinstance(index, slice):
-            return [self[i] for i in range(len(self))[index]]
+    def example(self, index: int) -> RawExample:
         if not 0 <= index < self.num_images:
             raise IndexError(index)
         rng = np.random.default_rng([self.seed, index])
