@@ -48,6 +48,7 @@ class RawOutput:
     details: dict[str, torch.Tensor] = field(default_factory=dict)  # the family's own tensors of this image
     class_probs: torch.Tensor | None = None  # [Q, K] scores to use as they are (None: softmax(mask_cls) - void)
     semantic_scores: torch.Tensor | None = None  # [K, H_pad, W_pad] dense scores replacing the query merge
+    unassigned_at_or_below: float | None = 0.0  # dense-score floor of a labelled pixel (None: all labelled)
 
     def padded_mask_logits(self, queries: torch.Tensor | None = None) -> torch.Tensor:
         """[Q, H_pad, W_pad]: mask logits upsampled to the padded network input (of ``queries`` only if given)."""
@@ -112,7 +113,8 @@ class Predictor:
         """Builds the model of a zoo name or checkpoint path and loads its weights.
 
         Args:
-            name_or_path: a name from ``vocabseg.list_models()`` or a checkpoint file.
+            name_or_path: a name from ``vocabseg.list_models()``, a checkpoint file, a shared folder
+                (``config.json`` + ``model.safetensors``) or ``"hf-hub:org/name[@revision]"``.
             weights: checkpoint file for a zoo name (skips the download).
             clip_weights: open_clip state-dict file for checkpoints without CLIP weights.
             inference: overrides of test-time settings, generic or the family's,
@@ -159,7 +161,7 @@ class Predictor:
             raise VocabularyError("no vocabulary set: call set_vocabulary(...) first")
         arrays = [self._check_size(load_image(img)) for img in images]
         policy = self.model.input_policy(self.settings)
-        resized = [resize_image(a, policy.min_size, policy.max_size) for a in arrays]
+        resized = [resize_image(a, policy.min_size, policy.max_size, policy.resize_backend) for a in arrays]
         tensors = [torch.from_numpy(np.ascontiguousarray(r.transpose(2, 0, 1))).to(self.device) for r in resized]
         batch, sizes = normalize_and_pad(tensors, policy.pixel_mean, policy.pixel_std, policy.size_divisibility)
         out: QueryOutput = self.model.inference(InputBatch(batch, sizes, tensors), self.classifier, self.settings)
@@ -167,7 +169,8 @@ class Predictor:
             RawOutput(out.mask_cls[i], out.mask_logits[i], out.mask_stride, sizes[i], arrays[i].shape[:2],
                       {name: value[i] for name, value in out.details.items()},
                       None if out.class_probs is None else out.class_probs[i],
-                      None if out.semantic_scores is None else out.semantic_scores[i])
+                      None if out.semantic_scores is None else out.semantic_scores[i],
+                      out.unassigned_at_or_below)
             for i in range(len(arrays))
         ]
 
@@ -231,8 +234,8 @@ class Predictor:
         With panoptic or instance output the masks are resized to the image first and scored
         there; semantic alone scores the padded-resolution masks and resizes the class scores.
         """
-        if raw.semantic_scores is not None:  # dense scores (OVSeg demo mode): resize, argmax, blanks
-            return _dense_labels(raw.semantic_scores, raw.input_size, raw.output_size)
+        if raw.semantic_scores is not None:  # dense scores (OVSeg demo mode, Cascade-CLIP): resize, argmax
+            return _dense_labels(raw.semantic_scores, raw.input_size, raw.output_size, raw.unassigned_at_or_below)
         if "panoptic" in tasks or "instance" in tasks:
             return semantic_labels(raw.mask_cls, raw.query_mask_logits(), class_probs=raw.class_probs)
         return semantic_labels(raw.mask_cls, raw.padded_mask_logits(), class_probs=raw.class_probs,
@@ -240,9 +243,9 @@ class Predictor:
 
 
 def _dense_labels(scores: torch.Tensor, input_size: tuple[int, int], output_size: tuple[int, int],
-                  chunk: int = 16) -> torch.Tensor:
+                  floor: float | None = 0.0, chunk: int = 16) -> torch.Tensor:
     """[H, W] argmax of [K, H_pad, W_pad] class scores cropped and resized to the image (-1 where the
-    best score is not positive), resizing ``chunk`` classes at a time (each class map on its own)."""
+    best score is not above ``floor``; None: no blanks), resizing ``chunk`` classes at a time."""
     best: torch.Tensor | None = None
     labels: torch.Tensor | None = None
     for start in range(0, scores.shape[0], chunk):
@@ -253,4 +256,6 @@ def _dense_labels(scores: torch.Tensor, input_size: tuple[int, int], output_size
             better = value > best  # strict: an earlier class keeps a tie, as max over all classes
             best, labels = torch.where(better, value, best), torch.where(better, index + start, labels)
     assert best is not None and labels is not None  # at least one class
-    return torch.where(best > 0, labels, torch.full_like(labels, -1))
+    if floor is None:
+        return labels
+    return torch.where(best > floor, labels, torch.full_like(labels, -1))

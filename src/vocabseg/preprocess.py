@@ -18,12 +18,32 @@ def shortest_edge_size(height: int, width: int, min_size: int, max_size: int) ->
     return max(1, int(new_h + 0.5)), max(1, int(new_w + 0.5))
 
 
-def resize_image(image: np.ndarray, min_size: int, max_size: int) -> np.ndarray:
-    """Resizes an HxWx3 uint8 RGB image with PIL bilinear (as detectron2 does for uint8)."""
+def mmseg_short_side_size(height: int, width: int, short_side: int) -> tuple[int, int]:
+    """Output (H, W) of mmseg's test ``Resize(keep_ratio=True, min_size=short_side)``: the short side
+    becomes ``short_side`` (small images are upsampled), the long side follows with mmcv's rounding."""
+    target = (short_side * height / width, short_side) if height > width else (short_side, short_side * width / height)
+    factor = min(max(target) / max(height, width), min(target) / min(height, width))  # mmcv.rescale_size
+    return max(1, int(height * factor + 0.5)), max(1, int(width * factor + 0.5))
+
+
+def resize_image(image: np.ndarray, min_size: int, max_size: int, backend: str = "pil") -> np.ndarray:
+    """Resizes an HxWx3 uint8 RGB image for a model's test input.
+
+    Backends: ``"pil"`` is detectron2's (shortest edge ``min_size``, longest capped at ``max_size``,
+    PIL bilinear on uint8); ``"cv2"`` is mmseg's (shortest edge ``min_size``, no cap, OpenCV
+    INTER_LINEAR on uint8 with its fixed-point rounding: bit-exact with the mmseg models).
+    """
     height, width = image.shape[:2]
-    new_h, new_w = shortest_edge_size(height, width, min_size, max_size)
+    if backend == "cv2":
+        new_h, new_w = mmseg_short_side_size(height, width, min_size)
+    else:
+        new_h, new_w = shortest_edge_size(height, width, min_size, max_size)
     if (new_h, new_w) == (height, width):
         return image
+    if backend == "cv2":
+        import cv2  # deferred: only the mmseg-style families need OpenCV
+
+        return cv2.resize(np.ascontiguousarray(image), (new_w, new_h), interpolation=cv2.INTER_LINEAR)
     return np.asarray(Image.fromarray(image).resize((new_w, new_h), Image.Resampling.BILINEAR))
 
 

@@ -90,7 +90,7 @@ def encode_masked_regions(
     x = _add_class_token(v, tokens)  # [N, 1 + grid*grid, width]
     x = x.permute(1, 0, 2)  # [1 + grid*grid, N, width], sequence-first as the official tower
     for index, block in enumerate(v.transformer.resblocks, start=1):
-        x = _run_block(block, x)
+        x = run_block(block, x)
         if flags is not None and embedding is not None and index < depth:  # patch tokens only, never x[:1]
             x = torch.cat([x[:1], _replace(x[1:], flags.transpose(0, 1), embedding[index].unsqueeze(1))])
     pooled = v.ln_post(x[0])  # [N, width], the class token
@@ -135,8 +135,11 @@ def _add_class_token(visual: Any, tokens: torch.Tensor) -> torch.Tensor:
     return visual.ln_pre(x)
 
 
-def _run_block(block: Any, x: torch.Tensor) -> torch.Tensor:
+def run_block(block: Any, x: torch.Tensor, drop_path: float = 0.0) -> torch.Tensor:
     """One open_clip pre-LN residual block on sequence-first tokens [L, N, C] (no attention mask).
+
+    ``drop_path`` is the stochastic-depth probability of each residual branch in training
+    (one draw per sample, survivors rescaled), as Cascade-CLIP trains its prompted ViT.
 
     The attention runs sequence-first through ``F.multi_head_attention_forward``, the path of a
     sequence-first ``nn.MultiheadAttention``: open_clip's batch-first call (its fast path without
@@ -149,5 +152,14 @@ def _run_block(block: Any, x: torch.Tensor) -> torch.Tensor:
         attn.add_zero_attn, attn.dropout, attn.out_proj.weight, attn.out_proj.bias,
         training=attn.training, need_weights=False,
     )
-    x = x + block.ls_1(out)
-    return x + block.ls_2(block.mlp(block.ln_2(x)))
+    x = x + _drop_path(block.ls_1(out), drop_path, block.training)
+    return x + _drop_path(block.ls_2(block.mlp(block.ln_2(x))), drop_path, block.training)
+
+
+def _drop_path(branch: torch.Tensor, probability: float, training: bool) -> torch.Tensor:
+    """Zeroes a residual branch [L, N, C] for whole samples with ``probability`` (training only)."""
+    if not training or probability == 0.0:
+        return branch
+    keep = 1.0 - probability
+    survivors = branch.new_empty((1, branch.shape[1], 1)).bernoulli_(keep)  # one draw per sample
+    return branch * survivors / keep

@@ -103,6 +103,8 @@ class QueryOutput:
     # [B, K, H_pad, W_pad] per-class scores at the padded input size that replace the query merge
     # for semantic output (OVSeg's demo mode); a pixel where every score is 0 is left unassigned.
     semantic_scores: torch.Tensor | None = None
+    # a pixel whose best semantic score is not above this stays unassigned (None: every pixel is labelled)
+    unassigned_at_or_below: float | None = 0.0
 
 
 @dataclass
@@ -116,13 +118,14 @@ class InputBatch:
 
 @dataclass(frozen=True)
 class ResizeAndPad:
-    """Input policy: detectron2's shortest-edge resize, normalisation, zero padding to a multiple."""
+    """Input policy: shortest-edge resize (detectron2's or mmseg's), normalisation, zero padding to a multiple."""
 
     min_size: int
     max_size: int
     pixel_mean: tuple[float, float, float]
     pixel_std: tuple[float, float, float]
     size_divisibility: int
+    resize_backend: str = "pil"  # "pil": detectron2's resize; "cv2": mmseg's (see preprocess.resize_image)
 
 
 @dataclass(frozen=True)
