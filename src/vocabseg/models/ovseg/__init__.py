@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from vocabseg.clip.load import load_clip_state
-from vocabseg.losses import build_criterion
+from vocabseg.losses.maskformer import build_maskformer_criterion
 from vocabseg.models.ovseg.build import build_ovseg
 from vocabseg.models.ovseg.config import OVSegConfig, OVSegSettings
 from vocabseg.models.ovseg.convert import KEY_TABLE, OFFICIAL_TELLTALE, guess_variant
@@ -63,12 +63,13 @@ class OVSegFamily(FamilyBase):
         return origin
 
     def build_criterion(self, config: OVSegConfig, loss: Any) -> nn.Module:
-        """The set criterion over the proposals (matching + class/mask/dice losses) with the preset's weights."""
-        return build_criterion(class_weight=loss.class_weight, mask_weight=loss.mask_weight,
-                               dice_weight=loss.dice_weight, no_object_weight=loss.no_object_weight,
-                               dec_layers=config.dec_layers, num_points=loss.num_points,
-                               oversample_ratio=loss.oversample_ratio,
-                               importance_sample_ratio=loss.importance_sample_ratio)
+        """MaskFormer's set criterion over the proposals (focal + dice on whole masks), the preset's weights.
+
+        ``loss.num_points`` and the sampling ratios do not apply: MaskFormer uses every pixel.
+        """
+        return build_maskformer_criterion(class_weight=loss.class_weight, mask_weight=loss.mask_weight,
+                                          dice_weight=loss.dice_weight, no_object_weight=loss.no_object_weight,
+                                          dec_layers=config.dec_layers)
 
     def benchmark_overrides(self, vocabulary: str) -> tuple[str | None, dict[str, Any]]:
         """The official class strings and ensemble weight for a benchmark's vocabulary."""
