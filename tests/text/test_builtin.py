@@ -31,6 +31,12 @@ EXPECTED_SIZES = {
     "ovseg_pascal_context_59": (59, 0),
     "ovseg_pascal_context_459": (459, 0),
     "ovseg_pascal_voc_20": (20, 20),
+    "cascade_voc_20": (20, 20),
+    "cascade_voc_20_seen": (15, 15),
+    "cascade_context_59": (59, 0),
+    "cascade_context_59_seen": (49, 0),
+    "cascade_coco_stuff_171": (171, 80),
+    "cascade_coco_stuff_171_seen": (156, 73),  # 7 of the 15 unseen classes are things
 }
 
 

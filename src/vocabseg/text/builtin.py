@@ -19,6 +19,7 @@ from importlib import resources
 
 from vocabseg.errors import VocabularyError
 from vocabseg.text.vocabulary import VocabClass, Vocabulary
+from vocabseg.text.zero_shot import SEEN_SUFFIX, UNSEEN_CLASSES, seen_subset, unseen_classes
 
 # Names of the data files shipped in vocabseg/text/vocabularies/.
 _DATA_FILES = (
@@ -39,6 +40,10 @@ _DATA_FILES = (
     "ovseg_pascal_context_59",
     "ovseg_pascal_context_459",
     "ovseg_pascal_voc_20",
+    # Cascade-CLIP's official class strings in dataset order (text/zero_shot.py has their unseen classes)
+    "cascade_voc_20",
+    "cascade_context_59",
+    "cascade_coco_stuff_171",
 )
 
 DEFAULT_VOCABULARY = "default"
@@ -101,10 +106,17 @@ def default_vocabulary() -> Vocabulary:
     return Vocabulary(name=DEFAULT_VOCABULARY, classes=classes)
 
 
+def _seen_vocabulary(name: str) -> Vocabulary:
+    """A zero-shot benchmark's vocabulary without its official unseen classes."""
+    return seen_subset(get_vocabulary(name), unseen_classes(name))
+
+
 # name -> loader; every built-in vocabulary is one entry.
 _BUILTINS: dict[str, Callable[[], Vocabulary]] = {
     **{name: functools.partial(_load_data_file, name) for name in _DATA_FILES},
     DEFAULT_VOCABULARY: default_vocabulary,
+    # The seen classes of each zero-shot benchmark: the inductive models' training vocabulary.
+    **{name + SEEN_SUFFIX: functools.partial(_seen_vocabulary, name) for name in UNSEEN_CLASSES},
 }
 
 

@@ -24,6 +24,29 @@ DEFAULT_TEMPLATES: tuple[str, ...] = (
     "There is a large {} in the scene.",
 )
 
+# Cascade-CLIP's 15 templates (its get_embedding.ipynb, used for the Context-59 and COCO-Stuff
+# embeddings). ``build_text_classifier`` combines them the official way: each prompt embedding
+# L2-normalised, the mean over templates, L2-normalised again (one name per class, so per class).
+CASCADE_CLIP_TEMPLATES: tuple[str, ...] = (
+    "a photo of a {}.",
+    "a photo of a small {}.",
+    "a photo of a medium {}.",
+    "a photo of a large {}.",
+    "This is a photo of a {}.",
+    "This is a photo of a small {}.",
+    "This is a photo of a medium {}.",
+    "This is a photo of a large {}.",
+    "a {} in the scene.",
+    "a photo of a {} in the scene.",
+    "There is a {} in the scene.",
+    "There is the {} in the scene.",
+    "This is a {} in the scene.",
+    "This is the {} in the scene.",
+    "This is one {} in the scene.",
+)
+# The single template of the official VOC-20 embeddings (voc12_single.npy): no final period.
+CASCADE_CLIP_SINGLE_TEMPLATE: tuple[str, ...] = ("a photo of a {}",)
+
 
 def synonym_counts(vocab: Vocabulary) -> list[int]:
     """Number of names (synonyms) of each class, in class order."""
