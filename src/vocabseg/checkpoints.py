@@ -109,15 +109,22 @@ def _parse_v1(data: dict, source: str) -> LoadedCheckpoint:
 
 
 def resolve_checkpoint(name_or_path: str, *, weights: str | None = None, progress: bool = True) -> LoadedCheckpoint:
-    """``name_or_path``: a zoo name (weights from ``weights`` or the cache/download) or a checkpoint path."""
+    """``name_or_path``: a zoo name (weights from ``weights`` or the cache/download), a checkpoint path,
+    a shared folder (``config.json`` + ``model.safetensors``) or ``hf-hub:org/name[@revision]``."""
+    from vocabseg import hub
+
     if name_or_path in list_models():
         variant = get_variant(name_or_path)
         path = Path(weights) if weights else fetch_official_weights(variant, progress=progress)
+    elif weights is None and name_or_path.startswith(hub.HUB_PREFIX):
+        variant, path = None, hub.download_pretrained(name_or_path)
     else:
         variant, path = None, Path(weights or name_or_path)
         if not path.exists() and weights is None:
-            raise CheckpointError(f"{name_or_path!r} is neither a model name ({', '.join(list_models())}) nor a file")
-    return parse_checkpoint(read_checkpoint(path), source=str(path), variant=variant)
+            raise CheckpointError(f"{name_or_path!r} is neither a model name ({', '.join(list_models())}), "
+                                  "a file nor hf-hub:org/name")
+    data = hub.read_pretrained(path) if hub.is_pretrained(path) else read_checkpoint(path)
+    return parse_checkpoint(data, source=str(path), variant=variant)
 
 
 @dataclass

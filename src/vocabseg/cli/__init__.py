@@ -1,4 +1,4 @@
-"""Command line: `vocabseg predict | models | download | eval | score | data | train`."""
+"""Command line: `vocabseg predict | models | download | eval | score | data | train | push`."""
 from __future__ import annotations
 
 import argparse
@@ -17,6 +17,7 @@ USER_ERRORS = (VocabsegError, OSError)
 def build_parser() -> argparse.ArgumentParser:
     from vocabseg.cli.data import add_data_parser
     from vocabseg.cli.eval import add_eval_parser
+    from vocabseg.cli.hub import add_hub_parser
     from vocabseg.cli.predict import add_predict_parsers
     from vocabseg.cli.train import add_train_parser
 
@@ -27,6 +28,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_eval_parser(sub)
     add_data_parser(sub)
     add_train_parser(sub)
+    add_hub_parser(sub)
     return parser
 
 

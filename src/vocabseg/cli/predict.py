@@ -100,10 +100,14 @@ def cmd_models(args: argparse.Namespace) -> None:
 
 
 def cmd_download(args: argparse.Namespace) -> None:
+    from vocabseg.cli.hub import download_hub
     from vocabseg.downloads import fetch_official_weights
 
     for name in args.models:
-        print(fetch_official_weights(get_variant(name)))
+        if name.startswith("hf-hub:"):
+            download_hub(name)
+        else:
+            print(fetch_official_weights(get_variant(name)))
 
 
 def add_predict_parsers(sub: argparse._SubParsersAction) -> None:
@@ -129,6 +133,7 @@ def add_predict_parsers(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("models", help="list the model variants")
     p.set_defaults(func=cmd_models)
 
-    p = sub.add_parser("download", help="download official checkpoints into the cache")
-    p.add_argument("models", nargs="+", choices=list_models())
+    p = sub.add_parser("download", help="download official checkpoints (or hf-hub: ones) into the cache")
+    p.add_argument("models", nargs="+", metavar="MODEL",
+                   help=f"zoo name ({', '.join(list_models())}) or hf-hub:org/name[@revision]")
     p.set_defaults(func=cmd_download)
