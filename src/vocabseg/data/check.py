@@ -136,11 +136,11 @@ def _check_semantic(spec: SplitSpec, root: Path, record: Record, label: Semantic
             f"{spec.name}: label map {path} equals the raw {source / path.name}: it was copied, not converted "
             f"(not shifted); delete {path.parent} and {fix}"
         ]
-    num_classes = len(get_vocabulary(spec.vocabulary))
-    bad = np.unique(values[(values >= num_classes) & (values != spec.ignore_value)])
+    top = len(get_vocabulary(spec.vocabulary)) + int(spec.reduce_zero_label)  # raw values 0..C with reduce_zero_label
+    bad = np.unique(values[(values >= top) & (values != spec.ignore_value)])
     if bad.size:
         problems.append(
-            f"{spec.name}: label map {path} has values {bad[:5].tolist()} outside 0..{num_classes - 1} and the "
+            f"{spec.name}: label map {path} has values {bad[:5].tolist()} outside 0..{top - 1} and the "
             f"ignore value {spec.ignore_value}; it was not converted (or is from another dataset): delete it and {fix}"
         )
     return problems

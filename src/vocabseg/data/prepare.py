@@ -16,6 +16,11 @@ from vocabseg.data.convert.ade20k_full import prepare_ade20k_847
 from vocabseg.data.convert.cityscapes import prepare_cityscapes
 from vocabseg.data.convert.coco import prepare_coco_panoptic, prepare_coco_stuff
 from vocabseg.data.convert.common import Report
+from vocabseg.data.convert.mmseg import (
+    prepare_cascade_coco_stuff_171,
+    prepare_cascade_context_59,
+    prepare_cascade_voc_20,
+)
 from vocabseg.data.convert.pascal import (
     prepare_pascal_context_59,
     prepare_pascal_context_459,
@@ -44,6 +49,10 @@ PREPARERS: dict[str, Callable[..., Report]] = {
     "pascal_voc_21": prepare_pascal_voc_21,
     "cityscapes": prepare_cityscapes,  # labelTrainIds + cityscapesScripts panoptic
     "mapillary_vistas": prepare_mapillary_vistas,
+    # mmseg layouts of the Cascade-CLIP zero-shot splits
+    "cascade_voc_20": prepare_cascade_voc_20,  # VOC 2012 as released
+    "cascade_context_59": prepare_cascade_context_59,  # VOC2010/SegmentationClassContext
+    "cascade_coco_stuff_171": prepare_cascade_coco_stuff_171,  # coco_stuff164k/*_labelTrainIds.png
 }
 
 

@@ -5,7 +5,9 @@ Three shapes cover every registered split:
 * ``read_panoptic_json``: a COCO-format panoptic json + PNG folder, optional
   semantic label folder and COCO instances json (COCO, ADE20K-150, Mapillary).
 * ``read_semantic_folder``: an image folder and a label-map folder matched by
-  file stem (ADE20K-150/847 semantic, Pascal Context/VOC, COCO-Stuff).
+  file stem (ADE20K-150/847 semantic, Pascal Context/VOC, COCO-Stuff), optionally
+  restricted to the stems of a split list file and read with mmseg's
+  ``reduce_zero_label`` (the mmseg layouts of the Cascade-CLIP splits).
 * ``read_cityscapes``: city sub-folders with cityscapesScripts' file suffixes.
 
 Every file a requested task needs is checked to exist, so a dataset that was
@@ -23,7 +25,15 @@ from PIL import Image
 
 from vocabseg.data.categories import index_by_dataset_id, lookup
 from vocabseg.data.errors import DatasetError, read_json, require_dir, require_keys
-from vocabseg.data.records import InstanceAnnotation, InstanceLabel, PanopticLabel, Record, Segment, SemanticLabel
+from vocabseg.data.records import (
+    IGNORE_LABEL,
+    InstanceAnnotation,
+    InstanceLabel,
+    PanopticLabel,
+    Record,
+    Segment,
+    SemanticLabel,
+)
 from vocabseg.data.spec import SplitSpec
 from vocabseg.text.builtin import get_vocabulary
 from vocabseg.text.vocabulary import Vocabulary
@@ -47,8 +57,18 @@ def _bbox(values: Any) -> tuple[float, float, float, float]:
     return x, y, width, height
 
 
+def reduce_zero_label_table(label_bits: int = 8) -> tuple[int, ...]:
+    """mmseg's ``reduce_zero_label`` as a raw value -> class index table: 0 -> ignored, v -> v - 1.
+
+    The ignore value (255) is dropped by ``SemanticLabel.ignore_value`` before the table matters,
+    as mmseg's 255 -> 254 -> 255 round trip does.
+    """
+    return (IGNORE_LABEL, *range(2**label_bits - 1))
+
+
 def _semantic(spec: SplitSpec, path: Path) -> SemanticLabel:
-    return SemanticLabel(path=path, ignore_value=spec.ignore_value)
+    id_map = reduce_zero_label_table(spec.label_bits) if spec.reduce_zero_label else None
+    return SemanticLabel(path=path, ignore_value=spec.ignore_value, id_map=id_map)
 
 
 @dataclass(frozen=True)
@@ -166,12 +186,25 @@ def _check_record_files(spec: SplitSpec, root: Path, records: list[Record]) -> N
         _require_files(label_maps, "semantic label maps", spec.fix("semantic", root))
 
 
+def _split_stems(spec: SplitSpec, root: Path) -> list[str]:
+    """The image stems a split list file names, one a line (mmseg's ``split``), in file order."""
+    path = spec.required_path(root, spec.split_file, "split list file")
+    if not path.is_file():
+        raise DatasetError(f"split list {path} not found; {spec.fix('release', root)}")
+    return [line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
 def read_semantic_folder(spec: SplitSpec, root: Path, tasks: frozenset[str]) -> list[Record]:
-    """Records of every image in the image folder, each with its label map."""
+    """Records of every image in the image folder (or of the split list's stems), each with its label map."""
     image_dir = require_dir(Path(root) / spec.images, spec.fix("images", root))
     label_dir = spec.required_path(root, spec.semantic_dir, "semantic label folder")
+    if spec.split_file is None:
+        images = sorted(image_dir.glob(f"*{spec.image_ext}"))
+    else:
+        images = [image_dir / f"{stem}{spec.image_ext}" for stem in _split_stems(spec, root)]
+        _require_files(images, "images of the split list", spec.fix("images", root))
     records = []
-    for image in sorted(image_dir.glob(f"*{spec.image_ext}")):
+    for image in images:
         height, width = _image_size(image)
         semantic = _semantic(spec, label_dir / (image.stem + spec.semantic_ext))
         records.append(Record(image=image, image_id=image.stem, height=height, width=width, semantic=semantic))

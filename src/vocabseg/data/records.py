@@ -90,6 +90,8 @@ class Dataset(Sequence[Record]):
     root: Path  # the datasets root it was read from
     records: tuple[Record, ...]
     test_size: tuple[int, int] | None = None  # official test resize (min, max) of this split; None: the model's
+    unseen: tuple[int, ...] | None = None  # official zero-shot unseen class indices; None: no official split
+    iou_rule: str = "detectron2"  # per-class IoU rule of the official evaluation (vocabseg.eval.semantic)
 
     def __len__(self) -> int:
         return len(self.records)

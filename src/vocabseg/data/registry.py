@@ -5,7 +5,9 @@ Splits are named as in the official FC-CLIP registration, minus its
 "openvocab_" prefix; their vocabularies are the built-in ones of the same
 class order, so contiguous category indices line up with official results.
 A split's ``prepare`` name (also its vocabulary's name) is the argument of
-``vocabseg data prepare``.
+``vocabseg data prepare``. The ``cascade_*`` splits are the Cascade-CLIP zero-shot
+benchmarks in the mmseg layouts of its official configs, with their official unseen
+classes and mmseg's IoU rule.
 """
 from __future__ import annotations
 
@@ -16,6 +18,7 @@ from vocabseg.data.errors import DatasetError
 from vocabseg.data.readers import read_cityscapes, read_panoptic_json, read_semantic_folder
 from vocabseg.data.records import Dataset
 from vocabseg.data.spec import SplitSpec, check_tasks
+from vocabseg.text.zero_shot import unseen_classes
 
 _PAN_SEM_INS = ("panoptic", "semantic", "instance")
 _SEM = ("semantic",)
@@ -45,6 +48,14 @@ _CITYSCAPES = (
     "into ROOT/cityscapes"
 )
 _MAPILLARY = "download Mapillary Vistas v1.2 from https://www.mapillary.com/dataset/vistas into ROOT/mapillary_vistas"
+_CONTEXT_MMSEG = (
+    "untar VOCtrainval_03-May-2010.tar into ROOT and trainval.tar.gz "
+    "(https://www.cs.stanford.edu/~roozbeh/pascal-context) into ROOT/VOCdevkit/VOC2010 with trainval_merged.json there"
+)
+_COCO_STUFF_MMSEG = (
+    "unzip the COCO 2017 images into ROOT/coco_stuff164k/images and stuffthingmaps_trainval2017.zip "
+    "(https://github.com/nightrome/cocostuff) into ROOT/coco_stuff164k/annotations"
+)
 
 _ADE_DIRS = {"train": "training", "val": "validation"}
 
@@ -146,6 +157,36 @@ def _mapillary(split: str) -> SplitSpec:
     )  # fmt: skip
 
 
+def _cascade_voc_20(split: str) -> SplitSpec:
+    voc = "VOCdevkit/VOC2012"
+    return SplitSpec(
+        name=f"cascade_voc_20_{split}", vocabulary="cascade_voc_20", tasks=_SEM, prepare="cascade_voc_20",
+        download=_VOC, read=read_semantic_folder, images=f"{voc}/JPEGImages", semantic_dir=f"{voc}/SegmentationClass",
+        split_file=f"{voc}/ImageSets/Segmentation/{split}.txt", reduce_zero_label=True,
+        unseen=unseen_classes("cascade_voc_20"), iou_rule="mmseg",
+    )  # fmt: skip
+
+
+def _cascade_context_59(split: str) -> SplitSpec:
+    voc = "VOCdevkit/VOC2010"
+    return SplitSpec(
+        name=f"cascade_context_59_{split}", vocabulary="cascade_context_59", tasks=_SEM,
+        prepare="cascade_context_59", download=_CONTEXT_MMSEG, read=read_semantic_folder, images=f"{voc}/JPEGImages",
+        semantic_dir=f"{voc}/SegmentationClassContext", split_file=f"{voc}/ImageSets/SegmentationContext/{split}.txt",
+        reduce_zero_label=True, derived=("semantic",), unseen=unseen_classes("cascade_context_59"), iou_rule="mmseg",
+    )  # fmt: skip
+
+
+def _cascade_coco_stuff_171(split: str) -> SplitSpec:
+    return SplitSpec(
+        name=f"cascade_coco_stuff_171_{split}", vocabulary="cascade_coco_stuff_171", tasks=_SEM,
+        prepare="cascade_coco_stuff_171", download=_COCO_STUFF_MMSEG, read=read_semantic_folder,
+        images=f"coco_stuff164k/images/{split}2017", semantic_dir=f"coco_stuff164k/annotations/{split}2017",
+        semantic_ext="_labelTrainIds.png", derived=("semantic",), unseen=unseen_classes("cascade_coco_stuff_171"),
+        iou_rule="mmseg",
+    )  # fmt: skip
+
+
 DATASETS: dict[str, Callable[[], SplitSpec]] = {
     "coco_panoptic_train": lambda: _coco_panoptic("train"),
     "coco_panoptic_val": lambda: _coco_panoptic("val"),
@@ -169,6 +210,10 @@ DATASETS: dict[str, Callable[[], SplitSpec]] = {
     "cityscapes_panoptic_val": lambda: _cityscapes("val"),
     "mapillary_vistas_panoptic_train": lambda: _mapillary("train"),
     "mapillary_vistas_panoptic_val": lambda: _mapillary("val"),
+    # Cascade-CLIP zero-shot benchmarks in the mmseg layouts of its official configs
+    "cascade_voc_20_val": lambda: _cascade_voc_20("val"),
+    "cascade_context_59_val": lambda: _cascade_context_59("val"),
+    "cascade_coco_stuff_171_val": lambda: _cascade_coco_stuff_171("val"),
 }
 
 
@@ -205,7 +250,7 @@ def get_dataset(name: str, root: str | Path, *, tasks: set[str] | None = None) -
     records = spec.read(spec, Path(root), wanted)
     ordered = tuple(t for t in spec.tasks if t in wanted)
     return Dataset(name=name, vocabulary=spec.vocabulary, tasks=ordered, root=Path(root), records=tuple(records),
-                   test_size=spec.test_size)
+                   test_size=spec.test_size, unseen=spec.unseen, iou_rule=spec.iou_rule)
 
 
 def splits_of(name: str) -> list[str]:

@@ -1,12 +1,14 @@
 """Where one dataset split's files live, and what they hold.
 
 Layouts are the ones the official FC-CLIP repository prepares (its
-datasets/README.md), all relative to one datasets root, e.g.::
+datasets/README.md), or mmsegmentation's for the Cascade-CLIP zero-shot splits,
+all relative to one datasets root, e.g.::
 
     ROOT/coco/{val2017, panoptic_val2017, panoptic_semseg_val2017, annotations}
     ROOT/ADEChallengeData2016/{images, annotations_detectron2, ade20k_panoptic_val, ...}
     ROOT/ADE20K_2021_17_01/{images_detectron2, annotations_detectron2}
     ROOT/pascal_ctx_d2, ROOT/pascal_voc_d2, ROOT/cityscapes, ROOT/mapillary_vistas
+    ROOT/VOCdevkit/{VOC2012, VOC2010}, ROOT/coco_stuff164k/{images, annotations}   (mmseg)
 """
 from __future__ import annotations
 
@@ -51,6 +53,16 @@ class SplitSpec:
     # or None for the model's own default (800/1333 for FC-CLIP). Used by `vocabseg eval` and
     # by evaluation during training alike.
     test_size: tuple[int, int] | None = None
+    # mmseg layouts: a text file (relative to the root) listing the split's image stems, one a line;
+    # None: every image of the image folder.
+    split_file: str | None = None
+    # mmseg's reduce_zero_label: raw 0 (background) is ignored and every other value shifted down by one.
+    reduce_zero_label: bool = False
+    # Official zero-shot split: the unseen class indices. Evaluation then reports seen/unseen mIoU and
+    # hIoU over this split, whatever model is evaluated; None: seen = the model's training vocabulary.
+    unseen: tuple[int, ...] | None = None
+    # Per-class IoU rule of the benchmark's official evaluation (see vocabseg.eval.semantic).
+    iou_rule: str = "detectron2"
 
     def path(self, root: Path, relative: str | None) -> Path | None:
         """``root / relative``, or None for a file this split does not have."""

@@ -14,6 +14,7 @@ from .ade20k import write_ade20k, write_ade20k_full, write_ade20k_full_raw, writ
 from .cityscapes import write_cityscapes, write_cityscapes_panoptic, write_cityscapes_raw, write_mapillary
 from .coco import write_coco, write_coco_raw, write_coco_stuff, write_coco_stuff_raw
 from .common import IGNORE, H, Tiny, W
+from .mmseg import write_cascade_coco_stuff, write_cascade_coco_stuff_raw, write_cascade_context, write_cascade_voc
 from .pascal import (
     expected_context,
     expected_voc,
@@ -36,6 +37,9 @@ PREPARED_WRITERS = {
     "pascal_voc_21_sem_seg_val": lambda root: write_pascal_voc(root, 21),
     "cityscapes_panoptic_val": write_cityscapes,
     "mapillary_vistas_panoptic_val": write_mapillary,
+    "cascade_voc_20_val": write_cascade_voc,
+    "cascade_context_59_val": write_cascade_context,
+    "cascade_coco_stuff_171_val": write_cascade_coco_stuff,
 }
 
 __all__ = [
@@ -43,5 +47,6 @@ __all__ = [
     "write_ade20k_full", "write_ade20k_full_raw", "write_ade20k_raw", "write_cityscapes",
     "write_cityscapes_panoptic", "write_cityscapes_raw", "write_coco", "write_coco_raw", "write_coco_stuff",
     "write_coco_stuff_raw", "write_mapillary", "write_pascal_context", "write_pascal_context_raw",
-    "write_pascal_voc", "write_pascal_voc_raw",
+    "write_pascal_voc", "write_pascal_voc_raw", "write_cascade_voc", "write_cascade_context",
+    "write_cascade_coco_stuff", "write_cascade_coco_stuff_raw",
 ]  # fmt: skip
