@@ -1,4 +1,4 @@
-"""Command line: `vocabseg predict | models | download | eval | score | data | train | push`."""
+"""Command line: `vocabseg predict | models | download | eval | score | data | train | push | export`."""
 from __future__ import annotations
 
 import argparse
@@ -15,8 +15,10 @@ USER_ERRORS = (VocabsegError, OSError)
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from vocabseg.cli.bench import add_bench_parser
     from vocabseg.cli.data import add_data_parser
     from vocabseg.cli.eval import add_eval_parser
+    from vocabseg.cli.export import add_export_parser
     from vocabseg.cli.hub import add_hub_parser
     from vocabseg.cli.predict import add_predict_parsers
     from vocabseg.cli.train import add_train_parser
@@ -28,7 +30,9 @@ def build_parser() -> argparse.ArgumentParser:
     add_eval_parser(sub)
     add_data_parser(sub)
     add_train_parser(sub)
+    add_bench_parser(sub)
     add_hub_parser(sub)
+    add_export_parser(sub)
     return parser
 
 
