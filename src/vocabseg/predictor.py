@@ -148,7 +148,6 @@ class Predictor:
             raise VocabularyError("the vocabulary is empty: give at least one class, e.g. --vocab 'cat; dog'")
         prompted = join_synonyms(vocab) if self._text_encoder.join_synonyms else vocab
         text = self.text_cache.get_or_build(prompted, self._text_encoder.encode, self._text_encoder.encoder_id,
-                                            templates=self._text_encoder.templates,
                                             progress=progress)
         self.classifier = TextClassifier.build(text, vocab, self.train_vocabulary, device=self.device)
         self.vocabulary = vocab
