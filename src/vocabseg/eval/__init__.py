@@ -1,7 +1,7 @@
 """Evaluation: pure metric functions, thin accumulators, file readers and reports.
 
 * ``panoptic``: COCO panoptic quality with panopticapi's exact rules.
-* ``semantic``: confusion-matrix metrics with detectron2 SemSegEvaluator's rules.
+* ``semantic``: confusion-matrix metrics with detectron2 SemSegEvaluator's rules (or mmseg's IoU rule).
 * ``instance``: mask AP through pycocotools' COCOeval.
 * ``evaluators``: ``reset / process / evaluate`` accumulators with mergeable state.
 * ``readers`` / ``from_files``: score outputs saved in the standard file formats.

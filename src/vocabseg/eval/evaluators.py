@@ -22,7 +22,7 @@ import numpy as np
 
 from vocabseg.eval.instance import coco_mask_ap, to_coco_results
 from vocabseg.eval.panoptic import PanopticImage, PQStat, pq_average, pq_stats_single_image
-from vocabseg.eval.semantic import confusion_matrix, semantic_metrics
+from vocabseg.eval.semantic import IOU_RULES, confusion_matrix, semantic_metrics
 
 
 def _to_numpy(x: Any) -> np.ndarray:
@@ -95,11 +95,16 @@ class SemanticEvaluator:
         ignore_label: gt value excluded from evaluation; in a prediction it means "no class".
         seen: optional per-class flags (True = seen in training) to report
             ``mIoU_seen``, ``mIoU_unseen`` and their harmonic mean ``hIoU``.
+        iou_rule: "detectron2" or "mmseg": which classes have an IoU (``vocabseg.eval.semantic``).
     """
 
-    def __init__(self, class_names: Sequence[str], ignore_label: int = 255, seen: Sequence[bool] | None = None) -> None:
+    def __init__(self, class_names: Sequence[str], ignore_label: int = 255, seen: Sequence[bool] | None = None,
+                 iou_rule: str = "detectron2") -> None:
         self.class_names = list(class_names)
         self.ignore_label = ignore_label
+        if iou_rule not in IOU_RULES:
+            raise ValueError(f"unknown iou_rule {iou_rule!r}; use one of {', '.join(IOU_RULES)}")
+        self.iou_rule = iou_rule
         self.seen = None if seen is None else list(seen)
         if self.seen is not None and len(self.seen) != len(self.class_names):
             raise ValueError(f"seen has {len(self.seen)} flags for {len(self.class_names)} classes; give one per class")
@@ -122,7 +127,7 @@ class SemanticEvaluator:
 
     def evaluate(self) -> dict[str, Any]:
         """mIoU, fwIoU, mACC, pACC (+ seen/unseen/hIoU) and per-class IoU/ACC, in percent."""
-        m = semantic_metrics(self.conf, self.seen)
+        m = semantic_metrics(self.conf, self.seen, iou_rule=self.iou_rule)
         res: dict[str, Any] = {
             "mIoU": 100 * m["miou"],
             "fwIoU": 100 * m["fwiou"],

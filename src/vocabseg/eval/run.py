@@ -44,6 +44,7 @@ from vocabseg.eval.report import format_markdown
 from vocabseg.fileio import atomic_write
 from vocabseg.models import TASKS
 from vocabseg.text import Vocabulary, get_vocabulary
+from vocabseg.text.zero_shot import seen_flags
 
 __all__ = ["TASKS", "evaluate", "rank_and_world", "results_markdown", "state_path", "write_results"]
 
@@ -53,15 +54,17 @@ BARRIER_TIMEOUT = timedelta(hours=6)
 
 
 # ---- evaluators and their inputs -------------------------------------------------------------------
-def build_evaluators(vocab: Vocabulary, tasks: tuple[str, ...], seen: list[bool]) -> dict[str, Any]:
-    """One evaluator per task, all keyed by contiguous class index."""
+def build_evaluators(vocab: Vocabulary, tasks: tuple[str, ...], seen: list[bool],
+                     iou_rule: str = "detectron2") -> dict[str, Any]:
+    """One evaluator per task, all keyed by contiguous class index (``iou_rule``: see eval.semantic)."""
     evaluators: dict[str, Any] = {}
     if "panoptic" in tasks:
         evaluators["panoptic"] = PanopticEvaluator(
             [{"id": i, "name": c.name, "isthing": int(c.is_thing)} for i, c in enumerate(vocab.classes)]
         )
     if "semantic" in tasks:
-        evaluators["semantic"] = SemanticEvaluator(vocab.class_names, ignore_label=IGNORE_LABEL, seen=seen)
+        evaluators["semantic"] = SemanticEvaluator(vocab.class_names, ignore_label=IGNORE_LABEL, seen=seen,
+                                                   iou_rule=iou_rule)
     if "instance" in tasks:
         evaluators["instance"] = InstanceEvaluator(
             [{"id": i, "name": c.name} for i, c in enumerate(vocab.classes) if c.is_thing]
@@ -253,9 +256,10 @@ def results_markdown(results: dict[str, Any]) -> str:
     return "\n\n".join(parts) + "\n"
 
 
-def _gather(output_dir: Path, run: dict[str, Any], shards: list[list[int]], tasks, vocab, seen) -> dict[str, Any]:
+def _gather(output_dir: Path, run: dict[str, Any], shards: list[list[int]], tasks, vocab, seen,
+            iou_rule: str) -> dict[str, Any]:
     """Rank 0: merges the state files of every rank and computes the metrics."""
-    merged = build_evaluators(vocab, tasks, seen)
+    merged = build_evaluators(vocab, tasks, seen, iou_rule)
     for rank, shard in enumerate(shards):
         path = state_path(output_dir, rank)
         state = load_state(path, run)
@@ -305,17 +309,18 @@ def evaluate(predictor, dataset: Dataset, *, tasks: tuple[str, ...] | list[str] 
     created_group = dist.join_from_env(backend="gloo", timeout=BARRIER_TIMEOUT)  # only barriers are needed
     try:
         vocab = predictor.set_vocabulary(vocabulary, progress=progress and rank == 0)
-        seen = predictor.classifier.seen.tolist()
+        seen = seen_classes(predictor, dataset, vocab)
         count = len(dataset) if limit is None else min(limit, len(dataset))
         shards = [list(range(r, count, world_size)) for r in range(world_size)]
         run = _run_identity(predictor, dataset, tasks, world_size)
-        state = RankState.resume(state_path(output_dir, rank), run, build_evaluators(vocab, tasks, seen), shards[rank])
+        evaluators = build_evaluators(vocab, tasks, seen, dataset.iou_rule)
+        state = RankState.resume(state_path(output_dir, rank), run, evaluators, shards[rank])
         _evaluate_shard(predictor, dataset, tasks, shards[rank], state, show=progress and rank == 0,
                         checkpoint_every=checkpoint_every, checkpoint_seconds=checkpoint_seconds)  # fmt: skip
         dist.barrier()  # every rank's state file is complete
         results = {}
         if rank == 0:
-            metrics = _gather(output_dir, run, shards, tasks, vocab, seen)
+            metrics = _gather(output_dir, run, shards, tasks, vocab, seen, dataset.iou_rule)
             results = {"dataset": dataset.name, "vocabulary": dataset.vocabulary, "num_images": count,
                        "tasks": list(tasks), **metrics}  # fmt: skip
             write_results(output_dir, results)
@@ -325,6 +330,18 @@ def evaluate(predictor, dataset: Dataset, *, tasks: tuple[str, ...] | list[str] 
         predictor.with_settings(before)
         if created_group:
             dist.cleanup()
+
+
+def seen_classes(predictor, dataset: Dataset, vocab: Vocabulary) -> list[bool]:
+    """Which classes count as seen in the seen/unseen/hIoU figures.
+
+    A split with an official zero-shot split (``dataset.unseen``) uses it, whatever the model was
+    trained on, so the figures are the benchmark's (also in the cross-dataset protocol, where the
+    papers report mIoU); otherwise a class is seen if it overlaps the model's training vocabulary.
+    """
+    if dataset.unseen is not None:
+        return seen_flags(len(vocab), dataset.unseen)
+    return predictor.classifier.seen.tolist()
 
 
 def _benchmark_setup(predictor, dataset: Dataset, test_size: tuple[int, int] | None) -> tuple[Vocabulary, dict]:

@@ -11,6 +11,7 @@ from vocabseg.eval.from_files import evaluate_instance_files, evaluate_panoptic_
 from vocabseg.eval.readers import read_label_png
 from vocabseg.models import TASKS
 from vocabseg.text import get_vocabulary, seen_mask
+from vocabseg.text.zero_shot import seen_flags
 
 
 def score_files(dataset_name: str, root: str | Path, *, panoptic_json: str | Path | None = None,
@@ -27,7 +28,8 @@ def score_files(dataset_name: str, root: str | Path, *, panoptic_json: str | Pat
         semantic_dir: one label PNG per image, ``<image stem>.png``, holding
             contiguous class indices; ``pred_ignore`` marks unpredicted pixels.
         instance_json: COCO results json (dataset category ids, RLE masks).
-        train_vocabulary: the model's training vocabulary, for the seen/unseen split.
+        train_vocabulary: the model's training vocabulary, for the seen/unseen split of a dataset
+            without an official one (the ``cascade_*`` splits have theirs).
 
     Returns:
         ``{"dataset", "vocabulary", "num_images", "tasks", <task>: results}``.
@@ -56,8 +58,11 @@ def score_files(dataset_name: str, root: str | Path, *, panoptic_json: str | Pat
 
 def _score_semantic(dataset: Dataset, pred_dir: Path, pred_ignore: int, train_vocabulary: str) -> dict[str, Any]:
     vocab = dataset.get_vocabulary()
-    evaluator = SemanticEvaluator(vocab.class_names, ignore_label=IGNORE_LABEL,
-                                  seen=seen_mask(vocab, get_vocabulary(train_vocabulary)))  # fmt: skip
+    # the split's official zero-shot split if it has one, else the overlap with the training vocabulary
+    seen = (seen_flags(len(vocab), dataset.unseen) if dataset.unseen is not None
+            else seen_mask(vocab, get_vocabulary(train_vocabulary)))
+    evaluator = SemanticEvaluator(vocab.class_names, ignore_label=IGNORE_LABEL, seen=seen,
+                                  iou_rule=dataset.iou_rule)  # fmt: skip
     for record in dataset:
         pred = read_label_png(pred_dir / f"{record.image.stem}.png")  # [H, W] int64
         pred[pred == pred_ignore] = IGNORE_LABEL  # unpredicted: a miss for its gt class

@@ -1,4 +1,4 @@
-"""Semantic segmentation metrics from a confusion matrix (detectron2 SemSegEvaluator rules).
+"""Semantic segmentation metrics from a confusion matrix (detectron2 SemSegEvaluator or mmseg rules).
 
 The confusion matrix is ``[num_classes, num_classes + 1]``: rows are gt classes, columns
 are predicted classes, and the last column counts pixels left unpredicted (pred equal to
@@ -15,6 +15,11 @@ Metrics, as detectron2 computes them:
   pACC: correct pixels / gt pixels.
 * Open-vocabulary split (zero-shot papers): mIoU over seen classes, over unseen classes,
   and their harmonic mean hIoU = 2 s u / (s + u).
+
+mmseg's rule (``iou_rule="mmseg"``, its ``eval_metrics`` as the official Cascade-CLIP evaluation
+uses it) differs in one case only: IoU_c = sum of intersections / sum of unions over the dataset is
+NaN only when the union is empty, so a class predicted somewhere but absent from the gt has IoU 0
+and lowers every mean it belongs to (detectron2 leaves it out). mIoU = nanmean(IoU).
 """
 
 from __future__ import annotations
@@ -71,30 +76,40 @@ def _masked_mean(values: np.ndarray, mask: np.ndarray) -> float:
     return float(picked.mean()) if picked.size else float("nan")
 
 
-def semantic_metrics(conf: np.ndarray, seen: Sequence[bool] | None = None) -> dict[str, Any]:
+IOU_RULES = ("detectron2", "mmseg")  # which classes have an IoU: those with gt pixels / with a non-empty union
+
+
+def semantic_metrics(conf: np.ndarray, seen: Sequence[bool] | None = None, *,
+                     iou_rule: str = "detectron2") -> dict[str, Any]:
     """Metrics of a summed confusion matrix, as fractions in [0, 1].
 
     Args:
         conf: [C, C + 1] counts from ``confusion_matrix`` (summed over images).
         seen: optional [C] flags, True for classes seen in training; adds the
             ``mIoU_seen``, ``mIoU_unseen`` and ``hIoU`` entries.
+        iou_rule: "detectron2" (IoU NaN without gt pixels) or "mmseg" (NaN only
+            with an empty union); see the module docstring.
 
     Returns:
         ``miou, fwiou, macc, pacc`` (floats, NaN without gt pixels) and ``iou, acc``
-        ([C] arrays, NaN for classes without gt pixels).
+        ([C] arrays, NaN for classes without gt pixels, or without any pixel under mmseg's rule).
     """
+    if iou_rule not in IOU_RULES:
+        raise ValueError(f"unknown iou_rule {iou_rule!r}; use one of {', '.join(IOU_RULES)}")
     num_classes = conf.shape[0]
     conf = conf.astype(np.float64)
     tp = conf.diagonal()  # [C]
     pos_gt = conf.sum(axis=1)  # [C], unpredicted pixels included
     pos_pred = conf[:, :num_classes].sum(axis=0)  # [C], gt-ignored pixels already dropped
+    union = pos_gt + pos_pred - tp  # [C]
     valid = pos_gt > 0
+    has_iou = valid if iou_rule == "detectron2" else union > 0
     iou, acc = np.full(num_classes, np.nan), np.full(num_classes, np.nan)
     acc[valid] = tp[valid] / pos_gt[valid]
-    iou[valid] = tp[valid] / (pos_gt + pos_pred - tp)[valid]  # union >= gt > 0
+    iou[has_iou] = tp[has_iou] / union[has_iou]
     total = pos_gt.sum()
     out: dict[str, Any] = {
-        "miou": _masked_mean(iou, valid),
+        "miou": _masked_mean(iou, has_iou),
         "fwiou": float((iou[valid] * pos_gt[valid]).sum() / total) if total else float("nan"),
         "macc": _masked_mean(acc, valid),
         "pacc": float(tp.sum() / total) if total else float("nan"),
