@@ -1,6 +1,7 @@
 """Task-shaped inference: load a model once, set a vocabulary, segment images."""
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field, replace
 from functools import cached_property
 from typing import Any, cast
@@ -141,13 +142,25 @@ class Predictor:
         return self
 
     # ---- vocabulary -------------------------------------------------------------------------
-    def set_vocabulary(self, vocabulary: str | Vocabulary | None = None, *, progress: bool | None = None) -> Vocabulary:
-        """Sets the classes to find (built-in name, file, inline text; None = the demo's default)."""
+    def set_vocabulary(self, vocabulary: str | Vocabulary | None = None, *, progress: bool | None = None,
+                       text_embeddings: str | os.PathLike | None = None) -> Vocabulary:
+        """Sets the classes to find (built-in name, file, inline text; None = the demo's default).
+
+        ``text_embeddings``: a ``.npy`` of precomputed class embeddings [classes, width] to use as
+        they are instead of encoding the vocabulary (e.g. the official Cascade-CLIP files).
+        """
         vocab = default_vocabulary() if vocabulary is None else resolve_vocabulary(vocabulary)
         if len(vocab) == 0:
             raise VocabularyError("the vocabulary is empty: give at least one class, e.g. --vocab 'cat; dog'")
+        if text_embeddings is not None:
+            width = int(self._text_encoder.encode(["a photo of a cat."]).shape[-1])
+            self.classifier = TextClassifier.from_file(text_embeddings, vocab, self.train_vocabulary, width=width,
+                                                       device=self.device)
+            self.vocabulary = vocab
+            return vocab
         prompted = join_synonyms(vocab) if self._text_encoder.join_synonyms else vocab
         text = self.text_cache.get_or_build(prompted, self._text_encoder.encode, self._text_encoder.encoder_id,
+                                            templates=self._text_encoder.templates,
                                             progress=progress)
         self.classifier = TextClassifier.build(text, vocab, self.train_vocabulary, device=self.device)
         self.vocabulary = vocab

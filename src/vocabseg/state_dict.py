@@ -33,7 +33,8 @@ def check_state_dict(model: torch.nn.Module, state: Mapping[str, torch.Tensor], 
 class KeyTable:
     """An explicit, two-way table of key prefixes between an official checkpoint and our modules.
 
-    Rows are ``(official prefix, our prefix)``; ``{i}`` in a prefix stands for a layer index.
+    Rows are ``(official prefix, our prefix)``; ``{i}`` (or any ``{name}``) in a prefix stands for
+    a layer index, copied to the same placeholder on the other side.
     The first matching row wins, so specific rows go before general ones. A key no row
     explains is an error listing examples, never silently dropped.
     """
@@ -43,9 +44,11 @@ class KeyTable:
         Args:
             rows: (official prefix, our prefix) pairs, most specific first.
             family: the paper's name, for error messages.
-            dropped: official keys that hold no model state (loss buffers, constants).
+            dropped: official keys (or key prefixes, with placeholders) that hold no model state:
+                loss buffers, constants, modules the official forward never uses.
         """
         self.rows, self.family, self.dropped = rows, family, dropped
+        self._dropped = [_compile(prefix) for prefix in dropped]
         self._forward = [(_compile(src), dst) for src, dst in rows]
         self._backward = [(_compile(dst), src) for src, dst in rows]
 
@@ -53,7 +56,7 @@ class KeyTable:
         """Official names -> ours (numpy arrays become tensors); raises CheckpointError naming unexplained keys."""
         renamed, unknown = {}, []
         for key, value in state.items():
-            if key in self.dropped:
+            if any(pattern.match(key) for pattern in self._dropped):
                 continue
             new = _rename(key, self._forward)
             if new is None:
@@ -76,14 +79,19 @@ class KeyTable:
         return renamed
 
 
+_PLACEHOLDER = re.compile(r"\\\{(\w+)\\\}")  # an escaped "{name}"
+
+
 def _compile(template: str) -> re.Pattern:
-    return re.compile("^" + re.escape(template).replace(re.escape("{i}"), r"(?P<i>\d+)"))
+    return re.compile("^" + _PLACEHOLDER.sub(r"(?P<\1>\\d+)", re.escape(template)))
 
 
 def _rename(key: str, rules: list[tuple[re.Pattern, str]]) -> str | None:
     for pattern, template in rules:
         match = pattern.match(key)
         if match:
-            prefix = template.replace("{i}", match.group("i")) if "i" in match.groupdict() else template
+            prefix = template
+            for name, value in match.groupdict().items():
+                prefix = prefix.replace("{" + name + "}", value)
             return prefix + key[match.end():]
     return None

@@ -63,8 +63,10 @@ class Tiny:
         """BATCH random uint8 images through the family's input policy (the second one smaller)."""
         policy = self.model.input_policy(self.settings)
         div = policy.size_divisibility
+        # without padding to a multiple (sliding windows), sizes above the test size: a window must fit
+        unit = div if div > 1 else (policy.min_size + 8) // 2
         generator = torch.Generator().manual_seed(seed)
-        sizes = [(2 * div, 3 * div), (2 * div - 5, 3 * div - 7)][:BATCH]
+        sizes = [(2 * unit, 3 * unit), (2 * unit - 5, 3 * unit - 7)][:BATCH]
         resized = [torch.randint(0, 256, (3, h, w), generator=generator, dtype=torch.uint8) for h, w in sizes]
         images, image_sizes = normalize_and_pad(resized, policy.pixel_mean, policy.pixel_std, div)
         return InputBatch(images, image_sizes, resized)
@@ -104,6 +106,9 @@ def _infer(model: nn.Module, tiny: Tiny) -> QueryOutput:
 
 
 def _assert_identical(a: QueryOutput, b: QueryOutput) -> None:
+    assert (a.semantic_scores is None) == (b.semantic_scores is None)
+    if a.semantic_scores is not None:
+        torch.testing.assert_close(a.semantic_scores, b.semantic_scores, rtol=0, atol=0)
     torch.testing.assert_close(a.mask_cls, b.mask_cls, rtol=0, atol=0)
     torch.testing.assert_close(a.mask_logits, b.mask_logits, rtol=0, atol=0)
     assert a.mask_stride == b.mask_stride and a.details.keys() == b.details.keys()
@@ -154,6 +159,9 @@ def test_inference_gives_query_outputs_at_the_mask_stride(tiny):
     # class log-probabilities, void last
     torch.testing.assert_close(out.mask_cls.exp().sum(-1), torch.ones(BATCH, queries), atol=1e-4, rtol=0)
     assert all(value.shape[0] == BATCH for value in out.details.values())
+    if out.semantic_scores is not None:  # dense per-class scores at the padded input size
+        assert out.semantic_scores.shape == (BATCH, classes, height, width)
+        assert torch.isfinite(out.semantic_scores).all()
 
 
 def test_checkpoint_round_trip_gives_identical_outputs(tiny, tmp_path):

@@ -103,20 +103,26 @@ def _cached_download(pretrained_cfg: dict) -> str | None:
     return target if target and os.path.isfile(target) else None
 
 
-def create_clip(model_name: str, *, quick_gelu: bool = False) -> nn.Module:
-    """An open_clip model of a registered architecture with random weights (loaded afterwards)."""
+def create_clip(model_name: str, *, quick_gelu: bool = False, image_size: int | None = None) -> nn.Module:
+    """An open_clip model of a registered architecture with random weights (loaded afterwards).
+
+    ``image_size`` overrides the ViT input size (its positional grid), e.g. 512 for Cascade-CLIP.
+    """
     if model_name not in open_clip.list_models():
         raise ConfigError(f"unknown open_clip model {model_name!r}; see open_clip.list_models()")
     with _quiet_open_clip():
-        return open_clip.create_model(model_name, pretrained=None, force_quick_gelu=quick_gelu)
+        return open_clip.create_model(model_name, pretrained=None, force_quick_gelu=quick_gelu,
+                                      force_image_size=image_size)
 
 
-def build_clip(model_name: str, *, quick_gelu: bool = False, clip_config: dict | None = None) -> nn.Module:
+def build_clip(model_name: str, *, quick_gelu: bool = False, clip_config: dict | None = None,
+               image_size: int | None = None) -> nn.Module:
     """An open_clip ``CLIP`` from an explicit config (custom CLIPs, tests) or a registered name."""
     if clip_config is None:
-        return create_clip(model_name, quick_gelu=quick_gelu)
+        return create_clip(model_name, quick_gelu=quick_gelu, image_size=image_size)
     cfg = dict(clip_config)
-    return open_clip.CLIP(embed_dim=cfg["embed_dim"], vision_cfg=cfg["vision_cfg"], text_cfg=cfg["text_cfg"],
+    vision_cfg = dict(cfg["vision_cfg"], **({"image_size": image_size} if image_size else {}))
+    return open_clip.CLIP(embed_dim=cfg["embed_dim"], vision_cfg=vision_cfg, text_cfg=cfg["text_cfg"],
                           quick_gelu=quick_gelu)
 
 

@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 from vocabseg.text.cache import EncodeFn
+from vocabseg.text.templates import DEFAULT_TEMPLATES
 
 
 class TextEncoder(NamedTuple):
@@ -21,6 +22,7 @@ class TextEncoder(NamedTuple):
     encode: EncodeFn  # N prompts -> [N, D] unnormalised float32 features
     encoder_id: str  # CLIP name + fingerprint of the text-tower weights (cache key part)
     join_synonyms: bool = False  # prompt each class with all its names joined (OVSeg) instead of one per synonym
+    templates: tuple[str, ...] = DEFAULT_TEMPLATES  # the family's prompt templates, averaged per name
 
 
 @torch.no_grad()

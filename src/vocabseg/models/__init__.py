@@ -6,7 +6,7 @@ Everything generic (predictor, zoo, checkpoints, evaluation, training, CLI) goes
 from __future__ import annotations
 
 from vocabseg.errors import ConfigError
-from vocabseg.models import fcclip, ovseg
+from vocabseg.models import cascade_clip, fcclip, ovseg
 from vocabseg.models.protocol import (
     TASKS,
     InferenceConfig,
@@ -23,6 +23,7 @@ from vocabseg.models.protocol import (
 FAMILIES: dict[str, ModelFamily] = {
     fcclip.FAMILY.name: fcclip.FAMILY,
     ovseg.FAMILY.name: ovseg.FAMILY,
+    cascade_clip.FAMILY.name: cascade_clip.FAMILY,
 }
 
 

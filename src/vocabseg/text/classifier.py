@@ -6,11 +6,14 @@ vocabulary, so that rule lives in one place.
 """
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, replace
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
+from vocabseg.errors import VocabularyError
 from vocabseg.text.cache import TextEmbeddings
 from vocabseg.text.vocabulary import Vocabulary, seen_mask
 
@@ -30,6 +33,27 @@ class TextClassifier:
         """From cached embeddings; ``train_vocabulary`` None marks every class unseen."""
         seen = seen_mask(vocabulary, train_vocabulary) if train_vocabulary is not None else [False] * len(vocabulary)
         return cls(embeddings=text.embeddings, synonym_index=synonym_index(list(text.synonym_counts)),
+                   seen=torch.tensor(seen, dtype=torch.bool), class_names=tuple(vocabulary.class_names)).to(device)
+
+    @classmethod
+    def from_file(cls, path: str | os.PathLike, vocabulary: Vocabulary, train_vocabulary: Vocabulary | None,
+                  *, width: int, device: torch.device | str | None = None) -> TextClassifier:
+        """Precomputed class embeddings [K, width] from a ``.npy`` file (e.g. Cascade-CLIP's official fp16
+        files), one row per class in vocabulary order, used exactly as stored (no renormalisation)."""
+        try:
+            array = np.load(path, allow_pickle=False)
+        except (OSError, ValueError) as error:
+            raise VocabularyError(f"{path}: not a readable .npy array ({error}); give a [classes, width] .npy "
+                                  "file") from None
+        if array.ndim != 2 or array.shape[1] != width or not np.issubdtype(array.dtype, np.floating):
+            raise VocabularyError(f"{path}: embeddings of shape {list(array.shape)} ({array.dtype}), but this model "
+                                  f"needs float [classes, {width}]: embed the vocabulary with this model's CLIP")
+        if array.shape[0] != len(vocabulary):
+            raise VocabularyError(f"{path}: {array.shape[0]} rows but the vocabulary has {len(vocabulary)} classes; "
+                                  "give the vocabulary the file was made for (one row per class, same order)")
+        seen = seen_mask(vocabulary, train_vocabulary) if train_vocabulary is not None else [False] * len(vocabulary)
+        embeddings = torch.from_numpy(array.astype(np.float32))  # fp16 -> fp32 is exact
+        return cls(embeddings=embeddings, synonym_index=torch.arange(len(vocabulary))[:, None],
                    seen=torch.tensor(seen, dtype=torch.bool), class_names=tuple(vocabulary.class_names)).to(device)
 
     @property

@@ -132,7 +132,7 @@ def text_classifier(model: torch.nn.Module, vocabulary: Vocabulary, *, cache_dir
     if not dist.is_main_process():
         dist.barrier()
     prompted = join_synonyms(vocabulary) if encoder.join_synonyms else vocabulary
-    text = cache.get_or_build(prompted, encoder.encode, encoder.encoder_id)
+    text = cache.get_or_build(prompted, encoder.encode, encoder.encoder_id, templates=encoder.templates)
     if dist.is_main_process():
         dist.barrier()
     return TextClassifier.build(text, vocabulary)
