@@ -14,6 +14,7 @@ from tiny_datasets import (
     write_pascal_context_raw,
 )
 from tiny_datasets.mmseg import CONTEXT_VAL, VOC_VAL
+from tiny_datasets.pascal import CONTEXT_TRAIN
 
 from vocabseg.data import DatasetError, check, get_dataset, get_spec, load_semantic, prepare, splits_of
 from vocabseg.text.zero_shot import UNSEEN_CLASSES
@@ -74,6 +75,7 @@ def test_prepare_context_writes_the_mmseg_layout(tmp_path: Path) -> None:
     dataset = get_dataset("cascade_context_59_val", tmp_path)
     np.testing.assert_array_equal(load_semantic(dataset[0].semantic), expected_context(59))  # as the d2 layout
     assert check("cascade_context_59_val", tmp_path) == []
+    assert [r.image_id for r in get_dataset("cascade_context_59_train", tmp_path)] == [CONTEXT_TRAIN]
 
 
 def test_prepare_coco_stuff_writes_train_ids(tmp_path: Path) -> None:

@@ -211,8 +211,11 @@ DATASETS: dict[str, Callable[[], SplitSpec]] = {
     "mapillary_vistas_panoptic_train": lambda: _mapillary("train"),
     "mapillary_vistas_panoptic_val": lambda: _mapillary("val"),
     # Cascade-CLIP zero-shot benchmarks in the mmseg layouts of its official configs
+    # (VOC's official training set is train.txt plus the SBD aug.txt list, not registered yet)
     "cascade_voc_20_val": lambda: _cascade_voc_20("val"),
+    "cascade_context_59_train": lambda: _cascade_context_59("train"),
     "cascade_context_59_val": lambda: _cascade_context_59("val"),
+    "cascade_coco_stuff_171_train": lambda: _cascade_coco_stuff_171("train"),
     "cascade_coco_stuff_171_val": lambda: _cascade_coco_stuff_171("val"),
 }
 
