@@ -106,6 +106,15 @@ def all_reduce_mean(tensor: torch.Tensor) -> torch.Tensor:
     return all_reduce_sum(tensor) / get_world_size()
 
 
+def all_gather_tensor(tensor: torch.Tensor) -> list[torch.Tensor]:
+    """``tensor`` (same shape on every rank) of every rank, in rank order; no gradient flows back through them."""
+    if not is_initialized():
+        return [tensor]
+    gathered = [torch.empty_like(tensor) for _ in range(get_world_size())]
+    dist.all_gather(gathered, tensor.detach().contiguous())
+    return gathered
+
+
 def all_gather_object(obj) -> list:
     """``obj`` of every rank, in rank order (picklable objects; slow, for small states)."""
     if not is_initialized():

@@ -8,13 +8,14 @@ import pytest
 from vocabseg.cli.train import add_train_parser, main_from_args
 from vocabseg.text import get_vocabulary, parse_vocabulary, resolve_vocabulary
 from vocabseg.train.build import resolve_accum_steps, resolve_architecture, vocabulary_spec
-from vocabseg.train.config import ConfigError, SolverSection, list_presets, load_config
+from vocabseg.train.config import ConfigError, SolverSection, list_presets, load_config, read_preset
 
 
 def test_presets_are_listed_and_valid():
     assert {"fcclip_convnext_large_coco", "fcclip_rn50_coco", "fcclip_tiny_cpu"} <= set(list_presets())
     for name in list_presets():
-        resolve_architecture(load_config(name))
+        if "stage" not in read_preset(name):  # OVSeg's CLIP-stage recipes: tests/train/ovseg
+            resolve_architecture(load_config(name))
 
 
 def test_convnext_preset_is_the_official_recipe():

@@ -10,8 +10,8 @@ import logging
 from pathlib import Path
 
 from vocabseg import distributed as dist
-from vocabseg.errors import CheckpointError
-from vocabseg.train.config import TrainConfig, list_presets, load_config, save_config
+from vocabseg.errors import CheckpointError, ConfigError
+from vocabseg.train.config import TrainConfig, list_presets, load_config, read_preset, save_config
 
 logger = logging.getLogger(__name__)
 
@@ -30,7 +30,7 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
 
 def add_train_parser(subparsers) -> argparse.ArgumentParser:
     """Adds the ``train`` command to ``vocabseg``'s sub-commands."""
-    parser = subparsers.add_parser("train", help="train FC-CLIP from a preset recipe")
+    parser = subparsers.add_parser("train", help="train a segmenter (or run an OVSeg CLIP stage) from a preset recipe")
     add_train_arguments(parser)
     parser.set_defaults(func=main_from_args)
     return parser
@@ -45,6 +45,10 @@ def main_from_args(args: argparse.Namespace, *, eval_fn=None, keep_history: bool
         eval_fn: optional evaluation hook ``(model, iteration) -> {metric: value}``, run every
             ``solver.eval_period`` iterations; ``solver.best_metric`` picks ``best.pth``.
     """
+    from vocabseg.train.ovseg.config import is_stage_preset  # OVSeg's mining / CLIP stages: their own recipes
+
+    if is_stage_preset(read_preset(args.preset)):
+        return _run_ovseg_stage(args, keep_history=keep_history)
     config = load_config(args.preset, args.overrides)
     config.output = args.output or config.output
     return run_training(config, resume=_resume_arg(args), init=args.init, eval_fn=eval_fn, keep_history=keep_history)
@@ -78,6 +82,19 @@ def run_training(argv_or_config: list[str] | TrainConfig, *, resume: str | None 
         return trainer
     finally:
         dist.cleanup()
+
+
+def _run_ovseg_stage(args: argparse.Namespace, *, keep_history: bool):
+    """A ``stage:`` preset (mine, adapt, prompt, assemble): see vocabseg.train.ovseg."""
+    from vocabseg.train.ovseg.config import load_stage_config
+    from vocabseg.train.ovseg.run import run_stage
+
+    if args.init:
+        raise ConfigError("--init does not apply to the OVSeg stage presets; set clip.weights (adapt, prompt) "
+                          "or mine.segmenter / assemble.segmenter instead")
+    config = load_stage_config(args.preset, args.overrides)
+    config.output = args.output or config.output
+    return run_stage(config, resume=_resume_arg(args), keep_history=keep_history)
 
 
 def _resume_arg(args: argparse.Namespace) -> str | None:

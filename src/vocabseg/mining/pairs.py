@@ -1,0 +1,113 @@
+"""The mined (masked crop, noun) dataset on disk: written image by image, so a stopped run resumes.
+
+Layout of a pair folder::
+
+    mining.json     the settings and sources that made it (a rerun with others is refused)
+    pairs.jsonl     one pair per line: {"image", "crop", "mask", "noun", "score", "caption"}
+    done.txt        images whose pairs are all written (one name a line)
+    skipped.jsonl   images that gave no pair, and why: {"image", "reason"}
+    crops/          <image stem>_<k>.png (RGB crop, outside the region painted in CLIP's mean colour)
+                    and <image stem>_<k>_mask.png (the region, 255 inside)
+
+An image's pair lines are appended before its ``done.txt`` line; lines of an image that
+is not done (a run killed in between) are dropped when the folder is reopened.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from vocabseg.errors import DatasetError
+from vocabseg.fileio import atomic_write
+
+
+@dataclass(frozen=True)
+class Pair:
+    image: str  # source image name (relative to the image folder)
+    crop: str  # crop PNG, relative to the pair folder
+    mask: str  # region mask PNG, relative to the pair folder
+    noun: str
+    score: float  # CLIP cosine similarity of the crop and the noun when mined
+    caption: str  # the caption the noun came from
+
+
+class PairWriter:
+    """Appends one image's pairs at a time to a pair folder; knows which images are done."""
+
+    def __init__(self, root: str | Path, *, settings: dict):
+        self.root = Path(root)
+        (self.root / "crops").mkdir(parents=True, exist_ok=True)
+        self._check_settings(settings)
+        self.done = set(_read_lines(self.root / "done.txt"))
+        self._drop_unfinished()
+
+    def _check_settings(self, settings: dict) -> None:
+        path = self.root / "mining.json"
+        if path.is_file():
+            before = json.loads(path.read_text(encoding="utf-8"))
+            changed = sorted(k for k in set(before) | set(settings) if before.get(k) != settings.get(k))
+            if changed:
+                raise DatasetError(f"{self.root} was mined with other settings ({', '.join(changed)}); "
+                                   "use another output folder or delete this one")
+        else:
+            atomic_write(path, lambda p: p.write_text(json.dumps(settings, indent=1), encoding="utf-8"))
+
+    def _drop_unfinished(self) -> None:
+        path = self.root / "pairs.jsonl"
+        lines = _read_lines(path)
+        kept = [line for line in lines if json.loads(line)["image"] in self.done]
+        if len(kept) != len(lines):
+            atomic_write(path, lambda p: p.write_text("".join(f"{line}\n" for line in kept), encoding="utf-8"))
+
+    def add(self, image: str, pairs: list[tuple[np.ndarray, np.ndarray, str, float, str]]) -> int:
+        """Writes ``image``'s ``(crop [S, S, 3] uint8, mask [S, S], noun, score, caption)`` pairs, marks it done."""
+        stem = Path(image).with_suffix("").as_posix().replace("/", "__")
+        lines = []
+        for k, (crop, mask, noun, score, caption) in enumerate(pairs):
+            crop_name, mask_name = f"crops/{stem}_{k}.png", f"crops/{stem}_{k}_mask.png"
+            Image.fromarray(crop).save(self.root / crop_name)
+            Image.fromarray(mask.astype(np.uint8) * 255).save(self.root / mask_name)
+            lines.append(json.dumps(asdict(Pair(image, crop_name, mask_name, noun, round(float(score), 5), caption))))
+        _append(self.root / "pairs.jsonl", lines)
+        _append(self.root / "done.txt", [image])
+        self.done.add(image)
+        return len(lines)
+
+    def skip(self, image: str, reason: str) -> None:
+        """Records an image that gave no pair (it counts as done)."""
+        _append(self.root / "skipped.jsonl", [json.dumps({"image": image, "reason": reason})])
+        _append(self.root / "done.txt", [image])
+        self.done.add(image)
+
+
+def read_pairs(root: str | Path) -> list[Pair]:
+    """The finished pairs of a pair folder, in the order they were mined."""
+    root = Path(root)
+    path = root / "pairs.jsonl"
+    if not path.is_file():
+        raise DatasetError(f"{root} holds no pairs.jsonl; run the mine stage (vocabseg train --preset ovseg_mine_coco) "
+                           "or point data.root at its output")
+    done = set(_read_lines(root / "done.txt"))
+    pairs = [Pair(**json.loads(line)) for line in _read_lines(path)]
+    pairs = [p for p in pairs if p.image in done]
+    if not pairs:
+        raise DatasetError(f"{path} holds no finished pair; mine more images (see {root / 'skipped.jsonl'})")
+    return pairs
+
+
+def _read_lines(path: Path) -> list[str]:
+    if not path.is_file():
+        return []
+    return [line for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def _append(path: Path, lines: list[str]) -> None:
+    if not lines:
+        return
+    with open(path, "a", encoding="utf-8") as handle:
+        handle.write("".join(f"{line}\n" for line in lines))
+        handle.flush()
