@@ -22,6 +22,9 @@ def add_eval_parser(sub) -> None:
     p = sub.add_parser("eval", help="evaluate a model on a dataset split (torchrun for several GPUs)")
     add_model_arguments(p)
     p.add_argument("--dataset", required=True, help="split name, e.g. ade20k_panoptic_val (see `vocabseg data list`)")
+    p.add_argument("--text-embeddings", metavar="NPY",
+                   help="precomputed class embeddings [classes, width] in the split's class order, used as they are "
+                        "(e.g. Cascade-CLIP's official .npy files, for exact reproduction)")
     p.add_argument("--data-root", required=True,
                    help="folder holding the dataset folders (coco/, ADEChallengeData2016/, ...)")
     p.add_argument("--tasks", type=_tasks, help="comma-separated, e.g. panoptic,semantic (default: all the split has)")
@@ -76,7 +79,8 @@ def cmd_eval(args) -> None:
     test_size = (predictor.inference.min_size, predictor.inference.max_size) if size else None
     results = evaluate(predictor, dataset, output_dir=args.output, limit=args.limit, test_size=test_size,
                        progress=not args.no_progress, checkpoint_every=args.checkpoint_every,
-                       checkpoint_seconds=args.checkpoint_seconds)  # fmt: skip
+                       checkpoint_seconds=args.checkpoint_seconds,
+                       text_embeddings=args.text_embeddings)  # fmt: skip
     if rank_and_world()[0] == 0:
         print(summary_line(results))
         print(f"wrote {Path(args.output) / 'results.json'} and results.md")

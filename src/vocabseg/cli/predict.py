@@ -20,6 +20,7 @@ logger = logging.getLogger(__name__)
 def cmd_predict(args: argparse.Namespace) -> None:
     from tqdm import tqdm
 
+    from vocabseg.downloads import sha256_of
     from vocabseg.images import expand_inputs
     from vocabseg.outputs import write_prediction
     from vocabseg.runs import ERRORS_FILE, RunRecord, check_output_folder, previous_done, run_identity
@@ -32,12 +33,15 @@ def cmd_predict(args: argparse.Namespace) -> None:
     if not args.skip_errors:
         _decode_all(todo)  # a bad or truncated file fails here, before the model loads
     predictor = load_predictor(args)
-    vocab = predictor.set_vocabulary(args.vocab)
+    vocab = predictor.set_vocabulary(args.vocab, text_embeddings=args.text_embeddings)
     # Default: the family's first task, its paper's own output (FC-CLIP panoptic, OVSeg semantic).
     tasks = predictor.family.tasks if args.task == "all" else (args.task or predictor.family.tasks[0],)
     record = RunRecord(output)
     source = {"model": args.model, "weights": args.weights, "clip_weights": args.clip_weights}
-    record.start(run_identity(predictor, vocab, tasks, args.batch_size), source, done, overwrite=args.overwrite)
+    identity = run_identity(predictor, vocab, tasks, args.batch_size)
+    if args.text_embeddings:  # other embeddings, other results
+        identity["text_embeddings"] = sha256_of(Path(args.text_embeddings))
+    record.start(identity, source, done, overwrite=args.overwrite)
     if len(todo) < len(paths):  # said only once the run is known to be the same as the one that did them
         logger.info("skipping %d image(s) already done in %s (--overwrite to redo)", len(paths) - len(todo), output)
     with tqdm(total=len(todo), desc="predict", unit="img", disable=not todo) as bar:
@@ -116,8 +120,11 @@ def add_predict_parsers(sub: argparse._SubParsersAction) -> None:
     add_model_arguments(p)
     p.add_argument("--vocab",
                    help="built-in name, file, or inline 'car; person; road [stuff]' (default: COCO+ADE+LVIS)")
+    p.add_argument("--text-embeddings", metavar="NPY",
+                   help="precomputed class embeddings [classes, width] in --vocab order, used as they are instead "
+                        "of encoding the vocabulary (e.g. Cascade-CLIP's official .npy files)")
     p.add_argument("--task", choices=["panoptic", "semantic", "instance", "all"],
-                   help="default: the model's own output (FC-CLIP panoptic, OVSeg semantic)")
+                   help="default: the model's own output (FC-CLIP panoptic, OVSeg semantic, Cascade-CLIP semantic)")
     p.add_argument("--output", required=True, help="output directory")
     p.add_argument("--overwrite", action="store_true",
                    help="redo every image and rewrite run.json (needed to change the model, vocabulary, tasks "

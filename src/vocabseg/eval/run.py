@@ -276,7 +276,8 @@ def _gather(output_dir: Path, run: dict[str, Any], shards: list[list[int]], task
 def evaluate(predictor, dataset: Dataset, *, tasks: tuple[str, ...] | list[str] | None = None,
              output_dir: str | Path, limit: int | None = None, progress: bool = True,
              checkpoint_every: int = 50, checkpoint_seconds: float = 60.0,
-             test_size: tuple[int, int] | None = None) -> dict[str, Any]:
+             test_size: tuple[int, int] | None = None,
+             text_embeddings: str | Path | None = None) -> dict[str, Any]:
     """Evaluates ``predictor`` on ``dataset`` as the model family's official evaluation does.
 
     The dataset's vocabulary is used, or the family's official class strings for it (OVSeg),
@@ -308,7 +309,7 @@ def evaluate(predictor, dataset: Dataset, *, tasks: tuple[str, ...] | list[str] 
     rank, world_size = rank_and_world()
     created_group = dist.join_from_env(backend="gloo", timeout=BARRIER_TIMEOUT)  # only barriers are needed
     try:
-        vocab = predictor.set_vocabulary(vocabulary, progress=progress and rank == 0)
+        vocab = predictor.set_vocabulary(vocabulary, progress=progress and rank == 0, text_embeddings=text_embeddings)
         seen = seen_classes(predictor, dataset, vocab)
         count = len(dataset) if limit is None else min(limit, len(dataset))
         shards = [list(range(r, count, world_size)) for r in range(world_size)]
@@ -350,7 +351,7 @@ def _benchmark_setup(predictor, dataset: Dataset, test_size: tuple[int, int] | N
     The family may name its own official class strings and settings for the benchmark (OVSeg:
     its class strings and ensemble weight); the test size is the caller's, else the split's.
     """
-    official, overrides = predictor.family.benchmark_overrides(dataset.vocabulary)
+    official, overrides = predictor.family.benchmark_overrides(dataset.vocabulary, predictor.train_vocabulary.name)
     size = test_size or dataset.test_size
     if size is not None:
         overrides = {**overrides, "min_size": size[0], "max_size": size[1]}

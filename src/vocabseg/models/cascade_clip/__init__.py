@@ -25,6 +25,7 @@ from vocabseg.models.cascade_clip.variants import VARIANTS, tiny_config
 from vocabseg.models.protocol import FamilyBase, InferenceConfig, ModelVariant, Settings
 from vocabseg.state_dict import check_state_dict
 from vocabseg.text.builtin import list_vocabularies
+from vocabseg.text.zero_shot import SEEN_SUFFIX
 
 __all__ = ["FAMILY", "CascadeCLIP", "CascadeCLIPConfig", "CascadeCLIPFamily", "CascadeCLIPSettings", "CascadeOutput",
            "build_cascade_clip"]
@@ -77,10 +78,16 @@ class CascadeCLIPFamily(FamilyBase):
         """Sigmoid focal (x100) + dice on the summed mask logits, as the official recipe."""
         return build_cascade_criterion(config, loss)
 
-    def benchmark_overrides(self, vocabulary: str) -> tuple[str | None, dict[str, Any]]:
-        """The official class strings of a benchmark's classes, where Cascade-CLIP has them."""
-        official = _OFFICIAL_VOCABULARIES.get(vocabulary)
-        return (official if official in list_vocabularies() else None), {}
+    def benchmark_overrides(self, vocabulary: str, train_vocabulary: str | None = None
+                            ) -> tuple[str | None, dict[str, Any]]:
+        """The official class strings of a benchmark's classes, where Cascade-CLIP has them; and for a
+        model trained on another dataset (the cross-dataset protocol, e.g. COCO -> VOC) no seen-class
+        offset: the official cross-dataset configs count every class seen, and an offset on all
+        classes changes no label."""
+        name = _OFFICIAL_VOCABULARIES.get(vocabulary, vocabulary)
+        official = name if name in list_vocabularies() else None
+        native = train_vocabulary is None or train_vocabulary == f"{official or vocabulary}{SEEN_SUFFIX}"
+        return official if official != vocabulary else None, ({} if native else {"seen_offset": 0.0})
 
     def tiny_config(self, kind: str | None = None) -> CascadeCLIPConfig:
         """A tiny config for tests and smoke runs (one kind)."""

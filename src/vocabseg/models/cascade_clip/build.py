@@ -1,11 +1,11 @@
 """Builds a Cascade-CLIP from its config: the one place that reads CascadeCLIPConfig."""
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 from vocabseg.clip.load import build_clip
 from vocabseg.errors import ConfigError
-from vocabseg.models.cascade_clip.cascade_decoder import CascadeDecoder
+from vocabseg.models.cascade_clip.cascade_decoder import CascadeDecoder, StageDecoder
 from vocabseg.models.cascade_clip.config import CascadeCLIPConfig
 from vocabseg.models.cascade_clip.model import CascadeCLIP
 from vocabseg.models.cascade_clip.vpt_vit import LevelProjections, VisualPrompts
@@ -42,7 +42,7 @@ def _freeze_unused_last_layers(decoder: CascadeDecoder) -> None:
     output projection, norms and feed-forward block never reach the output. The official code
     keeps them trainable but they get no gradient; frozen here, they keep their (checkpoint) values."""
     for stage in decoder.stages:
-        last = stage.layers[-1]
+        last: Any = cast(StageDecoder, stage).layers[-1]
         for module in (last.cross_attn.v, last.cross_attn.proj, last.attn_norm, last.linear1, last.linear2,
                        last.ffn_norm):
             for param in module.parameters():

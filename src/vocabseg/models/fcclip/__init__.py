@@ -58,7 +58,8 @@ class FCCLIPFamily(FamilyBase):
                                oversample_ratio=loss.oversample_ratio,
                                importance_sample_ratio=loss.importance_sample_ratio)
 
-    def benchmark_overrides(self, vocabulary: str) -> tuple[str | None, dict[str, Any]]:
+    def benchmark_overrides(self, vocabulary: str, train_vocabulary: str | None = None
+                            ) -> tuple[str | None, dict[str, Any]]:
         """FC-CLIP evaluates every benchmark with its own vocabulary and the default ensemble."""
         return None, {}
 

@@ -71,7 +71,8 @@ class OVSegFamily(FamilyBase):
                                           dice_weight=loss.dice_weight, no_object_weight=loss.no_object_weight,
                                           dec_layers=config.dec_layers)
 
-    def benchmark_overrides(self, vocabulary: str) -> tuple[str | None, dict[str, Any]]:
+    def benchmark_overrides(self, vocabulary: str, train_vocabulary: str | None = None
+                            ) -> tuple[str | None, dict[str, Any]]:
         """The official class strings and ensemble weight for a benchmark's vocabulary."""
         official = f"ovseg_{vocabulary}"
         weight = BENCHMARK_ENSEMBLE_WEIGHTS.get(vocabulary)
