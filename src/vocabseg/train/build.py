@@ -1,6 +1,7 @@
 """TrainConfig -> Trainer: the one place that reads a training preset."""
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, NamedTuple, cast
 
@@ -18,9 +19,11 @@ from vocabseg.text import (
     resolve_vocabulary,
 )
 from vocabseg.text.vocabulary import join_synonyms
+from vocabseg.text.zero_shot import seen_subset
 from vocabseg.train.checkpoint import load_init_weights
 from vocabseg.train.config import DataSection, SolverSection, TrainConfig
-from vocabseg.train.data import TrainDataset
+from vocabseg.train.data import Batch, TrainDataset
+from vocabseg.train.dense_data import DenseCollate, DenseTrainDataset, resolve_split
 from vocabseg.train.evaluation import benchmark_eval_fn
 from vocabseg.train.loop import EvalFn, LoopSettings, Trainer
 from vocabseg.train.optim import build_optimizer, build_scheduler, scale_schedule
@@ -33,6 +36,7 @@ from vocabseg.train.sources import (
     read_label_folder,
     read_panoptic_folder,
 )
+from vocabseg.train.transforms_mmseg import MMSegAugment
 from vocabseg.zoo import get_variant
 
 DATA_FORMATS = {
@@ -138,6 +142,39 @@ def text_classifier(model: torch.nn.Module, vocabulary: Vocabulary, *, cache_dir
     return TextClassifier.build(text, vocabulary)
 
 
+class TrainData(NamedTuple):
+    dataset: TrainDataset | DenseTrainDataset
+    head_vocabulary: Vocabulary  # the classes the model is trained to predict, in channel order
+    seen_vocabulary: Vocabulary  # the classes trained with their labels (the checkpoint's training vocabulary)
+    collate: Callable[[list], Batch] | None  # None: the Trainer's default (LSJ examples)
+
+
+def build_train_data(config: TrainConfig, source, vocabulary: Vocabulary, model: torch.nn.Module,
+                     settings: Settings) -> TrainData:
+    """LSJ panoptic examples (FC-CLIP), or mmseg-augmented semantic ones with a zero-shot split (Cascade-CLIP)."""
+    inp, zero_shot = config.input, config.zero_shot
+    if inp.augment == "lsj":
+        if zero_shot.seen_classes is not None or zero_shot.unseen_classes is not None or zero_shot.transductive:
+            raise ConfigError("zero_shot training needs semantic targets: set input.augment=mmseg")
+        dataset = TrainDataset(source, image_size=inp.image_size, min_scale=inp.min_scale, max_scale=inp.max_scale,
+                               flip=inp.flip)
+        return TrainData(dataset, vocabulary, vocabulary, None)
+    if inp.augment != "mmseg":
+        raise ConfigError(f"input.augment={inp.augment!r}; use lsj or mmseg")
+    if len(inp.resize_scale) != 2:
+        raise ConfigError(f"input.resize_scale={inp.resize_scale!r} must be [long, short], e.g. [2048, 512]")
+    split = resolve_split(vocabulary.class_names, seen=zero_shot.seen_classes, unseen=zero_shot.unseen_classes,
+                          transductive=zero_shot.transductive)
+    augment = MMSegAugment(crop_size=inp.image_size, scale=(int(inp.resize_scale[0]), int(inp.resize_scale[1])),
+                           ratio_range=(inp.min_scale, inp.max_scale), cat_max_ratio=inp.cat_max_ratio,
+                           flip_prob=0.5 if inp.flip else 0.0, photometric=inp.photometric)
+    seen = seen_subset(vocabulary, split.unseen) if split.unseen else vocabulary
+    head = vocabulary if split.transductive else seen
+    policy = cast(SegmentationModel, model).input_policy(settings)
+    collate = DenseCollate(policy.pixel_mean, policy.pixel_std, inp.image_size)
+    return TrainData(DenseTrainDataset(source, augment=augment, split=split), head, seen, collate)
+
+
 def loop_settings(config: TrainConfig, *, accum_steps: int, max_iter: int) -> LoopSettings:
     s = config.solver
     return LoopSettings(max_iter=max_iter, batch_per_gpu=s.batch_per_gpu, accum_steps=accum_steps, amp=s.amp,
@@ -156,6 +193,7 @@ def build_trainer(config: TrainConfig, *, device: torch.device, init: str | None
     model = arch.family.build(arch.config)
     if config.model.load_clip:
         arch.family.load_clip_weights(model, arch.config, config.model.clip_weights)
+    init = init or config.model.init  # as the official --load-from: weights only, fresh optimizer and schedule
     if init:
         load_init_weights(model, init, variant=arch.variant)
     seed_everything(config.solver.seed + dist.get_rank())
@@ -167,17 +205,18 @@ def build_trainer(config: TrainConfig, *, device: torch.device, init: str | None
                                 weight_decay_embed=solver.weight_decay_embed)
     max_iter, steps = scale_schedule(solver.max_iter, solver.steps, solver.schedule_scale)
     scheduler = build_scheduler(optimizer, steps=steps, gamma=solver.gamma, warmup_iters=solver.warmup_iters,
-                                warmup_factor=solver.warmup_factor)
-    dataset = TrainDataset(source, image_size=config.input.image_size, min_scale=config.input.min_scale,
-                           max_scale=config.input.max_scale, flip=config.input.flip)
+                                warmup_factor=solver.warmup_factor, schedule=solver.schedule, max_iter=max_iter,
+                                poly_power=solver.poly_power, min_lr=solver.min_lr)
+    data = build_train_data(config, source, vocabulary, model, arch.settings)
+    train_vocabulary = vocabulary_spec(data.seen_vocabulary)
     if eval_fn is None:
         eval_fn = benchmark_eval_fn(config.eval, family=arch.family, model_config=arch.config, settings=arch.settings,
-                                    train_vocabulary=vocabulary_spec(vocabulary), device=device,
+                                    train_vocabulary=train_vocabulary, device=device,
                                     output_dir=config.output, text_cache=config.text_cache)
     return Trainer(model=model, family=arch.family, model_config=arch.config, model_settings=arch.settings,
-                   criterion=criterion, text=text_classifier(model, vocabulary, cache_dir=config.text_cache),
-                   train_vocabulary=vocabulary_spec(vocabulary), dataset=dataset, optimizer=optimizer,
+                   criterion=criterion, text=text_classifier(model, data.head_vocabulary, cache_dir=config.text_cache),
+                   train_vocabulary=train_vocabulary, dataset=data.dataset, optimizer=optimizer,
                    scheduler=scheduler, settings=loop_settings(config, accum_steps=accum, max_iter=max_iter),
                    device=device, output_dir=config.output, eval_fn=eval_fn, run_config=config.to_dict(),
-                   keep_history=keep_history)
+                   keep_history=keep_history, collate=data.collate)
 

@@ -30,6 +30,7 @@ class ModelSection:
     arch: dict = field(default_factory=dict)  # the family's config fields overriding the variant's (or the defaults)
     clip_weights: str | None = None  # open_clip state-dict file; None: download the config's open_clip tag
     load_clip: bool = True  # False keeps the frozen CLIP random (smoke tests only)
+    init: str | None = None  # starting weights as --init (which wins): a transductive run's inductive checkpoint
 
 
 @dataclass
@@ -54,6 +55,13 @@ class InputSection:
     min_scale: float = 0.1
     max_scale: float = 2.0
     flip: bool = True  # random horizontal flip
+    # lsj: FC-CLIP's large-scale jitter (min/max_scale of image_size). mmseg: the mmsegmentation train
+    # pipeline (Cascade-CLIP): resize to fit resize_scale x U(min_scale, max_scale), image_size crop
+    # with cat_max_ratio, flip, photometric distortion; semantic targets and a zero_shot split.
+    augment: str = "lsj"
+    resize_scale: list = field(default_factory=lambda: [2048, 512])  # mmseg: Resize img_scale (long, short)
+    cat_max_ratio: float = 1.0  # mmseg: redraw crops where one class has this share of the labels (1: never)
+    photometric: bool = False  # mmseg: PhotoMetricDistortion (brightness, contrast, saturation, hue)
 
 
 @dataclass
@@ -78,6 +86,9 @@ class SolverSection:
     gamma: float = 0.1
     warmup_iters: int = 10
     warmup_factor: float = 1.0
+    schedule: str = "step"  # step: x gamma at each of steps | poly: (lr - min_lr)(1 - t/max_iter)^poly_power + min_lr
+    poly_power: float = 0.9
+    min_lr: float = 0.0  # poly: the floor (absolute)
     schedule_scale: float = 1.0  # multiplies max_iter and steps (short runs keep the recipe's shape)
     batch_size: int = 16  # effective batch: images per optimizer step, all GPUs together
     batch_per_gpu: int = 2  # images per forward pass
@@ -100,6 +111,15 @@ class EvalSection:
 
 
 @dataclass
+class ZeroShotSection:
+    """Zero-shot training on part of the data vocabulary (Cascade-CLIP's inductive/transductive recipes)."""
+
+    seen_classes: list | None = None  # classes trained with their labels: indices or names of the data vocabulary
+    unseen_classes: list | None = None  # or the held-out ones (the others are seen); both None: all seen
+    transductive: bool = False  # unseen-class pixels are trained on the model's own pseudo-labels
+
+
+@dataclass
 class TrainConfig:
     output: str = "output"  # run folder: checkpoints, TensorBoard logs, config.yaml
     device: str = "auto"  # auto | cpu | cuda
@@ -110,6 +130,7 @@ class TrainConfig:
     loss: LossSection = field(default_factory=LossSection)
     solver: SolverSection = field(default_factory=SolverSection)
     eval: EvalSection = field(default_factory=EvalSection)
+    zero_shot: ZeroShotSection = field(default_factory=ZeroShotSection)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)

@@ -13,7 +13,7 @@ continues the stream where the checkpoint left it.
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
@@ -145,8 +145,11 @@ class PadCollate:
         return Batch(images, targets, [e.key for e in examples])
 
 
-def build_loader(dataset: TrainDataset, *, sampler: StreamSampler, collate: PadCollate, num_workers: int,
+def build_loader(dataset: Dataset, *, sampler: StreamSampler, collate: Callable[[list], Batch], num_workers: int,
                  pin_memory: bool) -> DataLoader:
     """An endless DataLoader; each item is one micro-batch, in ``sampler`` order."""
+    # Its own generator: starting an iterator must not draw from the global torch RNG, which dropout
+    # uses (a resumed run starts its loader at another iteration). Sample randomness is in SampleKey.
     return DataLoader(dataset, batch_sampler=sampler, collate_fn=collate, num_workers=num_workers,
-                      pin_memory=pin_memory, prefetch_factor=2 if num_workers else None)
+                      pin_memory=pin_memory, prefetch_factor=2 if num_workers else None,
+                      generator=torch.Generator().manual_seed(sampler.seed))

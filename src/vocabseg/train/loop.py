@@ -29,6 +29,7 @@ from vocabseg.models import ModelFamily, SegmentationModel, Settings
 from vocabseg.text import TextClassifier
 from vocabseg.train.checkpoint import TRAINER_KEY, read_training_checkpoint
 from vocabseg.train.data import Batch, PadCollate, StreamSampler, TrainDataset, build_loader
+from vocabseg.train.dense_data import DenseTrainDataset
 from vocabseg.train.rng import CRITERION, derive_seed, rng_state, seed_everything, set_rng_state
 
 if TYPE_CHECKING:
@@ -78,7 +79,7 @@ class Trainer:
         criterion: torch.nn.Module,
         text: TextClassifier,
         train_vocabulary: str,
-        dataset: TrainDataset,
+        dataset: TrainDataset | DenseTrainDataset,
         optimizer: torch.optim.Optimizer,
         scheduler: torch.optim.lr_scheduler.LRScheduler,
         settings: LoopSettings,
@@ -87,7 +88,9 @@ class Trainer:
         eval_fn: EvalFn | None = None,
         run_config: dict | None = None,
         keep_history: bool = False,
+        collate: Callable[[list], Batch] | None = None,
     ):
+        """``collate``: examples -> Batch; default: the model's normalisation and padding (LSJ examples)."""
         if settings.amp not in AMP_DTYPES:
             raise ConfigError(f"solver.amp must be one of {', '.join(AMP_DTYPES)}, got {settings.amp!r}")
         self.model, self.family, self.model_config = model.to(device).train(), family, model_config
@@ -102,7 +105,7 @@ class Trainer:
         self.trainable = [p for p in model.parameters() if p.requires_grad]
         self.scaler = torch.amp.GradScaler(device.type, enabled=settings.amp == "fp16")
         policy = cast(SegmentationModel, model).input_policy(model_settings)
-        self.collate = PadCollate(policy.pixel_mean, policy.pixel_std, policy.size_divisibility)
+        self.collate = collate or PadCollate(policy.pixel_mean, policy.pixel_std, policy.size_divisibility)
         self.iteration, self.position = 0, 0  # position: next sample of the global stream
         self.best: dict[str, Any] | None = None  # {"metric", "value", "iteration"} of the best evaluation
         self.history: list[StepResult] | None = [] if keep_history else None
@@ -163,7 +166,7 @@ class Trainer:
                 objective = self.criterion.weighted_total(losses) / accum
                 self.scaler.scale(objective).backward()
             total += objective.item()  # note: a device sync per micro-batch
-            for name in ("loss_ce", *MASK_LOSSES):
+            for name in (n for n in ("loss_ce", *MASK_LOSSES) if n in losses):  # Cascade-CLIP has no loss_ce
                 terms[name] = terms.get(name, 0.0) + losses[name].item() / accum
         grad_norm, skipped = self._optimizer_step()
         self.scheduler.step()

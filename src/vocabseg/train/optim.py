@@ -7,7 +7,14 @@ Biases are not special-cased. The official backbone LR multiplier (0.1) has noth
 to act on: the CLIP is frozen, so its parameters are not given to the optimizer.
 
 Schedule: linear warmup over ``warmup_iters`` from ``warmup_factor``, then the
-rate is multiplied by ``gamma`` at each of ``steps``.
+rate is multiplied by ``gamma`` at each of ``steps``. The mmseg recipes (Cascade-CLIP) use
+mmcv's "poly" policy instead: ``(lr - min_lr)(1 - t / max_iter) ** power + min_lr``, its
+linear warmup multiplying that rate the same way (mmcv ``warmup_ratio`` = ``warmup_factor``).
+
+Cascade-CLIP's official groups come out of this module unchanged: mmcv matches its
+``custom_keys`` by the first hit in a sorted order, so every trainable parameter (all under
+``backbone.`` or ``decode_head.``) gets lr 2e-5 x 10 and weight decay 0.01, norms included;
+its presets say so with ``lr 2e-4`` and all three weight decays 0.01.
 """
 from __future__ import annotations
 
@@ -74,11 +81,37 @@ def lr_factor(iteration: int, *, steps: Sequence[int], gamma: float, warmup_iter
     return factor
 
 
+def poly_lr_factor(iteration: int, *, max_iter: int, power: float, min_factor: float, warmup_iters: int,
+                   warmup_factor: float) -> float:
+    """mmcv's poly policy with linear warmup, as a multiplier of the base rate at ``iteration``.
+
+    ``min_factor`` is ``min_lr / lr``. Example: ``poly_lr_factor(0, max_iter=10, power=1,
+    min_factor=0, warmup_iters=0, warmup_factor=1) == 1.0``; at ``max_iter`` it is ``min_factor``.
+    """
+    factor = (1 - min_factor) * (1 - min(iteration, max_iter) / max_iter) ** power + min_factor
+    if iteration < warmup_iters:
+        alpha = iteration / warmup_iters
+        factor *= warmup_factor * (1 - alpha) + alpha
+    return factor
+
+
 def build_scheduler(optimizer: torch.optim.Optimizer, *, steps: Sequence[int], gamma: float, warmup_iters: int,
-                    warmup_factor: float) -> torch.optim.lr_scheduler.LambdaLR:
-    """LambdaLR stepped once per iteration: iteration ``t`` trains with ``lr * lr_factor(t)``."""
-    factor = functools.partial(lr_factor, steps=tuple(steps), gamma=gamma, warmup_iters=warmup_iters,
-                               warmup_factor=warmup_factor)
+                    warmup_factor: float, schedule: str = "step", max_iter: int = 0, poly_power: float = 0.9,
+                    min_lr: float = 0.0) -> torch.optim.lr_scheduler.LambdaLR:
+    """LambdaLR stepped once per iteration: iteration ``t`` trains with ``lr * factor(t)``.
+
+    ``schedule``: "step" (:func:`lr_factor`) or "poly" (:func:`poly_lr_factor`; needs ``max_iter``).
+    """
+    if schedule == "step":
+        factor = functools.partial(lr_factor, steps=tuple(steps), gamma=gamma, warmup_iters=warmup_iters,
+                                   warmup_factor=warmup_factor)
+    elif schedule == "poly":
+        base = optimizer.param_groups[0]["lr"]
+        factor = functools.partial(poly_lr_factor, max_iter=max(max_iter, 1), power=poly_power,
+                                   min_factor=min_lr / base if base else 0.0, warmup_iters=warmup_iters,
+                                   warmup_factor=warmup_factor)
+    else:
+        raise ConfigError(f"solver.schedule={schedule!r}; use step or poly")
     return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
 
 
