@@ -63,6 +63,9 @@ def fetch_official_weights(variant: ModelVariant, *, progress: bool = True) -> P
     target = cache_dir() / spec.filename
     if target.exists():
         return target
+    if spec.manual:
+        raise CheckpointError(f"the {variant.name} checkpoint cannot be downloaded automatically ({spec.manual}): "
+                              f"get it from {spec.url}, then pass --weights PATH or save it as {target}")
     try:
         return download(spec.url, target, spec.sha256, progress=progress)
     except (OSError, ValueError) as error:

@@ -136,6 +136,7 @@ class WeightsSpec:
     url: str  # official download location
     sha256: str | None = None  # checked after download when known
     includes_clip: bool = True  # the released file holds the frozen CLIP's weights
+    manual: str = ""  # set when no program can fetch ``url`` (a share page): how a person gets the file
 
 
 @dataclass(frozen=True)

@@ -201,3 +201,14 @@ def test_vocabseg_checkpoint_round_trip_keeps_the_family(tmp_path, tiny):
     assert loaded.family is FAMILY and loaded.train_vocabulary == "cascade_voc_20_seen"
     assert loaded.settings.family.window == 64 and loaded.settings.family.stride == 53
     assert parse_vocabulary(VOCAB).class_names == ["cat", "dog", "road"]
+
+
+def test_missing_weights_name_the_share_code_and_the_cache_path(tmp_path, monkeypatch):
+    from vocabseg.downloads import fetch_official_weights
+
+    monkeypatch.setenv("VOCABSEG_HOME", str(tmp_path))
+    with pytest.raises(CheckpointError) as error:  # no network attempt: a share page is not a file
+        fetch_official_weights(get_variant("cascade_clip_vitb16_context59_inductive"))
+    message = str(error.value)
+    assert "Baidu Netdisk share, access code 5gvr" in message and "\n" not in message
+    assert str(tmp_path / "checkpoints" / "cascade_clip_vitb16_context59_inductive.pth") in message

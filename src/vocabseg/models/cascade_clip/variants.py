@@ -44,7 +44,8 @@ def _variant(dataset: str, setting: str) -> ModelVariant:
         config=CascadeCLIPConfig(prompt_tokens=tokens),
         settings=Settings(InferenceConfig(min_size=512, max_size=1_000_000),
                           CascadeCLIPSettings(seen_offset=0.1 if setting == "inductive" else 0.0)),
-        weights=WeightsSpec(f"{name}.pth", f"{share}?pwd={code}", includes_clip=True),
+        weights=WeightsSpec(f"{name}.pth", f"{share}?pwd={code}", includes_clip=True,
+                            manual=f"a Baidu Netdisk share, access code {code}"),
         train_vocabulary=seen_vocabulary,
         description=f"Cascade-CLIP ViT-B/16 {setting} on {title}; vocabulary {vocabulary}; Baidu Netdisk "
                     f"access code {code}",
