@@ -6,11 +6,13 @@ Layout of a pair folder::
     pairs.jsonl     one pair per line: {"image", "crop", "mask", "noun", "score", "caption"}
     done.txt        images whose pairs are all written (one name a line)
     skipped.jsonl   images that gave no pair, and why: {"image", "reason"}
+                    (with several mining processes, rank r > 0 writes pairs-r.jsonl, done-r.txt, skipped-r.jsonl)
     crops/          <image stem>_<k>.png (RGB crop, outside the region painted in CLIP's mean colour)
                     and <image stem>_<k>_mask.png (the region, 255 inside)
 
 An image's pair lines are appended before its ``done.txt`` line; lines of an image that
-is not done (a run killed in between) are dropped when the folder is reopened.
+is not done (a run killed in between) are dropped when the folder is reopened. Readers
+sort the pairs by image, so the dataset does not depend on how many processes mined it.
 """
 from __future__ import annotations
 
@@ -38,11 +40,14 @@ class Pair:
 class PairWriter:
     """Appends one image's pairs at a time to a pair folder; knows which images are done."""
 
-    def __init__(self, root: str | Path, *, settings: dict):
+    def __init__(self, root: str | Path, *, settings: dict, shard: int = 0):
         self.root = Path(root)
         (self.root / "crops").mkdir(parents=True, exist_ok=True)
         self._check_settings(settings)
-        self.done = set(_read_lines(self.root / "done.txt"))
+        suffix = f"-{shard}" if shard else ""
+        self.pairs_file, self.done_file = self.root / f"pairs{suffix}.jsonl", self.root / f"done{suffix}.txt"
+        self.skipped_file = self.root / f"skipped{suffix}.jsonl"
+        self.done = done_images(self.root)
         self._drop_unfinished()
 
     def _check_settings(self, settings: dict) -> None:
@@ -57,7 +62,7 @@ class PairWriter:
             atomic_write(path, lambda p: p.write_text(json.dumps(settings, indent=1), encoding="utf-8"))
 
     def _drop_unfinished(self) -> None:
-        path = self.root / "pairs.jsonl"
+        path = self.pairs_file
         lines = _read_lines(path)
         kept = [line for line in lines if json.loads(line)["image"] in self.done]
         if len(kept) != len(lines):
@@ -72,30 +77,40 @@ class PairWriter:
             Image.fromarray(crop).save(self.root / crop_name)
             Image.fromarray(mask.astype(np.uint8) * 255).save(self.root / mask_name)
             lines.append(json.dumps(asdict(Pair(image, crop_name, mask_name, noun, round(float(score), 5), caption))))
-        _append(self.root / "pairs.jsonl", lines)
-        _append(self.root / "done.txt", [image])
+        _append(self.pairs_file, lines)
+        _append(self.done_file, [image])
         self.done.add(image)
         return len(lines)
 
     def skip(self, image: str, reason: str) -> None:
         """Records an image that gave no pair (it counts as done)."""
-        _append(self.root / "skipped.jsonl", [json.dumps({"image": image, "reason": reason})])
-        _append(self.root / "done.txt", [image])
+        _append(self.skipped_file, [json.dumps({"image": image, "reason": reason})])
+        _append(self.done_file, [image])
         self.done.add(image)
 
 
+def done_images(root: str | Path) -> set[str]:
+    """Images of a pair folder that are mined (or skipped), by every mining process."""
+    return {line for path in sorted(Path(root).glob("done*.txt")) for line in _read_lines(path)}
+
+
+def read_skips(root: str | Path) -> list[dict]:
+    """``{"image", "reason"}`` of every skipped image."""
+    return [json.loads(line) for path in sorted(Path(root).glob("skipped*.jsonl")) for line in _read_lines(path)]
+
+
 def read_pairs(root: str | Path) -> list[Pair]:
-    """The finished pairs of a pair folder, in the order they were mined."""
+    """The finished pairs of a pair folder, sorted by image (then by crop)."""
     root = Path(root)
-    path = root / "pairs.jsonl"
-    if not path.is_file():
+    files = sorted(root.glob("pairs*.jsonl"))
+    if not files:
         raise DatasetError(f"{root} holds no pairs.jsonl; run the mine stage (vocabseg train --preset ovseg_mine_coco) "
                            "or point data.root at its output")
-    done = set(_read_lines(root / "done.txt"))
-    pairs = [Pair(**json.loads(line)) for line in _read_lines(path)]
-    pairs = [p for p in pairs if p.image in done]
+    done = done_images(root)
+    pairs = [Pair(**json.loads(line)) for path in files for line in _read_lines(path)]
+    pairs = sorted((p for p in pairs if p.image in done), key=lambda p: (p.image, p.crop))
     if not pairs:
-        raise DatasetError(f"{path} holds no finished pair; mine more images (see {root / 'skipped.jsonl'})")
+        raise DatasetError(f"{root} holds no finished pair; mine more images (see its skipped.jsonl)")
     return pairs
 
 

@@ -1,0 +1,189 @@
+"""Stage (b): nouns from captions, CLIP matching of planted regions, the resumable pair folder, bad input."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from open_clip.constants import OPENAI_DATASET_MEAN, OPENAI_DATASET_STD
+from PIL import Image
+
+from vocabseg.errors import DatasetError
+from vocabseg.mining.captions import read_captions
+from vocabseg.mining.miner import MiningSettings, Proposals, mine
+from vocabseg.mining.nouns import extract_nouns
+from vocabseg.mining.pairs import PairWriter, read_pairs, read_skips
+
+COLOURS = {"red": (230, 20, 20), "blue": (20, 20, 230), "green": (20, 230, 20)}
+NOUN_COLOUR = {"ball": "red", "box": "blue", "tree": "green", "table": None}  # table: no region of its colour
+SIZE = 224
+
+
+def _embed_colour(rgb) -> torch.Tensor:
+    return F.normalize(torch.as_tensor(rgb, dtype=torch.float32) / 255 - 0.5, dim=-1)
+
+
+class PlantedMatcher:
+    """Proposals: one per planted colour (empty for an all-grey image); CLIP: the region's mean colour."""
+
+    def proposals(self, image, nouns):
+        regions, masks = [], []
+        for rgb in COLOURS.values():
+            mask = torch.from_numpy((image == rgb).all(-1)).float()
+            if mask.sum() == 0:
+                continue
+            crop = torch.from_numpy(image).permute(2, 0, 1).float()
+            crop = F.interpolate(crop[None], size=(SIZE, SIZE), mode="nearest")[0]
+            mean = torch.tensor(OPENAI_DATASET_MEAN).view(3, 1, 1) * 255
+            std = torch.tensor(OPENAI_DATASET_STD).view(3, 1, 1) * 255
+            fill = mask[None] > 0
+            painted = torch.where(F.interpolate(fill[None].float(), size=(SIZE, SIZE))[0] > 0, crop, mean)
+            regions.append((painted - mean) / std)
+            masks.append(F.interpolate(mask[None, None], size=(SIZE, SIZE))[0])
+        if not regions:
+            return Proposals(torch.empty(0, 3, SIZE, SIZE), torch.empty(0, 1, SIZE, SIZE))
+        return Proposals(torch.stack(regions), torch.stack(masks))
+
+    def embed_regions(self, proposals):
+        mean = torch.tensor(OPENAI_DATASET_MEAN).view(3, 1, 1) * 255
+        std = torch.tensor(OPENAI_DATASET_STD).view(3, 1, 1) * 255
+        rgb = [((r * std + mean) * m).sum((1, 2)) / m.sum() for r, m in zip(proposals.regions, proposals.masks)]
+        return torch.stack([_embed_colour(c) for c in rgb])
+
+    def embed_nouns(self, nouns):
+        return torch.stack([_embed_colour(COLOURS[NOUN_COLOUR[n]]) if NOUN_COLOUR.get(n) else _embed_colour((0, 0, 0))
+                            for n in nouns])
+
+
+def _image(*colours, seed=0) -> np.ndarray:
+    image = np.full((64, 96, 3), 128, np.uint8)
+    rng = np.random.default_rng(seed)
+    for name in colours:
+        top, left = rng.integers(0, 40), rng.integers(0, 70)
+        image[top:top + 20, left:left + 20] = COLOURS[name]
+    return image
+
+
+@pytest.fixture
+def dataset(tmp_path):
+    """4 images; captions in the COCO format (one for an image that is not in the folder)."""
+    images = tmp_path / "images"
+    images.mkdir()
+    content = {"a.png": _image("red", "blue"), "b.png": _image("green", seed=1), "c.png": _image(seed=2),
+               "d.png": _image("red", seed=3)}
+    for name, array in content.items():
+        Image.fromarray(array).save(images / name)
+    captions = {"a.png": "A red ball next to a blue box on a table.", "b.png": "Two trees in a park.",
+                "c.png": "A grey ball.", "d.png": "Very nice!", "gone.png": "A ball."}
+    coco = {"images": [{"id": i, "file_name": n} for i, n in enumerate(captions)],
+            "annotations": [{"id": i, "image_id": i, "caption": c} for i, c in enumerate(captions.values())]}
+    (tmp_path / "captions.json").write_text(json.dumps(coco))
+    return images, tmp_path / "captions.json"
+
+
+def test_nouns_come_from_the_tagger():
+    assert extract_nouns("Two dogs are playing with a frisbee in the grass near the trees.") == [
+        "dog", "frisbee", "grass", "tree"]
+    assert extract_nouns("Very nice!") == []
+
+
+def test_planted_nouns_are_paired_with_their_regions_and_bad_images_are_recorded(dataset, tmp_path):
+    images, captions_file = dataset
+    (images / "e.png").write_bytes(b"\x89PNG truncated")
+    captions, missing = read_captions(captions_file, images, per_image=1)
+    assert missing == ["gone.png"]
+    captions["e.png"] = ["A broken ball."]
+    writer = PairWriter(tmp_path / "pairs", settings={"test": 1})
+    summary = mine(images, captions, writer, PlantedMatcher(), MiningSettings(min_score=0.5), missing=missing)
+    assert (summary.mined, summary.skipped) == (2, 4)
+    pairs = {(p.image, p.noun): p for p in read_pairs(tmp_path / "pairs")}
+    assert set(pairs) == {("a.png", "ball"), ("a.png", "box"), ("b.png", "tree")}  # table matches no region
+    for (_, noun), pair in pairs.items():
+        crop = np.asarray(Image.open(tmp_path / "pairs" / pair.crop))
+        mask = np.asarray(Image.open(tmp_path / "pairs" / pair.mask)) > 0
+        assert np.abs(crop[mask].mean(0) - COLOURS[NOUN_COLOUR[noun]]).max() < 2 and pair.score > 0.99
+    reasons = {s["image"]: s["reason"] for s in read_skips(tmp_path / "pairs")}
+    assert reasons.pop("e.png").startswith("unreadable image (")
+    assert reasons == {"gone.png": "image file missing from mine.images", "c.png": "no proposal",
+                       "d.png": "no nouns in its captions"}
+
+
+def test_mining_resumes_where_it_stopped(dataset, tmp_path):
+    images, captions_file = dataset
+    captions, _ = read_captions(captions_file, images, per_image=1)
+    root = tmp_path / "pairs"
+    first = mine(images, {"a.png": captions["a.png"]}, PairWriter(root, settings={"v": 1}), PlantedMatcher(),
+                 MiningSettings())
+    assert first.mined == 1
+    with open(root / "pairs.jsonl", "a") as handle:  # a run killed after writing b.png's pairs, before done.txt
+        handle.write(json.dumps({"image": "b.png", "crop": "x", "mask": "y", "noun": "tree", "score": 1.0,
+                                 "caption": "c"}) + "\n")
+    writer = PairWriter(root, settings={"v": 1})
+    second = mine(images, captions, writer, PlantedMatcher(), MiningSettings())
+    assert second.already_done == 1 and second.mined == 1  # a.png not redone; b.png mined again, once
+    assert sorted((p.image, p.noun) for p in read_pairs(root)) == [
+        ("a.png", "ball"), ("a.png", "box"), ("a.png", "table"), ("b.png", "park"), ("b.png", "tree")]
+    with pytest.raises(DatasetError, match="was mined with other settings \\(v\\)"):
+        PairWriter(root, settings={"v": 2})
+
+
+def test_caption_files_that_do_not_fit_are_one_line_errors(dataset, tmp_path):
+    images, _ = dataset
+    other = tmp_path / "other.json"
+    other.write_text(json.dumps({"images": [{"id": 1, "file_name": "zzz.jpg"}],
+                                 "annotations": [{"image_id": 1, "caption": "a cat"}]}))
+    with pytest.raises(DatasetError, match="does not match the images in .* \\(e.g. 'zzz.jpg' is not there\\)"):
+        read_captions(other, images, per_image=1)
+    other.write_text(json.dumps({"annotations": []}))
+    with pytest.raises(DatasetError, match="is not a COCO captions file"):
+        read_captions(other, images, per_image=1)
+    other.write_text("{")
+    with pytest.raises(DatasetError, match="is not valid JSON"):
+        read_captions(other, images, per_image=1)
+    lines = tmp_path / "caps.jsonl"
+    lines.write_text('{"image": "a.png", "caption": "a ball"}\n{"picture": 1}\n')
+    with pytest.raises(DatasetError, match="caps.jsonl:2: not a"):
+        read_captions(lines, images, per_image=1)
+
+
+def test_mine_stage_runs_a_tiny_segmenter_and_resumes(dataset, tmp_path, one_thread):
+    from vocabseg.testing import save_tiny_checkpoint
+    from vocabseg.train.ovseg.config import stage_config_from_dict
+    from vocabseg.train.ovseg.run import run_stage
+
+    images, captions_file = dataset
+    segmenter = save_tiny_checkpoint(tmp_path / "seg.pth", family="ovseg")
+    config = stage_config_from_dict({"stage": "mine", "output": str(tmp_path / "mined"), "device": "cpu",
+                                     "mine": {"images": str(images), "captions": str(captions_file),
+                                              "segmenter": str(segmenter), "mask_threshold": 0.0, "limit": 2}})
+    first = run_stage(config)
+    assert first.mined + first.skipped == 3  # a.png, b.png and the missing gone.png
+    assert {p.image for p in read_pairs(tmp_path / "mined")} <= {"a.png", "b.png"}
+    config.mine.limit = None
+    second = run_stage(config)
+    assert second.already_done == 3 and second.mined + second.skipped == 2
+
+
+def test_mining_without_the_extra_names_it(monkeypatch):
+    import builtins
+
+    from vocabseg.errors import ConfigError
+    from vocabseg.mining import nouns
+
+    real_import = builtins.__import__
+
+    def no_textblob(name, *args, **kwargs):
+        if name.startswith("textblob"):
+            raise ImportError(name)
+        return real_import(name, *args, **kwargs)
+
+    nouns._tagger.cache_clear()
+    monkeypatch.setattr(builtins, "__import__", no_textblob)
+    try:
+        with pytest.raises(ConfigError, match=r"pip install 'vocabseg\[mining\]'"):
+            extract_nouns("a cat")
+    finally:
+        monkeypatch.undo()
+        nouns._tagger.cache_clear()
