@@ -16,6 +16,7 @@ from vocabseg.errors import ConfigError, DeviceError, ImageError, VocabularyErro
 from vocabseg.images import load_image
 from vocabseg.models import TASKS, InputBatch, ModelFamily, QueryOutput, Settings, get_family
 from vocabseg.postprocess import QueryMasks, instance_inference, panoptic_inference, semantic_labels
+from vocabseg.precision import inference_precision, is_fast, to_float32
 from vocabseg.preprocess import crop_and_resize, normalize_and_pad, resize_image
 from vocabseg.segments import Segment
 from vocabseg.text import TextClassifier, TextEmbeddingCache, Vocabulary, default_vocabulary, resolve_vocabulary
@@ -177,7 +178,10 @@ class Predictor:
         resized = [resize_image(a, policy.min_size, policy.max_size, policy.resize_backend) for a in arrays]
         tensors = [torch.from_numpy(np.ascontiguousarray(r.transpose(2, 0, 1))).to(self.device) for r in resized]
         batch, sizes = normalize_and_pad(tensors, policy.pixel_mean, policy.pixel_std, policy.size_divisibility)
-        out: QueryOutput = self.model.inference(InputBatch(batch, sizes, tensors), self.classifier, self.settings)
+        with inference_precision(self.model, self.device, is_fast(self.inference.precision, self.device)):
+            out: QueryOutput = self.model.inference(InputBatch(batch, sizes, tensors), self.classifier,
+                                                    self.settings)
+        out = to_float32(out)
         return [
             RawOutput(out.mask_cls[i], out.mask_logits[i], out.mask_stride, sizes[i], arrays[i].shape[:2],
                       {name: value[i] for name, value in out.details.items()},

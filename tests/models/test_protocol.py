@@ -56,7 +56,8 @@ def test_fcclip_settings_route_to_the_ensemble():
 def test_to_dict_separates_the_two_parts():
     assert _settings().to_dict() == {
         "inference": {"min_size": 800, "max_size": 1333, "object_mask_threshold": 0.0, "overlap_threshold": 0.8,
-                      "instances_per_image": 100, "max_pixels": 100_000_000},
+                      "instances_per_image": 100, "max_pixels": 100_000_000,
+                      "precision": "auto"},
         "family": {"temperature": 1.0, "use_crf": False},
     }
 

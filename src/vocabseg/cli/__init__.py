@@ -15,6 +15,7 @@ USER_ERRORS = (VocabsegError, OSError)
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from vocabseg.cli.bench import add_bench_parser
     from vocabseg.cli.data import add_data_parser
     from vocabseg.cli.eval import add_eval_parser
     from vocabseg.cli.export import add_export_parser
@@ -29,6 +30,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_eval_parser(sub)
     add_data_parser(sub)
     add_train_parser(sub)
+    add_bench_parser(sub)
     add_hub_parser(sub)
     add_export_parser(sub)
     return parser

@@ -6,6 +6,7 @@ is what that op computes, so the module runs unchanged on CPU and GPU.
 """
 from __future__ import annotations
 
+import functools
 import math
 
 import torch
@@ -16,6 +17,36 @@ from vocabseg.errors import ConfigError
 
 
 def multi_scale_deformable_attention(
+    value: torch.Tensor,
+    spatial_shapes: list[tuple[int, int]],
+    sampling_locations: torch.Tensor,
+    attention_weights: torch.Tensor,
+) -> torch.Tensor:
+    """The fused Triton kernel on CUDA at inference, else :func:`grid_sample_deformable_attention`.
+
+    Shapes as in :func:`grid_sample_deformable_attention`; training (autograd) and the CPU take
+    the ``grid_sample`` path.
+    """
+    needs_grad = torch.is_grad_enabled() and any(
+        t.requires_grad for t in (value, sampling_locations, attention_weights))
+    if value.is_cuda and not needs_grad and _triton_kernel() is not None:
+        kernel = _triton_kernel()
+        assert kernel is not None
+        return kernel(value, spatial_shapes, sampling_locations, attention_weights)
+    return grid_sample_deformable_attention(value, spatial_shapes, sampling_locations, attention_weights)
+
+
+@functools.cache
+def _triton_kernel():
+    """The Triton implementation, or None where Triton is missing or cannot compile (no GPU toolchain)."""
+    try:
+        from vocabseg.layers.ms_deform_attn_triton import multi_scale_deformable_attention_triton
+    except ImportError:
+        return None
+    return multi_scale_deformable_attention_triton
+
+
+def grid_sample_deformable_attention(
     value: torch.Tensor,
     spatial_shapes: list[tuple[int, int]],
     sampling_locations: torch.Tensor,

@@ -18,6 +18,7 @@ from vocabseg.state_dict import KeyTable
 from vocabseg.text.classifier import TextClassifier
 
 TASKS = ("panoptic", "semantic", "instance")
+PRECISIONS = ("auto", "fp32", "bf16")  # InferenceConfig.precision: by device, exact, fast
 ConfigT = TypeVar("ConfigT")
 
 
@@ -45,6 +46,14 @@ class InferenceConfig:
     overlap_threshold: float = 0.8  # visible fraction of a mask needed to keep a segment
     instances_per_image: int = 100
     max_pixels: int = 100_000_000  # larger input images are refused (0: no limit); memory grows with pixels
+    # "fp32": exact, the reference's numbers; "bf16": fast mode (bf16 autocast, channels-last),
+    # its deviation measured by `vocabseg bench`; "auto": bf16 on CUDA, fp32 elsewhere
+    precision: str = "auto"
+
+    def __post_init__(self) -> None:
+        if self.precision not in PRECISIONS:
+            raise ConfigError(f"inference setting precision={self.precision!r} is not one of {list(PRECISIONS)}; "
+                              "use fp32 (exact), bf16 (fast) or auto (bf16 on CUDA only)")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

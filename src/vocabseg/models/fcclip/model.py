@@ -78,14 +78,17 @@ class FCCLIP(nn.Module):
     def inference(self, batch: InputBatch, classifier: TextClassifier, settings: Settings) -> QueryOutput:
         """Both classifiers and their geometric ensemble; settings.family is an FCCLIPSettings."""
         out = self(batch.images, classifier)
-        out_vocab, valid = self.out_of_vocab_logits(out.clip_dense, out.pred_masks, classifier)
         ensemble = settings.family
-        mask_cls = geometric_ensemble(
-            out.pred_logits, out_vocab, classifier.seen, alpha=ensemble.ensemble_alpha, beta=ensemble.ensemble_beta,
-            valid_masks=valid if ensemble.ensemble_on_valid_mask else None,
-        )
-        details = {"in_vocab_logits": out.pred_logits, "out_vocab_logits": out_vocab}
-        return QueryOutput(mask_cls, out.pred_masks, MASK_STRIDE, details)
+        # Classes are decided in float32 even in fast mode (no-op casts in exact mode).
+        with torch.autocast(batch.images.device.type, enabled=False):
+            pred_logits, pred_masks = out.pred_logits.float(), out.pred_masks.float()
+            out_vocab, valid = self.out_of_vocab_logits(out.clip_dense.float(), pred_masks, classifier)
+            mask_cls = geometric_ensemble(
+                pred_logits, out_vocab, classifier.seen, alpha=ensemble.ensemble_alpha,
+                beta=ensemble.ensemble_beta, valid_masks=valid if ensemble.ensemble_on_valid_mask else None,
+            )
+        details = {"in_vocab_logits": pred_logits, "out_vocab_logits": out_vocab}
+        return QueryOutput(mask_cls, pred_masks, MASK_STRIDE, details)
 
     @torch.no_grad()
     def out_of_vocab_logits(

@@ -1,0 +1,100 @@
+"""`vocabseg bench`: per-stage times, peak memory and images/s, exact vs fast, as a table."""
+from __future__ import annotations
+
+import argparse
+import platform
+
+from vocabseg.cli.common import positive_int
+
+
+def add_bench_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("bench", help="time a model stage by stage, exact vs fast mode")
+    which = p.add_mutually_exclusive_group(required=True)
+    which.add_argument("--model", help="zoo name (random weights unless --weights is given)")
+    which.add_argument("--checkpoint", help="checkpoint file (official or vocabseg's own)")
+    p.add_argument("--weights", help="checkpoint file for a zoo --model")
+    p.add_argument("--clip-weights", help="open_clip state dict, for checkpoints without the frozen CLIP")
+    p.add_argument("--size", type=_size, default=(800, 1200), help="HxW of the synthetic test image (800x1200)")
+    p.add_argument("--image", help="an image file to use instead of the synthetic one")
+    p.add_argument("--vocab", default="ade20k_150", help="vocabulary (default ade20k_150)")
+    p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ...")
+    p.add_argument("--modes", type=_modes, default=("exact", "fast"), help="comma-separated: exact,fast")
+    p.add_argument("--tasks", default="all", help="comma-separated tasks, or all (default)")
+    p.add_argument("--batch", type=positive_int, default=1, help="images per run (copies of the test image)")
+    p.add_argument("--repeats", type=positive_int, default=2, help="timed passes per mode (median reported)")
+    p.add_argument("--warmup", type=int, default=1, help="untimed passes per mode first")
+    p.add_argument("--text", choices=["cold", "skip"], default="cold",
+                   help="cold: also time building the text classifier into an empty cache, then warm")
+    p.set_defaults(func=cmd_bench)
+
+
+def _size(text: str) -> tuple[int, int]:
+    height, sep, width = text.lower().partition("x")
+    if not sep or not height.isdigit() or not width.isdigit() or int(height) < 1 or int(width) < 1:
+        raise argparse.ArgumentTypeError(f"expected HxW such as 800x1200, got {text!r}")
+    return int(height), int(width)
+
+
+def _modes(text: str) -> tuple[str, ...]:
+    from vocabseg.bench import MODES
+
+    modes = tuple(m.strip() for m in text.split(",") if m.strip())
+    unknown = [m for m in modes if m not in MODES]
+    if unknown or not modes:
+        raise argparse.ArgumentTypeError(f"unknown mode {unknown[0] if unknown else text!r}; use exact,fast")
+    return modes
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    import torch
+
+    from vocabseg import bench
+
+    predictor = _load(args)
+    tasks = predictor.family.tasks if args.tasks == "all" else tuple(t.strip() for t in args.tasks.split(","))
+    print(f"{predictor.family.title} {args.model or args.checkpoint} on {predictor.device} "
+          f"({_machine(predictor.device)}, {torch.get_num_threads()} threads), torch {torch.__version__}")
+    if args.text == "cold":
+        cold, warm = bench.time_text_classifier(predictor, args.vocab)
+        print(f"text classifier ({args.vocab}): cold {cold:.1f} s, warm {warm:.2f} s")
+    vocab = predictor.set_vocabulary(args.vocab, progress=False)
+    images = [_image(args)] * args.batch
+    print(f"{args.batch} image(s) of {images[0].shape[0]}x{images[0].shape[1]}, {len(vocab)} classes, "
+          f"tasks {','.join(tasks)}, median of {args.repeats}")
+    results = [bench.run_mode(predictor, images, tasks, mode=mode, repeats=args.repeats, warmup=args.warmup)
+               for mode in args.modes]
+    exact = next((r for r in results if r.mode == "exact"), None)
+    deviations = {r.mode: bench.deviation(r, exact) for r in results if exact is not None and r is not exact}
+    print(bench.format_table(results, deviations))
+    return 0
+
+
+def _load(args: argparse.Namespace):
+    from vocabseg.cli.common import load_predictor
+    from vocabseg.models import get_family
+    from vocabseg.predictor import Predictor, resolve_device
+    from vocabseg.zoo import get_variant
+
+    if args.checkpoint or args.weights:
+        args.model, args.settings = args.checkpoint or args.model, []
+        args.size_preset = args.min_size = args.max_size = None
+        return load_predictor(args)
+    variant = get_variant(args.model)  # random weights: speed does not depend on their values
+    family = get_family(variant.family)
+    return Predictor(family.build(variant.config), variant.config, variant.settings, family=family,
+                     train_vocabulary=variant.train_vocabulary, device=resolve_device(args.device))
+
+
+def _image(args: argparse.Namespace):
+    from vocabseg.images import load_image
+    from vocabseg.testing import synthetic_photo
+
+    return load_image(args.image) if args.image else synthetic_photo(*args.size)
+
+
+def _machine(device) -> str:
+    import torch
+
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return platform.processor() or platform.machine()
