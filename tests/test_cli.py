@@ -214,6 +214,9 @@ def test_models_lists_every_official_variant_with_its_family(capsys):
                  "fcclip_rn50x16_coco", "fcclip_rn50x64_coco"):
         row = next(line for line in listing if line.startswith(name + " "))
         assert "FC-CLIP" in row and "panoptic,semantic,instance" in row
+    cascade = next(line for line in listing if line.startswith("cascade_clip_vitb16_voc20_inductive "))
+    assert "Cascade-CLIP" in cascade and "voc20 unseen mIoU 83.0, hIoU 87.5" in cascade
+    assert "A-150 mIoU 34.1" in next(line for line in listing if line.startswith("fcclip_convnext_large_coco "))
 
 
 def test_quiet_hides_the_progress_notes(tiny_checkpoint, photo, tmp_path, caplog):

@@ -94,13 +94,23 @@ def cmd_models(args: argparse.Namespace) -> None:
     for name in list_models():
         variant = get_variant(name)
         family = get_family(variant.family)
-        miou = variant.reported.get("ade20k_miou")
         rows.append((name, family.title, family.describe(variant.config).get("backbone", ""), ",".join(family.tasks),
-                     "-" if miou is None else f"{miou:.1f}"))
-    header = ("name", "family", "backbone", "tasks", "A-150")
+                     _headline(variant.reported)))
+    header = ("name", "family", "backbone", "tasks", "paper")
     widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
     for row in [header, *rows]:
         print("  ".join(cell.ljust(width) for cell, width in zip(row[:-1], widths, strict=False)) + "  " + row[-1])
+
+
+def _headline(reported: dict[str, float]) -> str:
+    """The paper's headline figure of a variant: ADE20K-150 mIoU, or a zero-shot benchmark's unseen mIoU and hIoU."""
+    if "ade20k_miou" in reported:
+        return f"A-150 mIoU {reported['ade20k_miou']:.1f}"
+    hiou = next((key for key in reported if key.endswith("_hiou")), None)
+    if hiou is None:
+        return "-"
+    benchmark = hiou.removesuffix("_hiou")
+    return f"{benchmark} unseen mIoU {reported[benchmark + '_miou_unseen']:.1f}, hIoU {reported[hiou]:.1f}"
 
 
 def cmd_download(args: argparse.Namespace) -> None:
