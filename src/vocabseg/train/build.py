@@ -144,7 +144,8 @@ def text_classifier(model: torch.nn.Module, vocabulary: Vocabulary, *, cache_dir
 
 class TrainData(NamedTuple):
     dataset: TrainDataset | DenseTrainDataset
-    head_vocabulary: Vocabulary  # the classes the model is trained to predict, in channel order
+    head_classes: tuple[int, ...]  # data-vocabulary indices of the classes the model predicts, in channel order
+    head_vocabulary: Vocabulary  # those classes
     seen_vocabulary: Vocabulary  # the classes trained with their labels (the checkpoint's training vocabulary)
     collate: Callable[[list], Batch] | None  # None: the Trainer's default (LSJ examples)
 
@@ -158,7 +159,7 @@ def build_train_data(config: TrainConfig, source, vocabulary: Vocabulary, model:
             raise ConfigError("zero_shot training needs semantic targets: set input.augment=mmseg")
         dataset = TrainDataset(source, image_size=inp.image_size, min_scale=inp.min_scale, max_scale=inp.max_scale,
                                flip=inp.flip)
-        return TrainData(dataset, vocabulary, vocabulary, None)
+        return TrainData(dataset, tuple(range(len(vocabulary))), vocabulary, vocabulary, None)
     if inp.augment != "mmseg":
         raise ConfigError(f"input.augment={inp.augment!r}; use lsj or mmseg")
     if len(inp.resize_scale) != 2:
@@ -172,7 +173,20 @@ def build_train_data(config: TrainConfig, source, vocabulary: Vocabulary, model:
     head = vocabulary if split.transductive else seen
     policy = cast(SegmentationModel, model).input_policy(settings)
     collate = DenseCollate(policy.pixel_mean, policy.pixel_std, inp.image_size)
-    return TrainData(DenseTrainDataset(source, augment=augment, split=split), head, seen, collate)
+    return TrainData(DenseTrainDataset(source, augment=augment, split=split), split.head_classes, head, seen, collate)
+
+
+def training_classifier(model: torch.nn.Module, data: TrainData, vocabulary: Vocabulary, *, cache_dir: str | None,
+                        embeddings_file: str | None) -> TextClassifier:
+    """The head's classes by the frozen text tower, or their rows of a ``.npy`` of the whole data vocabulary."""
+    if embeddings_file is None:
+        return text_classifier(model, data.head_vocabulary, cache_dir=cache_dir)
+    encoder = cast(SegmentationModel, model).text_encoder()
+    width = int(encoder.encode(["a photo of a cat."]).shape[-1])
+    every = TextClassifier.from_file(embeddings_file, vocabulary, None, width=width)  # rows in vocabulary order
+    rows = torch.tensor(data.head_classes)
+    return TextClassifier(embeddings=every.embeddings[rows], synonym_index=torch.arange(len(rows))[:, None],
+                          seen=every.seen[rows], class_names=tuple(data.head_vocabulary.class_names))
 
 
 def loop_settings(config: TrainConfig, *, accum_steps: int, max_iter: int) -> LoopSettings:
@@ -214,7 +228,8 @@ def build_trainer(config: TrainConfig, *, device: torch.device, init: str | None
                                     train_vocabulary=train_vocabulary, device=device,
                                     output_dir=config.output, text_cache=config.text_cache)
     return Trainer(model=model, family=arch.family, model_config=arch.config, model_settings=arch.settings,
-                   criterion=criterion, text=text_classifier(model, data.head_vocabulary, cache_dir=config.text_cache),
+                   criterion=criterion, text=training_classifier(model, data, vocabulary, cache_dir=config.text_cache,
+                                                                 embeddings_file=config.text_embeddings),
                    train_vocabulary=train_vocabulary, dataset=data.dataset, optimizer=optimizer,
                    scheduler=scheduler, settings=loop_settings(config, accum_steps=accum, max_iter=max_iter),
                    device=device, output_dir=config.output, eval_fn=eval_fn, run_config=config.to_dict(),

@@ -124,6 +124,9 @@ class TrainConfig:
     output: str = "output"  # run folder: checkpoints, TensorBoard logs, config.yaml
     device: str = "auto"  # auto | cpu | cuda
     text_cache: str | None = None  # text-embedding cache folder (default: ~/.cache/vocabseg/text)
+    # a .npy [classes, width] of the data vocabulary's class embeddings used as stored instead of the text
+    # tower (the official Cascade-CLIP files, e.g. voc12_single.npy: one template, not the family's 15)
+    text_embeddings: str | None = None
     model: ModelSection = field(default_factory=ModelSection)
     data: DataSection = field(default_factory=DataSection)
     input: InputSection = field(default_factory=InputSection)

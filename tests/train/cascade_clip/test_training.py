@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
 import torch
 
 from vocabseg.checkpoints import read_checkpoint
@@ -122,3 +123,14 @@ def test_transductive_run_starts_from_the_inductive_checkpoint_at_half_schedule(
     assert len(with_disc) == 2  # image 0, once per iteration: its disc pixels pseudo-labelled (the only unseen class)
     for target in with_disc:
         assert torch.equal(target["masks"][target["labels"].tolist().index(1)], disc)
+
+
+def test_official_embedding_file_gives_the_head_its_rows(cascade_config, tmp_path):
+    rows = torch.nn.functional.normalize(torch.randn(3, 32), dim=-1).half()  # one per synthetic class, tiny CLIP width
+    path = tmp_path / "shapes.npy"
+    np.save(path, rows.numpy())
+    inductive = build_trainer(cascade_config(f"text_embeddings={path}"), device=CPU)
+    assert torch.equal(inductive.text.embeddings, rows[[0, 2]].float())  # the seen classes' rows, as stored
+    assert inductive.text.class_names == ("red square", "grey floor")
+    transductive = build_trainer(cascade_config(f"text_embeddings={path}", "zero_shot.transductive=true"), device=CPU)
+    assert torch.equal(transductive.text.embeddings, rows.float())
