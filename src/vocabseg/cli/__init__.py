@@ -1,4 +1,4 @@
-"""Command line: `vocabseg predict | models | download | eval | score | data | train | push | export`."""
+"""Command line: `vocabseg predict | models | download | eval | score | data | train | push | export | demo`."""
 from __future__ import annotations
 
 import argparse
@@ -17,6 +17,7 @@ USER_ERRORS = (VocabsegError, OSError)
 def build_parser() -> argparse.ArgumentParser:
     from vocabseg.cli.bench import add_bench_parser
     from vocabseg.cli.data import add_data_parser
+    from vocabseg.cli.demo import add_demo_parser
     from vocabseg.cli.eval import add_eval_parser
     from vocabseg.cli.export import add_export_parser
     from vocabseg.cli.hub import add_hub_parser
@@ -33,6 +34,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_bench_parser(sub)
     add_hub_parser(sub)
     add_export_parser(sub)
+    add_demo_parser(sub)
     return parser
 
 

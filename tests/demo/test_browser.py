@@ -1,0 +1,86 @@
+"""The demo page in a real browser: Debian's headless Chromium driven by Playwright, tiny random model.
+
+Skipped only where /usr/bin/chromium is missing (``apt-get install -y chromium``; CI installs it).
+The screenshot is kept under the test's tmp dir and copied to a stable path printed in the output.
+"""
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import socket
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+CHROMIUM = Path("/usr/bin/chromium")
+# Playwright's own browser download is not needed (nor reachable): the system's chromium, offline.
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+WORDS = ["cat", "wall", "floor"]
+SCREENSHOT = Path(os.environ.get("VOCABSEG_SCREENSHOT_DIR", tempfile.gettempdir())) / "vocabseg-demo-screenshot.png"
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(not CHROMIUM.exists(), reason="Debian's chromium is not installed (/usr/bin/chromium): "
+                                                     "apt-get install -y chromium"),
+]
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture
+def served(tmp_path, monkeypatch):
+    pytest.importorskip("gradio")
+    from vocabseg.demo import DemoSession, ModelSource, launch
+    from vocabseg.testing import save_tiny_checkpoint
+
+    monkeypatch.setenv("VOCABSEG_CACHE", str(tmp_path / "text"))
+    # A seed whose random weights give a few panoptic segments on the photo (most give none or one).
+    checkpoint = save_tiny_checkpoint(tmp_path / "tiny.pth", kind="resnet", seed=2, min_size=128, max_size=256)
+    session = DemoSession([ModelSource("tiny random FC-CLIP", str(checkpoint))], output_root=tmp_path / "out")
+    port = _free_port()
+    demo = launch(session, port=port, block=False)
+    yield f"http://127.0.0.1:{port}/"
+    demo.close()
+
+
+def test_upload_type_segment_in_chromium(served, tmp_path, capsys):
+    sync_api = pytest.importorskip("playwright.sync_api")
+    skimage_data = pytest.importorskip("skimage.data")
+    photo = tmp_path / "chelsea.png"
+    Image.fromarray(skimage_data.chelsea()).save(photo)
+    started = time.perf_counter()
+    with sync_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True)
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 1100})
+            page.goto(served, wait_until="domcontentloaded")
+            sync_api.expect(page).to_have_title("vocabseg demo")
+            page.locator("#photo input[type=file]").set_input_files(str(photo))
+            page.locator("#vocabulary textarea").fill("; ".join(WORDS[:1] + [f"{w} [stuff]" for w in WORDS[1:]]))
+            page.locator("#run").click()
+            sync_api.expect(page.locator("#status")).to_contain_text("segment(s) of 3 class(es)", timeout=30_000)
+            sync_api.expect(page.locator("#result img")).to_be_visible()
+            rows = [row.split("\n")[0] for row in page.locator("#segments [role=row]").all_inner_texts()[1:]]
+            assert rows and set(rows) <= set(WORDS), rows  # segments of typed classes only (header skipped)
+            downloads = page.locator("#downloads")
+            for name in ("panoptic.png", "panoptic.json", "semantic_labels.png", "instances_rle.json"):
+                stem, suffix = name.split(".")
+                sync_api.expect(downloads).to_contain_text(re.compile(rf"{stem}\s*\.{suffix}"))  # spans split it
+            page.screenshot(path=str(tmp_path / "demo.png"), full_page=True)
+        finally:
+            browser.close()
+    seconds = time.perf_counter() - started
+    SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copy(tmp_path / "demo.png", SCREENSHOT)
+    with capsys.disabled():
+        print(f"\ndemo screenshot: {SCREENSHOT} (page driven in {seconds:.1f} s)")
+    assert Image.open(SCREENSHOT).size[0] == 1400

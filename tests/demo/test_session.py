@@ -1,0 +1,99 @@
+"""The demo's logic without a browser: results, downloads, and one-line messages for mistakes."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from vocabseg.demo import DemoSession, ModelSource
+from vocabseg.demo.examples import PHOTOS, example_photos
+from vocabseg.testing import save_tiny_checkpoint, synthetic_photo
+
+VOCAB = "red disc; blue disc; background [stuff]"
+
+
+@pytest.fixture(scope="module")
+def session(tmp_path_factory) -> DemoSession:
+    root = tmp_path_factory.mktemp("demo")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("VOCABSEG_CACHE", str(root / "text"))
+        patch.setenv("VOCABSEG_HOME", str(root / "home"))  # no cached official weights
+        checkpoint = save_tiny_checkpoint(root / "tiny.pth", seed=2)
+        sources = [ModelSource("tiny", str(checkpoint)), ModelSource("fcclip_rn50_coco", "fcclip_rn50_coco"),
+                   ModelSource("broken", str(root / "missing.pth"))]
+        yield DemoSession(sources, output_root=root / "out")
+
+
+def test_all_tasks_give_overlay_table_and_every_download(session):
+    steps = []
+    result = session.segment(synthetic_photo(), VOCAB, "tiny", "all", progress=lambda f, text: steps.append(f))
+    assert result.message.startswith("**Done**"), result.message
+    assert result.overlay is not None and result.overlay.shape == (96, 128, 3)
+    assert result.rows and all(row[0] in {"red disc", "blue disc", "background"} for row in result.rows)
+    assert sum(row[2] for row in result.rows) <= 96 * 128
+    names = [Path(f).name for f in result.files]
+    assert names == ["panoptic.png", "panoptic.json", "semantic_labels.png", "instances_rle.json", "overlay.png"]
+    panoptic = json.loads(Path(result.files[1]).read_text())
+    listed = sorted((s["class_name"], s["area"]) for s in panoptic["segments_info"])
+    assert listed == sorted((row[0], row[2]) for row in result.rows)  # the table is the panoptic segments
+    assert steps == sorted(steps) and steps[-1] < 1
+
+
+def test_semantic_rows_have_no_score_and_every_output_is_downloadable(session):
+    result = session.segment(synthetic_photo(seed=1), VOCAB, "tiny", "semantic")
+    assert result.rows and all(row[1] is None for row in result.rows)
+    assert sum(row[2] for row in result.rows) == 96 * 128  # every pixel has a class
+    assert len(result.files) == 5
+    labels = np.asarray(Image.open(result.files[2]))
+    assert labels.shape == (96, 128) and set(np.unique(labels)) <= {0, 1, 2}
+
+
+@pytest.mark.parametrize(("image", "vocab", "model", "expected"), [
+    (None, VOCAB, "tiny", "upload a photo"),
+    (np.zeros((4, 4, 3), np.uint8), VOCAB, "tiny", "at least 8x8"),
+    ("photo", "   ", "tiny", "type the classes"),
+    ("photo", "ade20k", "tiny", "did you mean"),
+    ("photo", VOCAB, "fcclip_rn50_coco", "vocabseg demo --model fcclip_rn50_coco --weights PATH"),
+    ("photo", VOCAB, "broken", "broken: "),
+])
+def test_mistakes_are_one_line_messages(session, image, vocab, model, expected):
+    image = synthetic_photo() if isinstance(image, str) else image
+    result = session.segment(image, vocab, model, "panoptic")
+    assert result.message.startswith("**Error**") and expected in result.message, result.message
+    assert "\n" not in result.message and "Traceback" not in result.message
+    assert result.overlay is None and not result.files
+
+
+def test_greyscale_and_rgba_photos_are_accepted(session):
+    grey = synthetic_photo()[..., 0]
+    rgba = np.dstack([synthetic_photo(), np.full((96, 128), 255, np.uint8)])
+    for image in (grey, rgba):
+        assert session.segment(image, VOCAB, "tiny", "semantic").message.startswith("**Done**")
+
+
+def test_example_photos_are_real_photos(tmp_path):
+    pytest.importorskip("skimage")
+    paths = example_photos(tmp_path)
+    assert [p.stem for p in paths] == list(PHOTOS)
+    sizes = [Image.open(p).size for p in paths]
+    assert all(min(size) >= 300 for size in sizes)
+
+
+def test_demo_command_offers_checkpoints_and_zoo_models():
+    from vocabseg.cli import build_parser
+    from vocabseg.cli.demo import model_sources
+    from vocabseg.errors import ConfigError
+    from vocabseg.zoo import list_models
+
+    parse = build_parser().parse_args
+    sources = model_sources(parse(["demo", "--checkpoint", "runs/a/model.pth", "--checkpoint", "hf-hub:me/x"]))
+    assert [(s.label, s.name_or_path) for s in sources] == [("model.pth", "runs/a/model.pth"),
+                                                            ("hf-hub:me/x", "hf-hub:me/x")]
+    offline = model_sources(parse(["demo", "--model", "fcclip_rn50_coco", "--weights", "fcclip_rn50.pth"]))
+    assert offline[0].weights == "fcclip_rn50.pth"
+    assert [s.name_or_path for s in model_sources(parse(["demo"]))] == list_models()
+    with pytest.raises(ConfigError, match="exactly one --model"):
+        model_sources(parse(["demo", "--weights", "w.pth"]))
