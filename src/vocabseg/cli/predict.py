@@ -32,6 +32,8 @@ def cmd_predict(args: argparse.Namespace) -> None:
     check_output_folder(output, todo)
     if not args.skip_errors:
         _decode_all(todo)  # a bad or truncated file fails here, before the model loads
+    if args.fast:
+        args.settings.append(("precision", "bf16"))
     predictor = load_predictor(args)
     vocab = predictor.set_vocabulary(args.vocab, text_embeddings=args.text_embeddings)
     # Default: the family's first task, its paper's own output (FC-CLIP panoptic, OVSeg semantic).
@@ -128,6 +130,9 @@ def add_predict_parsers(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("predict", help="segment images with a vocabulary")
     p.add_argument("inputs", nargs="+", help="image files or directories")
     add_model_arguments(p)
+    p.add_argument("--fast", action="store_true",
+                   help="fast mode: bf16 autocast and channels-last (--set precision=bf16; the default on "
+                        "CUDA); `vocabseg bench` prints its deviation from exact fp32")
     p.add_argument("--vocab",
                    help="built-in name, file, or inline 'car; person; road [stuff]' (default: COCO+ADE+LVIS)")
     p.add_argument("--text-embeddings", metavar="NPY",

@@ -34,9 +34,47 @@ class DecoderLayer(nn.Module):
         self.ffn = FeedForwardBlock(dim, ffn_dim)
 
     def forward(self, queries, query_pos, memory, memory_pos, attn_mask):
-        queries = self.cross_attn(queries, query_pos, memory, memory_pos, attn_mask)
-        queries = self.self_attn(queries, query_pos, queries, query_pos)
+        # Fast mode (bf16 autocast, see vocabseg.precision) takes the fused attention kernel;
+        # exact mode the reference's explicit attention math inside AttentionBlock.
+        attend = fused_attention if torch.is_autocast_enabled(memory.device.type) else _block_attention
+        queries = attend(self.cross_attn, queries, query_pos, memory, memory_pos, attn_mask)
+        queries = attend(self.self_attn, queries, query_pos, queries, query_pos, None)
         return self.ffn(queries)
+
+
+def _block_attention(block: AttentionBlock, x, query_pos, memory, memory_pos, blocked):
+    return block(x, query_pos, memory, memory_pos, blocked)
+
+
+def fused_attention(block: AttentionBlock, x: torch.Tensor, query_pos: torch.Tensor, memory: torch.Tensor,
+                    memory_pos: torch.Tensor, blocked: torch.Tensor | None) -> torch.Tensor:
+    """``block``'s output computed by ``F.scaled_dot_product_attention`` (fused kernels).
+
+    Args:
+        x, query_pos: [B, Q, C]; memory, memory_pos: [B, S, C].
+        blocked: [B * heads, Q, S] True where a query may not attend (nn.MultiheadAttention's
+            convention), or None. A row blocked everywhere attends everywhere instead: a softmax
+            over no key is NaN (the decoder's own masks never do this; the guard makes it local).
+    """
+    attn = block.attn
+    batch, num_queries, dim = x.shape
+    heads = attn.num_heads
+    w_q, w_k, w_v = attn.in_proj_weight.chunk(3)
+    b_q, b_k, b_v = attn.in_proj_bias.chunk(3)
+
+    def split(t: torch.Tensor) -> torch.Tensor:  # [B, L, C] -> [B, heads, L, C / heads]
+        return t.view(batch, t.shape[1], heads, dim // heads).transpose(1, 2)
+
+    q = split(F.linear(x + query_pos, w_q, b_q))
+    k = split(F.linear(memory + memory_pos, w_k, b_k))
+    v = split(F.linear(memory, w_v, b_v))
+    allowed = None
+    if blocked is not None:
+        allowed = ~blocked.view(batch, heads, num_queries, -1)  # SDPA's boolean mask: True = may attend
+        allowed = allowed | ~allowed.any(-1, keepdim=True)
+    out = F.scaled_dot_product_attention(q, k, v, attn_mask=allowed)  # [B, heads, Q, C / heads]
+    out = attn.out_proj(out.transpose(1, 2).reshape(batch, num_queries, dim))
+    return block.norm(x + out)
 
 
 class MaskedTransformerDecoder(nn.Module):

@@ -1,0 +1,38 @@
+"""Fast mode's fused attention (SDPA) against the reference attention block."""
+from __future__ import annotations
+
+import torch
+
+from vocabseg.layers.transformer import AttentionBlock
+from vocabseg.models.fcclip.transformer_decoder import fused_attention
+
+
+def _case(seed: int = 0):
+    torch.manual_seed(seed)
+    block = AttentionBlock(16, 4).eval()
+    x, query_pos = torch.randn(2, 5, 16), torch.randn(2, 5, 16)
+    memory, memory_pos = torch.randn(2, 7, 16), torch.randn(2, 7, 16)
+    return block, x, query_pos, memory, memory_pos
+
+
+@torch.no_grad()
+def test_fused_attention_equals_the_block_with_and_without_a_mask():
+    block, x, query_pos, memory, memory_pos = _case()
+    blocked = torch.rand(2 * 4, 5, 7, generator=torch.Generator().manual_seed(1)) > 0.5
+    blocked[:, :, 0] = False  # every row may attend somewhere
+    for mask in (None, blocked):
+        torch.testing.assert_close(fused_attention(block, x, query_pos, memory, memory_pos, mask),
+                                   block(x, query_pos, memory, memory_pos, mask), atol=1e-5, rtol=1e-5)
+
+
+@torch.no_grad()
+def test_an_all_masked_row_attends_everywhere_instead_of_giving_nan():
+    block, x, query_pos, memory, memory_pos = _case()
+    blocked = torch.zeros(2 * 4, 5, 7, dtype=torch.bool)
+    blocked[3, 2] = True  # image 0, head 3, query 2: no key allowed
+    out = fused_attention(block, x, query_pos, memory, memory_pos, blocked)
+    assert torch.isfinite(out).all()
+    unmasked = fused_attention(block, x, query_pos, memory, memory_pos, None)
+    torch.testing.assert_close(out, unmasked)  # the all-masked row fell back to no mask; the rest had none
+    with torch.autocast("cpu", dtype=torch.bfloat16):  # fast mode's dtype too
+        assert torch.isfinite(fused_attention(block, x, query_pos, memory, memory_pos, blocked)).all()

@@ -1,0 +1,97 @@
+"""`vocabseg bench` and fast mode on a tiny model: the table, the deviation math, exact mode untouched."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from vocabseg.bench import Deviation, ModeResult, deviation, format_table
+from vocabseg.cli import main
+from vocabseg.errors import ConfigError
+from vocabseg.models import InferenceConfig
+from vocabseg.predictor import Prediction, Predictor
+from vocabseg.testing import save_tiny_checkpoint, synthetic_photo
+from vocabseg.text import TextEmbeddingCache
+
+VOCAB = "car; person; road [stuff]; sky [stuff]"
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory):
+    return save_tiny_checkpoint(tmp_path_factory.mktemp("bench") / "tiny.pth", min_size=64, max_size=96)
+
+
+def test_bench_prints_stages_both_modes_and_the_deviation(checkpoint, capsys, tmp_path, monkeypatch):
+    monkeypatch.setenv("VOCABSEG_CACHE", str(tmp_path / "text"))
+    assert main(["bench", "--checkpoint", str(checkpoint), "--size", "60x90", "--vocab", VOCAB,
+                 "--modes", "exact,fast", "--repeats", "1", "--warmup", "0"]) == 0
+    out = capsys.readouterr().out
+    assert "text classifier" in out and "cold" in out and "warm" in out
+    header = next(line for line in out.splitlines() if line.startswith("stage"))
+    assert header.split() == ["stage", "exact", "s", "fast", "s", "fast/exact", "fast", "rel.err"]
+    for stage in ("backbone", "pixel_decoder", "transformer_decoder", "rest of run", "post: panoptic",
+                  "post: semantic", "post: instance", "total", "images/s", "peak memory GiB"):
+        assert any(line.startswith(stage) for line in out.splitlines()), stage
+    assert "semantic label agreement with exact" in out and "mask_cls relative error" in out
+
+
+def test_bench_refuses_a_bad_size(checkpoint, capsys):
+    with pytest.raises(SystemExit):
+        main(["bench", "--checkpoint", str(checkpoint), "--size", "800by1200"])
+    assert "expected HxW" in capsys.readouterr().err
+
+
+def _result(mode: str, captured: dict, semantic: np.ndarray) -> ModeResult:
+    pred = Prediction(2, 2, [], semantic=semantic)
+    return ModeResult(mode, {"backbone": 1.0}, 2.0, 0.5, 2 ** 30, [2.0], captured, [], [pred])
+
+
+def test_deviation_is_relative_error_and_label_agreement():
+    exact = _result("exact", {"backbone": [torch.tensor([3.0, 4.0])]}, np.array([[0, 1], [2, 3]]))
+    fast = _result("fast", {"backbone": [torch.tensor([3.0, 4.5])]}, np.array([[0, 1], [2, 0]]))
+    dev = deviation(fast, exact)
+    assert dev.relative_error["backbone"] == pytest.approx(0.5 / 5.0)
+    assert dev.semantic_agreement == pytest.approx(0.75)
+    table = format_table([exact, fast], {"fast": dev})
+    assert "1.0e-01" in table and "75.000 %" in table and "1.00x" in table
+
+
+def test_precision_setting_is_checked():
+    with pytest.raises(ConfigError, match="precision='fp16'.*fp32.*bf16"):
+        InferenceConfig(precision="fp16")
+
+
+def _predictor(checkpoint, tmp_path, precision: str) -> Predictor:
+    predictor = Predictor.from_pretrained(str(checkpoint), inference={"precision": precision},
+                                          text_cache=TextEmbeddingCache(tmp_path))
+    predictor.set_vocabulary(VOCAB)
+    return predictor
+
+
+def test_auto_precision_on_cpu_is_exact_and_fast_mode_stays_close(checkpoint, tmp_path):
+    image = synthetic_photo(60, 90)
+    exact = _predictor(checkpoint, tmp_path, "fp32").run([image])[0]
+    auto = _predictor(checkpoint, tmp_path, "auto").run([image])[0]
+    assert torch.equal(exact.mask_cls, auto.mask_cls) and torch.equal(exact.pred_masks, auto.pred_masks)
+    fast_predictor = _predictor(checkpoint, tmp_path, "bf16")
+    fast = fast_predictor.run([image])[0]
+    assert fast.mask_cls.dtype == fast.pred_masks.dtype == torch.float32  # post-processing sees float32
+    assert (fast.pred_masks - exact.pred_masks).norm() / exact.pred_masks.norm() < 0.1
+    fast_predictor.with_settings({"precision": "fp32"})  # back to exact: weights back to contiguous
+    again = fast_predictor.run([image])[0]
+    assert torch.equal(again.mask_cls, exact.mask_cls) and torch.equal(again.pred_masks, exact.pred_masks)
+
+
+def test_an_unknown_deviation_mode_prints_dashes():
+    exact = _result("exact", {}, np.zeros((2, 2)))
+    assert "-" in format_table([exact, _result("fast", {}, np.zeros((2, 2)))], {"fast": Deviation({}, None)})
+
+
+def test_predict_fast_flag_records_bf16(checkpoint, tmp_path, monkeypatch):
+    from PIL import Image
+
+    monkeypatch.setenv("VOCABSEG_CACHE", str(tmp_path / "text"))
+    Image.fromarray(synthetic_photo(60, 90)).save(tmp_path / "a.png")
+    assert main(["predict", str(tmp_path / "a.png"), "--model", str(checkpoint), "--vocab", VOCAB, "--fast",
+                 "--task", "semantic", "--output", str(tmp_path / "out")]) == 0
+    assert '"precision": "bf16"' in (tmp_path / "out" / "run.json").read_text()
