@@ -134,3 +134,15 @@ def test_official_embedding_file_gives_the_head_its_rows(cascade_config, tmp_pat
     assert inductive.text.class_names == ("red square", "grey floor")
     transductive = build_trainer(cascade_config(f"text_embeddings={path}", "zero_shot.transductive=true"), device=CPU)
     assert torch.equal(transductive.text.embeddings, rows.float())
+
+
+def test_trained_checkpoint_predicts_with_its_unseen_class_marked(cascade_config, tmp_path):
+    from vocabseg.predictor import Predictor
+    from vocabseg.text import TextEmbeddingCache
+
+    trainer = run_training(cascade_config("solver.max_iter=1"))
+    predictor = Predictor.from_pretrained(str(tmp_path / "run" / "model_final.pth"), device="cpu",
+                                          text_cache=TextEmbeddingCache(tmp_path / "text_cache"))
+    predictor.set_vocabulary("red square; green disc; grey floor [stuff]")
+    assert predictor.classifier.seen.tolist() == [True, False, True]  # the disc was held out
+    assert predictor.predict(trainer.dataset.source[0].image, "semantic").semantic.shape == (64, 64)

@@ -13,6 +13,11 @@ The official ``SegLossPlus`` (mask_weight 100, dice_weight 1), written for mask 
 
 No auxiliary losses: the official head never returns intermediate predictions.
 
+Gradient accumulation: the trainer weights micro-batches by their target classes counted before
+the forward pass. Pseudo-labelled classes (transductive) exist only after it, so there the
+normaliser is the official one without accumulation (``accum_steps = 1``, any number of
+processes) and an approximation with it.
+
 Padding: the released VOC transductive config inherits ``seg_pad_val=255``; the repository's
 ``voc12_st_512x512.py`` pads labels with 200, which the official loss indexes as a class
 channel (IndexError). Here padding is always "no mask", i.e. what 255 does.
