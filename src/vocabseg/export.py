@@ -97,12 +97,15 @@ def export_program(predictor: Any, *, height: int, width: int, batch_size: int =
     example = torch.zeros(batch_size, 3, height, width, device=predictor.device)
     try:
         with torch.no_grad():
-            return torch.export.export(module, (example,))
+            program = torch.export.export(module, (example,))
     except Exception as error:  # torch.export raises many types for untraceable code
         raise ConfigError(
             f"this model's inference cannot be exported with these settings ({type(error).__name__}: "
             f"{str(error).strip().splitlines()[0][:160]}); steps whose shapes depend on the image must be off, "
             "e.g. --set clip_ensemble=false for OVSeg (the proposal branch alone)") from None
+    # Inlines the regions the model runs with autocast disabled (float32 islands of fast mode): as
+    # higher-order ops they carry no shape metadata, and torch.export.save refuses them.
+    return program.run_decompositions({})
 
 
 def save_program(program: torch.export.ExportedProgram, path: str | os.PathLike) -> Path:
