@@ -97,3 +97,14 @@ def test_demo_command_offers_checkpoints_and_zoo_models():
     assert [s.name_or_path for s in model_sources(parse(["demo"]))] == list_models()
     with pytest.raises(ConfigError, match="exactly one --model"):
         model_sources(parse(["demo", "--weights", "w.pth"]))
+
+
+def test_fast_and_exact_mode_set_the_precision(session):
+    from vocabseg.demo.session import has_fast_mode
+
+    if not has_fast_mode():
+        pytest.skip("no precision setting in this vocabseg")
+    fast = session.segment(synthetic_photo(), VOCAB, "tiny", "semantic", mode="fast")
+    assert fast.message.startswith("**Done**") and session.predictor("tiny").inference.precision == "bf16"
+    session.segment(synthetic_photo(), VOCAB, "tiny", "semantic", mode="exact")
+    assert session.predictor("tiny").inference.precision == "fp32"
