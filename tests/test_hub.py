@@ -12,6 +12,7 @@ import torch
 from vocabseg import hub
 from vocabseg.cli import main
 from vocabseg.errors import CheckpointError, ConfigError
+from vocabseg.models import FAMILIES
 from vocabseg.predictor import Predictor
 from vocabseg.testing import save_tiny_checkpoint, synthetic_photo
 
@@ -139,3 +140,18 @@ def test_torch_hub_load_on_the_repository(tiny_checkpoint):
     # A zoo entry point passes its arguments through: a local copy of the weights, no download.
     by_name = torch.hub.load(str(REPO_ROOT), "fcclip_rn50_coco", source="local", weights=str(tiny_checkpoint))
     assert by_name.family.name == "fcclip"
+
+
+@pytest.mark.parametrize("family", sorted(FAMILIES))
+def test_every_family_round_trips_through_a_shared_folder(family, tmp_path):
+    from vocabseg.checkpoints import parse_checkpoint, read_checkpoint
+
+    checkpoint = save_tiny_checkpoint(tmp_path / "tiny.pth", family=family)
+    original = parse_checkpoint(read_checkpoint(checkpoint), source="original")
+    folder = hub.push_checkpoint(str(checkpoint), local_dir=str(tmp_path / "shared"))
+    shared = parse_checkpoint(hub.read_pretrained(folder), source="shared")
+    assert shared.family.name == family and shared.config == original.config
+    assert shared.settings == original.settings and shared.train_vocabulary == original.train_vocabulary
+    assert shared.state_dict.keys() == original.state_dict.keys()
+    for key, value in original.state_dict.items():
+        assert torch.equal(shared.state_dict[key], value), key

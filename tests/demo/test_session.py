@@ -10,6 +10,7 @@ from PIL import Image
 
 from vocabseg.demo import DemoSession, ModelSource
 from vocabseg.demo.examples import PHOTOS, example_photos
+from vocabseg.models import FAMILIES
 from vocabseg.testing import save_tiny_checkpoint, synthetic_photo
 
 VOCAB = "red disc; blue disc; background [stuff]"
@@ -108,3 +109,18 @@ def test_fast_and_exact_mode_set_the_precision(session):
     assert fast.message.startswith("**Done**") and session.predictor("tiny").inference.precision == "bf16"
     session.segment(synthetic_photo(), VOCAB, "tiny", "semantic", mode="exact")
     assert session.predictor("tiny").inference.precision == "fp32"
+
+
+@pytest.mark.parametrize("family", sorted(FAMILIES))
+def test_every_family_runs_its_own_task(family, tmp_path, monkeypatch):
+    monkeypatch.setenv("VOCABSEG_CACHE", str(tmp_path / "text"))
+    checkpoint = save_tiny_checkpoint(tmp_path / "tiny.pth", family=family)
+    session = DemoSession([ModelSource(family, str(checkpoint))], output_root=tmp_path / "out")
+    task = session.predictor(family).family.tasks[0]
+    assert session.default_task(family) == task
+    result = session.segment(synthetic_photo(), VOCAB, family, task)
+    assert result.message.startswith("**Done**") and result.overlay is not None, result.message
+    other = next((t for t in ("panoptic", "semantic", "instance") if t not in session.predictor(family).family.tasks),
+                 None)
+    if other is not None:  # a task the family does not give: said in the page
+        assert "pick one of those tasks" in session.segment(synthetic_photo(), VOCAB, family, other).message
