@@ -65,6 +65,9 @@ def test_upload_type_segment_in_chromium(served, tmp_path, capsys):
             page.goto(served, wait_until="domcontentloaded")
             sync_api.expect(page).to_have_title("vocabseg demo")
             page.locator("#photo input[type=file]").set_input_files(str(photo))
+            page.locator("#builtin input").click()  # the picker writes a built-in name into the text box
+            page.get_by_role("option", name="pascal_voc_20", exact=True).click()
+            sync_api.expect(page.locator("#vocabulary textarea")).to_have_value("pascal_voc_20")
             page.locator("#vocabulary textarea").fill("; ".join(WORDS[:1] + [f"{w} [stuff]" for w in WORDS[1:]]))
             page.locator("#run").click()
             sync_api.expect(page.locator("#status")).to_contain_text("segment(s) of 3 class(es)", timeout=30_000)
