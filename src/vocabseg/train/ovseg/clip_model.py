@@ -58,8 +58,8 @@ def build_stage_clip(section: ClipSection, *, stage: str) -> Any:
 
 
 def _initial_state(section: ClipSection) -> dict | None:
-    if section.tiny and not section.weights:
-        return None  # random tiny CLIP (tests, smoke runs)
+    if not section.weights and (section.tiny or section.pretrained == "none"):
+        return None  # random weights (tests, smoke runs, benchmarks)
     state, _ = load_clip_state(section.model, section.pretrained, section.weights)
     return state
 

@@ -18,7 +18,7 @@ STAGES = ("mine", "adapt", "prompt", "assemble")
 @dataclass
 class ClipSection:
     model: str = "ViT-L-14"  # open_clip architecture (OpenAI weights, QuickGELU)
-    pretrained: str = "openai"  # open_clip tag downloaded when `weights` is null
+    pretrained: str = "openai"  # open_clip tag downloaded when `weights` is null ("none": random, smoke runs)
     weights: str | None = None  # CLIP state dict: open_clip, official fine-tuned .pt, an earlier clip_final.pth
     tiny: bool = False  # the tiny random test CLIP of OVSeg's tiny config (smoke runs, tests)
     mask_prompt_depth: int = 3  # official --mask-emb-depth
