@@ -187,3 +187,16 @@ def test_mining_without_the_extra_names_it(monkeypatch):
     finally:
         monkeypatch.undo()
         nouns._tagger.cache_clear()
+
+
+def test_two_mining_ranks_write_the_same_dataset_as_one(dataset, tmp_path):
+    images, captions_file = dataset
+    captions, missing = read_captions(captions_file, images, per_image=1)
+    mine(images, captions, PairWriter(tmp_path / "one", settings={}), PlantedMatcher(), MiningSettings(),
+         missing=missing)
+    for rank in (1, 0):  # each rank its own files in the shared folder
+        mine(images, captions, PairWriter(tmp_path / "two", settings={}, shard=rank), PlantedMatcher(),
+             MiningSettings(), missing=missing, rank=rank, world_size=2)
+    assert (tmp_path / "two" / "pairs-1.jsonl").is_file()
+    assert read_pairs(tmp_path / "two") == read_pairs(tmp_path / "one")
+    assert sorted(map(str, read_skips(tmp_path / "two"))) == sorted(map(str, read_skips(tmp_path / "one")))
