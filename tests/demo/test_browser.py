@@ -25,6 +25,7 @@ SCREENSHOT = Path(os.environ.get("VOCABSEG_SCREENSHOT_DIR", tempfile.gettempdir(
 
 pytestmark = [
     pytest.mark.slow,
+    pytest.mark.filterwarnings("ignore::DeprecationWarning", "ignore:.*(no_silent_downcasting|copy keyword)"),
     pytest.mark.skipif(not CHROMIUM.exists(), reason="Debian's chromium is not installed (/usr/bin/chromium): "
                                                      "apt-get install -y chromium"),
 ]
