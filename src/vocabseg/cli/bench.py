@@ -23,6 +23,8 @@ def add_bench_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--batch", type=positive_int, default=1, help="images per run (copies of the test image)")
     p.add_argument("--repeats", type=positive_int, default=2, help="timed passes per mode (median reported)")
     p.add_argument("--warmup", type=int, default=1, help="untimed passes per mode first")
+    p.add_argument("--clock", choices=["wall", "cpu"], default="wall",
+                   help="cpu: process CPU seconds / threads, an idle-machine estimate when other jobs share the CPU")
     p.add_argument("--text", choices=["cold", "skip"], default="cold",
                    help="cold: also time building the text classifier into an empty cache, then warm")
     p.set_defaults(func=cmd_bench)
@@ -54,15 +56,16 @@ def cmd_bench(args: argparse.Namespace) -> int:
     tasks = predictor.family.tasks if args.tasks == "all" else tuple(t.strip() for t in args.tasks.split(","))
     print(f"{predictor.family.title} {args.model or args.checkpoint} on {predictor.device} "
           f"({_machine(predictor.device)}, {torch.get_num_threads()} threads), torch {torch.__version__}")
-    if args.text == "cold":
-        cold, warm = bench.time_text_classifier(predictor, args.vocab)
-        print(f"text classifier ({args.vocab}): cold {cold:.1f} s, warm {warm:.2f} s")
+    for mode in args.modes if args.text == "cold" else ():
+        predictor.with_settings({"precision": bench.MODES[mode]})
+        cold, warm = bench.time_text_classifier(predictor, args.vocab, args.clock)
+        print(f"text classifier ({args.vocab}, {mode}): cold {cold:.1f} s, warm {warm:.2f} s")
     vocab = predictor.set_vocabulary(args.vocab, progress=False)
     images = [_image(args)] * args.batch
     print(f"{args.batch} image(s) of {images[0].shape[0]}x{images[0].shape[1]}, {len(vocab)} classes, "
-          f"tasks {','.join(tasks)}, median of {args.repeats}")
-    results = [bench.run_mode(predictor, images, tasks, mode=mode, repeats=args.repeats, warmup=args.warmup)
-               for mode in args.modes]
+          f"tasks {','.join(tasks)}, median of {args.repeats}, {args.clock} clock")
+    results = [bench.run_mode(predictor, images, tasks, mode=mode, repeats=args.repeats, warmup=args.warmup,
+                              clock=args.clock) for mode in args.modes]
     exact = next((r for r in results if r.mode == "exact"), None)
     deviations = {r.mode: bench.deviation(r, exact) for r in results if exact is not None and r is not exact}
     print(bench.format_table(results, deviations))

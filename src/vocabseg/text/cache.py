@@ -51,20 +51,35 @@ def _encode_in_batches(
 ) -> torch.Tensor:
     """Encodes prompts in chunks (bounded memory); returns [N, D] float32 in input order.
 
-    Prompts are batched by length so that an encoder which runs only up to the
-    longest prompt of a batch wastes little work on padding.
+    Each distinct prompt is encoded once (a synonym shared by two classes gives the same
+    prompts), and prompts are batched by token count so that an encoder which runs only up
+    to the longest prompt of a batch wastes little work on padding.
     """
-    order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
-    starts = range(0, len(prompts), batch_size)
+    unique = list(dict.fromkeys(prompts))  # first-seen order
+    lengths = _token_counts(unique)
+    order = sorted(range(len(unique)), key=lambda i: (lengths[i], len(unique[i])))
+    starts = range(0, len(unique), batch_size)
     show = len(starts) >= _PROGRESS_MIN_BATCHES if progress is None else progress
     chunks = []
     for start in tqdm(starts, desc="text embeddings", unit="batch", disable=not show):
-        feats = encode_fn([prompts[i] for i in order[start : start + batch_size]])  # [b, D]
+        feats = encode_fn([unique[i] for i in order[start : start + batch_size]])  # [b, D]
         chunks.append(feats.detach().float())
     sorted_feats = torch.cat(chunks)
     feats = torch.empty_like(sorted_feats)
-    feats[torch.tensor(order, device=feats.device)] = sorted_feats
-    return feats
+    feats[torch.tensor(order, device=feats.device)] = sorted_feats  # [U, D] in first-seen order
+    row = {prompt: i for i, prompt in enumerate(unique)}
+    return feats[torch.tensor([row[p] for p in prompts], device=feats.device)]  # [N, D]
+
+
+def _token_counts(prompts: list[str]) -> list[int]:
+    """CLIP BPE tokens per prompt (open_clip's tokenizer, which all its text towers but a few
+    share; only the batching depends on it), or characters where open_clip is missing."""
+    try:
+        import open_clip
+    except ImportError:
+        return [len(p) for p in prompts]
+    tokens = open_clip.tokenize(prompts)  # [N, 77], end-of-text has the largest id
+    return (tokens.argmax(dim=-1) + 1).tolist()
 
 
 def build_text_classifier(
