@@ -146,3 +146,25 @@ def test_trained_checkpoint_predicts_with_its_unseen_class_marked(cascade_config
     predictor.set_vocabulary("red square; green disc; grey floor [stuff]")
     assert predictor.classifier.seen.tolist() == [True, False, True]  # the disc was held out
     assert predictor.predict(trainer.dataset.source[0].image, "semantic").semantic.shape == (64, 64)
+
+
+def test_custom_dataset_and_split_by_configuration(cascade_config, tmp_path):
+    from PIL import Image
+
+    images, labels = tmp_path / "images", tmp_path / "labels"
+    images.mkdir()
+    labels.mkdir()
+    for i in range(2):  # left half class 0 (cat), right half class 1 (dog), bottom rows class 2 (grass)
+        label = np.zeros((48, 80), dtype=np.uint8)
+        label[:, 40:] = 1
+        label[40:] = 2
+        Image.fromarray((label * 80).astype(np.uint8).repeat(3).reshape(48, 80, 3)).save(images / f"{i}.jpg")
+        Image.fromarray(label).save(labels / f"{i}.png")
+    config = cascade_config("data.format=semantic", f"data.images={images}", f"data.labels={labels}",
+                            "data.vocabulary=cat; dog; grass [stuff]", "zero_shot.seen_classes=null",
+                            "zero_shot.unseen_classes=[dog]", "solver.max_iter=1")
+    trainer = build_trainer(config, device=CPU)
+    recorder = trainer.criterion = Recorder(trainer.criterion)
+    trainer.train()
+    assert trainer.text.class_names == ("cat", "grass")
+    assert all(set(t["labels"].tolist()) <= {0, 1} for _, targets in recorder.calls for t in targets)
