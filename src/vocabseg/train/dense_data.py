@@ -44,7 +44,8 @@ class ClassSplit:
 
     @property
     def unseen(self) -> tuple[int, ...]:
-        return tuple(i for i in range(self.num_classes) if i not in set(self.seen))
+        seen = set(self.seen)
+        return tuple(i for i in range(self.num_classes) if i not in seen)
 
     @property
     def head_classes(self) -> tuple[int, ...]:

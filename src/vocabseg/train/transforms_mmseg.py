@@ -34,7 +34,7 @@ class MMSegAugment:
     cat_max_ratio: float = 0.75  # 1.0 disables the redraws
     flip_prob: float = 0.5
     photometric: bool = True
-    ignore_label: int = 255
+    ignore_label: int = -1  # unlabelled pixels of the label maps (mmseg: 255; -1 leaves room for any class index)
 
 
 def rescale_size(height: int, width: int, scale: tuple[int, int]) -> tuple[int, int]:

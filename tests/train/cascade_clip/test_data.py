@@ -108,3 +108,17 @@ def test_poly_schedule_with_warmup_is_mmcvs():
         factor = poly_lr_factor(it, max_iter=total, power=0.9, min_factor=min_lr / base, warmup_iters=1500,
                                 warmup_factor=1e-6)
         assert base * factor == pytest.approx(mmcv(it), rel=1e-12)
+
+
+def test_class_255_of_a_large_vocabulary_is_not_taken_for_unlabelled():
+    from vocabseg.data.records import Segment
+    from vocabseg.train.dense_data import class_map
+    from vocabseg.train.sources import RawExample
+
+    ids = np.array([[0, 1, 2]])  # void, segment 1 (class 255), segment 2 (class 3)
+    segments = (Segment(1, 255, is_thing=False, iscrowd=False, area=1), Segment(2, 3, is_thing=False, iscrowd=False,
+                                                                                  area=1))
+    labels = class_map(RawExample(np.zeros((1, 3, 3), np.uint8), ids, segments), MMSegAugment().ignore_label)
+    assert labels.tolist() == [[-1, 255, 3]]
+    target = split_targets(labels, ClassSplit(300, (3, 255)), -1)
+    assert target["labels"].tolist() == [0, 1] and target["masks"].int().tolist() == [[[0, 0, 1]], [[0, 1, 0]]]
