@@ -43,6 +43,7 @@ def fcclip_program(fcclip):
     return export_program(fcclip, height=HEIGHT, width=WIDTH)
 
 
+@pytest.mark.slow  # torch.export of even the tiny model takes ~10 s on two cores
 def test_exported_program_matches_the_model_and_the_predictor(fcclip, fcclip_program):
     image, size = prepare_image(fcclip, synthetic_photo(), HEIGHT, WIDTH)
     with torch.no_grad():

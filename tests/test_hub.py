@@ -142,7 +142,7 @@ def test_torch_hub_load_on_the_repository(tiny_checkpoint):
     assert by_name.family.name == "fcclip"
 
 
-@pytest.mark.parametrize("family", sorted(FAMILIES))
+@pytest.mark.parametrize("family", sorted(set(FAMILIES) - {"fcclip"}))  # FC-CLIP: the tests above
 def test_every_family_round_trips_through_a_shared_folder(family, tmp_path):
     from vocabseg.checkpoints import parse_checkpoint, read_checkpoint
 

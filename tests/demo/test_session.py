@@ -111,7 +111,7 @@ def test_fast_and_exact_mode_set_the_precision(session):
     assert session.predictor("tiny").inference.precision == "fp32"
 
 
-@pytest.mark.parametrize("family", sorted(FAMILIES))
+@pytest.mark.parametrize("family", sorted(set(FAMILIES) - {"fcclip"}))  # FC-CLIP: the tests above
 def test_every_family_runs_its_own_task(family, tmp_path, monkeypatch):
     monkeypatch.setenv("VOCABSEG_CACHE", str(tmp_path / "text"))
     checkpoint = save_tiny_checkpoint(tmp_path / "tiny.pth", family=family)
