@@ -23,7 +23,8 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
                         help="continue the run in OUTPUT from its last.pth (starts a new run if there is none)")
     parser.add_argument("--resume-from", metavar="PATH", help="continue a run from this training checkpoint")
     parser.add_argument("--init", metavar="PATH",
-                        help="start from these weights (vocabseg or official FC-CLIP checkpoint)")
+                        help="start from these weights (a vocabseg or official checkpoint of the preset's family), "
+                             "as the preset's model.init; fresh optimizer and schedule")
     parser.add_argument("overrides", nargs="*", metavar="key.sub=value",
                         help="preset overrides, e.g. solver.lr=2e-4 data.root=/data solver.batch_per_gpu=4")
 
