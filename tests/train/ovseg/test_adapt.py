@@ -61,3 +61,23 @@ def test_stage_presets_are_valid_and_official():
     assert (adapt.lr, adapt.weight_decay, adapt.warmup_iters, adapt.epochs) == (5e-6, 0.2, 100, 5)
     assert (adapt.batch_size, adapt.beta2, adapt.eps) == (128, 0.98, 1e-6)
     assert (prompt.lr, prompt.mask_weight_decay, prompt.epochs, prompt.batch_size) == (0.05, 0.0, 5, 128)
+
+
+def test_official_parameter_groups_and_schedule():
+    from vocabseg.train.ovseg.adapt import cosine_factor
+    from vocabseg.train.ovseg.clip_model import param_groups
+    from vocabseg.train.ovseg.config import ClipSection, ClipSolver
+
+    clip = build_stage_clip(ClipSection(tiny=True), stage="adapt")
+    groups = {g["name"]: g for g in param_groups(clip, ClipSolver(weight_decay=0.2))}
+    names = {id(p): n for n, p in clip.named_parameters()}
+    no_decay = {names[id(p)] for p in groups["no_decay"]["params"]}
+    assert {"logit_scale", "visual.ln_pre.weight", "visual.class_embedding"} <= no_decay
+    assert "visual.conv1.weight" in {names[id(p)] for p in groups["decay"]["params"]}
+    assert groups["decay"]["weight_decay"] == 0.2 and groups["no_decay"]["weight_decay"] == 0.0
+    assert not any(n.startswith("transformer.") for n in no_decay)  # the text tower is locked
+    prompt = build_stage_clip(ClipSection(tiny=True, mask_prompt_depth=2), stage="prompt")
+    (only,) = param_groups(prompt, ClipSolver(mask_weight_decay=0.0))
+    assert only["name"] == "mask_embedding" and only["params"][0].std() > 0.01  # N(0, 0.02), not zeros
+    assert [cosine_factor(t, warmup=2, total=6) for t in range(7)] == pytest.approx(
+        [0.5, 1.0, 1.0, 0.8535534, 0.5, 0.1464466, 0.0])
