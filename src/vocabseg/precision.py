@@ -7,14 +7,26 @@ attention sampling, the ensemble). ``vocabseg bench`` prints how far fast strays
 """
 from __future__ import annotations
 
+import contextvars
 import dataclasses
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
 
-from vocabseg.models.protocol import QueryOutput
+if TYPE_CHECKING:  # models import this module: no import of them at run time
+    from vocabseg.models.protocol import QueryOutput
+
+# Set while a predictor runs a model in fast mode. Models read it (fast_inference()) to relax
+# what they keep in float32 under autocast: plain autocast (training AMP, a user's own) does not.
+_FAST_INFERENCE = contextvars.ContextVar("vocabseg_fast_inference", default=False)
+
+
+def fast_inference() -> bool:
+    """True inside :func:`inference_precision` in fast mode."""
+    return _FAST_INFERENCE.get()
 
 
 def is_fast(precision: str, device: torch.device) -> bool:
@@ -34,8 +46,12 @@ def set_memory_format(model: nn.Module, channels_last: bool) -> None:
 def inference_precision(model: nn.Module, device: torch.device, fast: bool) -> Iterator[None]:
     """Runs the block in fast mode (channels-last weights, bf16 autocast) or exactly (fp32)."""
     set_memory_format(model, fast)
-    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=fast):
-        yield
+    token = _FAST_INFERENCE.set(fast)
+    try:
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=fast):
+            yield
+    finally:
+        _FAST_INFERENCE.reset(token)
 
 
 def to_float32(out: QueryOutput) -> QueryOutput:

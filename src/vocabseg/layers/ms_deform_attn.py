@@ -137,11 +137,17 @@ class MSDeformAttn(nn.Module):
         batch, num_queries, _ = query.shape
         heads, levels, points = self.n_heads, self.n_levels, self.n_points
         value = self.value_proj(input_flatten).view(batch, -1, heads, self.d_model // heads)
-        offsets = self.sampling_offsets(query).view(batch, num_queries, heads, levels, points, 2)
-        weights = self.attention_weights(query).view(batch, num_queries, heads, levels * points)
-        weights = weights.softmax(-1).view(batch, num_queries, heads, levels, points)
-        # offsets are in pixels of each level: normalise by (W_l, H_l)
-        normalizer = torch.tensor([[w, h] for h, w in spatial_shapes], dtype=query.dtype, device=query.device)
-        locations = reference_points[:, :, None, :, None, :] + offsets / normalizer[None, None, None, :, None, :]
-        output = multi_scale_deformable_attention(value, spatial_shapes, locations, weights)
+        # Where to sample and with which weights stays float32 under autocast (fast mode): a bf16
+        # offset of 30 pixels is off by a tenth of one. Exact mode runs float32 throughout.
+        with torch.autocast(query.device.type, enabled=False):
+            query = query.float()
+            offsets = self.sampling_offsets(query).view(batch, num_queries, heads, levels, points, 2)
+            weights = self.attention_weights(query).view(batch, num_queries, heads, levels * points)
+            weights = weights.softmax(-1).view(batch, num_queries, heads, levels, points)
+            # offsets are in pixels of each level: normalise by (W_l, H_l)
+            normalizer = torch.tensor([[w, h] for h, w in spatial_shapes], dtype=query.dtype, device=query.device)
+            locations = reference_points[:, :, None, :, None, :] + offsets / normalizer[None, None, None, :, None, :]
+            # CPU: float32 sampling (grid_sample has no fast bf16 path); CUDA: the kernel reads bf16
+            value = value if value.is_cuda else value.float()
+            output = multi_scale_deformable_attention(value, spatial_shapes, locations, weights)
         return self.output_proj(output)

@@ -6,12 +6,15 @@ level (res2, stride 4) to produce the per-pixel mask features.
 """
 from __future__ import annotations
 
+import contextlib
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from vocabseg.layers.ms_deform_attn import MSDeformAttn
 from vocabseg.layers.position_encoding import sine_position_encoding
+from vocabseg.precision import fast_inference
 
 
 class ConvNorm(nn.Module):
@@ -146,8 +149,13 @@ class MSDeformAttnPixelDecoder(nn.Module):
             mask_features [B, mask_dim, H/4, W/4] and the multi-scale features for the
             transformer decoder at strides 32, 16, 8: each [B, conv_dim, h, w].
         """
-        # Deformable attention is numerically fragile in half precision: always float32.
-        with torch.autocast(device_type=features["res5"].device.type, enabled=False):
+        device = features["res5"].device.type
+        # Under autocast (training AMP) float32 throughout, as the official pixel decoder
+        # (deformable attention is fragile in half precision). Fast inference (vocabseg.precision)
+        # runs projections, convolutions and feed-forward blocks in bf16, while MSDeformAttn keeps
+        # sampling locations and weights, and LayerNorm/GroupNorm the residual stream, in float32.
+        keep_fp32 = self.training or not fast_inference()
+        with torch.autocast(device_type=device, enabled=False) if keep_fp32 else contextlib.nullcontext():
             srcs, pos = [], []
             for proj, name in zip(self.input_proj, self.encoder_features):
                 x = features[name].float()

@@ -12,6 +12,7 @@ from vocabseg.layers.mlp import MLP
 from vocabseg.layers.pooling import mask_pool
 from vocabseg.layers.position_encoding import sine_position_encoding
 from vocabseg.layers.transformer import AttentionBlock, FeedForwardBlock
+from vocabseg.precision import fast_inference
 from vocabseg.text.classifier import TextClassifier
 
 
@@ -34,9 +35,9 @@ class DecoderLayer(nn.Module):
         self.ffn = FeedForwardBlock(dim, ffn_dim)
 
     def forward(self, queries, query_pos, memory, memory_pos, attn_mask):
-        # Fast mode (bf16 autocast, see vocabseg.precision) takes the fused attention kernel;
-        # exact mode the reference's explicit attention math inside AttentionBlock.
-        attend = fused_attention if torch.is_autocast_enabled(memory.device.type) else _block_attention
+        # Fast mode (vocabseg.precision) takes the fused attention kernel; exact mode and
+        # training the reference's attention inside AttentionBlock.
+        attend = fused_attention if fast_inference() and not self.training else _block_attention
         queries = attend(self.cross_attn, queries, query_pos, memory, memory_pos, attn_mask)
         queries = attend(self.self_attn, queries, query_pos, queries, query_pos, None)
         return self.ffn(queries)

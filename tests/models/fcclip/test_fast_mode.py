@@ -1,10 +1,12 @@
-"""Fast mode's fused attention (SDPA) against the reference attention block."""
+"""FC-CLIP fast mode: fused attention (SDPA) against the reference block, a bf16 pixel decoder."""
 from __future__ import annotations
 
 import torch
 
 from vocabseg.layers.transformer import AttentionBlock
+from vocabseg.models.fcclip.pixel_decoder import MSDeformAttnPixelDecoder
 from vocabseg.models.fcclip.transformer_decoder import fused_attention
+from vocabseg.precision import inference_precision
 
 
 def _case(seed: int = 0):
@@ -36,3 +38,19 @@ def test_an_all_masked_row_attends_everywhere_instead_of_giving_nan():
     torch.testing.assert_close(out, unmasked)  # the all-masked row fell back to no mask; the rest had none
     with torch.autocast("cpu", dtype=torch.bfloat16):  # fast mode's dtype too
         assert torch.isfinite(fused_attention(block, x, query_pos, memory, memory_pos, blocked)).all()
+
+
+@torch.no_grad()
+def test_pixel_decoder_runs_bf16_projections_only_in_fast_inference():
+    torch.manual_seed(0)
+    channels = {"res2": 8, "res3": 16, "res4": 24, "res5": 40}
+    decoder = MSDeformAttnPixelDecoder(in_channels=channels, conv_dim=32, mask_dim=16, num_encoder_layers=2,
+                                       encoder_ffn_dim=64, n_heads=4, n_points=2).eval()
+    strides = {"res2": 4, "res3": 8, "res4": 16, "res5": 32}
+    features = {name: torch.randn(1, channels[name], 64 // s, 96 // s) for name, s in strides.items()}
+    reference, _ = decoder(features)
+    with inference_precision(decoder, torch.device("cpu"), fast=True):
+        fast, _ = decoder(features)
+    assert fast.dtype == torch.bfloat16  # the last 1x1 conv ran in bf16 (plain autocast keeps float32)
+    error = float((fast.float() - reference).norm() / reference.norm())
+    assert 0 < error < 5e-2
