@@ -12,11 +12,12 @@ classes and mmseg's IoU rule.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 from vocabseg.data.errors import DatasetError
 from vocabseg.data.readers import read_cityscapes, read_panoptic_json, read_semantic_folder
-from vocabseg.data.records import Dataset
+from vocabseg.data.records import Dataset, Record
 from vocabseg.data.spec import SplitSpec, check_tasks
 from vocabseg.text.zero_shot import unseen_classes
 
@@ -167,6 +168,19 @@ def _cascade_voc_20(split: str) -> SplitSpec:
     )  # fmt: skip
 
 
+def _cascade_voc_20_trainaug() -> SplitSpec:
+    """The official training set: VOC train (SegmentationClass, train.txt) then the SBD images that are
+    in neither VOC split (SegmentationClassAug, aug.txt), as mmseg's two-part voc12aug dataset."""
+    return replace(_cascade_voc_20("train"), name="cascade_voc_20_trainaug", read=read_voc_trainaug,
+                   derived=("semantic",))
+
+
+def read_voc_trainaug(spec: SplitSpec, root: Path, tasks: frozenset[str]) -> list[Record]:
+    voc = "VOCdevkit/VOC2012"
+    sbd = replace(spec, semantic_dir=f"{voc}/SegmentationClassAug", split_file=f"{voc}/ImageSets/Segmentation/aug.txt")
+    return read_semantic_folder(spec, root, tasks) + read_semantic_folder(sbd, root, tasks)
+
+
 def _cascade_context_59(split: str) -> SplitSpec:
     voc = "VOCdevkit/VOC2010"
     return SplitSpec(
@@ -211,7 +225,7 @@ DATASETS: dict[str, Callable[[], SplitSpec]] = {
     "mapillary_vistas_panoptic_train": lambda: _mapillary("train"),
     "mapillary_vistas_panoptic_val": lambda: _mapillary("val"),
     # Cascade-CLIP zero-shot benchmarks in the mmseg layouts of its official configs
-    # (VOC's official training set is train.txt plus the SBD aug.txt list, not registered yet)
+    "cascade_voc_20_trainaug": _cascade_voc_20_trainaug,
     "cascade_voc_20_val": lambda: _cascade_voc_20("val"),
     "cascade_context_59_train": lambda: _cascade_context_59("train"),
     "cascade_context_59_val": lambda: _cascade_context_59("val"),

@@ -3,6 +3,7 @@
 Outputs, beside the raw releases::
 
     VOCdevkit/VOC2012/{JPEGImages, SegmentationClass, ImageSets/Segmentation}   read as released
+    VOCdevkit/VOC2012/SegmentationClassAug/<stem>.png, ImageSets/Segmentation/aug.txt   from SBD
     VOCdevkit/VOC2010/SegmentationClassContext/<stem>.png   uint8: 0 background, k + 1 for PC-59 class k
     VOCdevkit/VOC2010/ImageSets/SegmentationContext/{train,val}.txt   sorted stems
     coco_stuff164k/annotations/<split>2017/<stem>_labelTrainIds.png   uint8: 0..170, 255 ignore
@@ -22,6 +23,7 @@ import numpy as np
 from vocabseg.data.categories import raw_value_table
 from vocabseg.data.convert.common import Report, apply_lut, convert_each, progress, read_raw, save_image
 from vocabseg.data.convert.pascal import CONTEXT, VOC, _context_stems, _load_mat_label, context_59
+from vocabseg.data.errors import DatasetError
 from vocabseg.fileio import atomic_write
 from vocabseg.text.builtin import get_vocabulary
 
@@ -40,11 +42,44 @@ def _write_lines(path: Path, lines: list[str]) -> None:
     atomic_write(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
 
 
+SBD = "benchmark_RELEASE"  # the SBD release (Hariharan et al.), unpacked beside VOCdevkit
+
+
+def sbd_label(mat_file: Path) -> np.ndarray:
+    """SBD ``dataset/cls/<stem>.mat`` -> uint8 VOC-valued map (0 background, 1..20, 255 boundary)."""
+    from scipy.io import loadmat
+
+    return np.asarray(loadmat(mat_file)["GTcls"][0]["Segmentation"][0], dtype=np.uint8)
+
+
 def prepare_cascade_voc_20(root: Path, *, show: bool = True) -> Report:
-    """Nothing to convert: VOC 2012 is read as released (SegmentationClass, ImageSets/Segmentation)."""
-    report = Report(done=1)
-    report.lines.append(f"cascade_voc_20: nothing to prepare, {root / VOC} is read as released")
+    """VOC 2012 val and train are read as released; the training set's SBD part (``aug``) is converted
+    as mmseg's ``voc_aug.py`` does: SBD's class maps to ``SegmentationClassAug/<stem>.png`` and
+    ``ImageSets/Segmentation/aug.txt`` = SBD train + val minus VOC train and val (9,118 images)."""
+    report = Report()
+    report.lines.append(f"cascade_voc_20 val/train: nothing to prepare, {root / VOC} is read as released")
+    report.done += 1
+    sbd = root / SBD / "dataset"
+    if not (sbd / "cls").is_dir():
+        report.split_missing("cascade_voc_20 trainaug (SBD part)", sbd / "cls",
+                             "unpack benchmark.tgz (SBD) into the datasets root for the official training set")
+        return report
+    out_labels = root / VOC / "SegmentationClassAug"
+    written, skipped = convert_each(sorted((sbd / "cls").glob("*.mat")), lambda src: out_labels / f"{src.stem}.png",
+                                    lambda src, dst: save_image(sbd_label(src), dst),
+                                    desc="SBD (mmseg SegmentationClassAug)", show=show)
+    lists = root / VOC / "ImageSets" / "Segmentation"
+    voc = {stem for split in ("train", "val") for stem in _read_lines(lists / f"{split}.txt")}
+    sbd_stems = {stem for split in ("train", "val") for stem in _read_lines(sbd / f"{split}.txt")}
+    _write_lines(lists / "aug.txt", sorted(sbd_stems - voc))
+    report.split_done("cascade_voc_20 trainaug (SBD part)", written + 1, skipped, out_labels)
     return report
+
+
+def _read_lines(path: Path) -> list[str]:
+    if not path.is_file():
+        raise DatasetError(f"{path} is missing: the VOC 2012 and SBD releases list their splits there")
+    return [line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
 
 
 def prepare_cascade_context_59(root: Path, *, show: bool = True) -> Report:
