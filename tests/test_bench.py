@@ -96,3 +96,19 @@ def test_predict_fast_flag_records_bf16(checkpoint, tmp_path, monkeypatch):
     assert main(["predict", str(tmp_path / "a.png"), "--model", str(checkpoint), "--vocab", VOCAB, "--fast",
                  "--task", "semantic", "--output", str(tmp_path / "out")]) == 0
     assert '"precision": "bf16"' in (tmp_path / "out" / "run.json").read_text()
+
+
+def test_fast_semantic_scores_coarse_masks_and_mostly_agrees_with_exact():
+    import torch.nn.functional as F
+
+    from vocabseg.predictor import RawOutput
+
+    g = torch.Generator().manual_seed(0)
+    coarse = torch.randn(12, 1, 4, 6, generator=g) * 6  # smooth masks: [Q, h, w] upsampled from 4x6
+    masks = F.interpolate(coarse, size=(24, 36), mode="bilinear", align_corners=False)[:, 0]
+    raw = RawOutput(torch.randn(12, 6, generator=g).log_softmax(-1), masks, 4, (90, 140), (180, 280))
+    exact = Predictor._semantic(raw, ("semantic",))
+    fast = Predictor._semantic(raw, ("semantic",), fast=True)
+    assert fast.shape == exact.shape == (180, 280)
+    agreement = float((fast == exact).float().mean())
+    assert 0.95 < agreement < 1.0  # scoring before or after the upsampling differs only near label boundaries

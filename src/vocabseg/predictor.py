@@ -224,7 +224,8 @@ class Predictor:
         height, width = raw.output_size
         pred = Prediction(height, width, vocab.class_names)
         if "semantic" in tasks:
-            pred.semantic = self._semantic(raw, tasks).int().cpu().numpy()
+            fast = is_fast(self.inference.precision, self.device)
+            pred.semantic = self._semantic(raw, tasks, fast=fast).int().cpu().numpy()
         if "panoptic" in tasks:
             pan = panoptic_inference(raw.mask_cls, raw.query_mask_logits(), vocab.thing_mask,
                                      object_mask_threshold=self.inference.object_mask_threshold,
@@ -247,18 +248,29 @@ class Predictor:
         return self.vocabulary
 
     @staticmethod
-    def _semantic(raw: RawOutput, tasks) -> torch.Tensor:
+    def _semantic(raw: RawOutput, tasks, *, fast: bool = False) -> torch.Tensor:
         """Semantic labels in the reference's order of operations (-1: a pixel no class claims).
 
         With panoptic or instance output the masks are resized to the image first and scored
         there; semantic alone scores the padded-resolution masks and resizes the class scores.
+        Fast mode scores the masks at their own resolution and resizes the class scores.
         """
         if raw.semantic_scores is not None:  # dense scores (OVSeg demo mode, Cascade-CLIP): resize, argmax
             return _dense_labels(raw.semantic_scores, raw.input_size, raw.output_size, raw.unassigned_at_or_below)
+        if fast:  # [K, h, w] scores, then each chunk upsampled by the mask stride, cropped and resized
+            def resize(scores: torch.Tensor) -> torch.Tensor:
+                return crop_and_resize(_upsampled(scores, raw.mask_stride), raw.input_size, raw.output_size)
+            return semantic_labels(raw.mask_cls, raw.pred_masks, class_probs=raw.class_probs, resize=resize)
         if "panoptic" in tasks or "instance" in tasks:
             return semantic_labels(raw.mask_cls, raw.query_mask_logits(), class_probs=raw.class_probs)
         return semantic_labels(raw.mask_cls, raw.padded_mask_logits(), class_probs=raw.class_probs,
                                resize=lambda scores: crop_and_resize(scores, raw.input_size, raw.output_size))
+
+
+def _upsampled(maps: torch.Tensor, stride: int) -> torch.Tensor:
+    """[C, h, w] -> [C, stride * h, stride * w], bilinear (the padded network input's size)."""
+    size = (stride * maps.shape[-2], stride * maps.shape[-1])
+    return F.interpolate(maps[None], size=size, mode="bilinear", align_corners=False)[0]
 
 
 def _dense_labels(scores: torch.Tensor, input_size: tuple[int, int], output_size: tuple[int, int],
