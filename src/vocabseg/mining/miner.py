@@ -190,14 +190,14 @@ def mine_from_config(config) -> MiningSummary:
         captions = {k: captions[k] for k in sorted(captions)[: m.limit]}
     device = dist.init_from_env(device=config.device)
     try:
-        loaded = load_model(m.segmenter)
+        loaded = load_model(m.segmenter, clip_weights=m.clip_weights)
         if loaded.family.name != "ovseg":
             from vocabseg.errors import ConfigError
 
             raise ConfigError(f"mine.segmenter={m.segmenter} is {loaded.family.title}; mining needs an OVSeg segmenter")
         settings = MiningSettings(m.mask_threshold, m.min_objectness, m.min_score, m.captions_per_image)
         record = {**asdict(settings), "segmenter": str(m.segmenter), "captions": str(m.captions),
-                  "images": str(m.images)}
+                  "images": str(m.images), "clip_weights": m.clip_weights}
         writer = PairWriter(config.output, settings=record, shard=dist.get_rank())
         matcher = SegmenterMatcher(loaded.model, loaded.settings, mask_threshold=m.mask_threshold,
                                    min_objectness=m.min_objectness, chunk=m.chunk, device=device)

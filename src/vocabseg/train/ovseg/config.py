@@ -57,6 +57,7 @@ class MineSection:
     images: str = "datasets/coco/train2017"  # image folder
     captions: str = "datasets/coco/annotations/captions_train2017.json"  # COCO-captions JSON
     segmenter: str = "output/ovseg_swinb_vitl_coco_stuff/model_final.pth"  # stage (a) checkpoint or zoo name
+    clip_weights: str | None = None  # open_clip state dict replacing the segmenter's CLIP for matching (None: keep)
     captions_per_image: int = 1  # official coco_proposal_1cap: the first caption of each image
     min_objectness: float = 0.0  # drop proposals whose "no object" probability exceeds 1 - this
     mask_threshold: float = 0.4  # proposal probability that makes a pixel part of the crop
