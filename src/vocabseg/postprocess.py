@@ -179,16 +179,19 @@ def panoptic_inference(
 
 def _winning_query(masks: QueryMasks, kept: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
     """[H, W] argmax over the kept queries of score x mask probability (the first on ties)."""
-    best = torch.full(masks.size, -1.0, device=masks.device)  # below any score x probability (both >= 0)
-    owner = torch.zeros(masks.size, dtype=torch.int64, device=masks.device)
+    best: torch.Tensor | None = None
+    owner: torch.Tensor | None = None
     for start, block in masks.chunks(kept):
         weighted = scores[start:start + block.shape[0]].view(-1, 1, 1) * block.sigmoid()  # [n, H, W]
-        # A running maximum query by query: a few passes over [H, W] each, where argmax over the
-        # query axis of [n, H, W] reads it with a stride of H * W (several times slower on CPU).
-        for j, candidate in enumerate(weighted):
-            better = candidate > best  # strict: an earlier query keeps a tie, as argmax over all
-            owner.masked_fill_(better, start + j)
-            torch.maximum(best, candidate, out=best)
+        # one max() pass gives values and indices (the first maximum, as argmax): several times
+        # faster on CPU than argmax followed by a gather
+        value, index = weighted.max(0)
+        if best is None or owner is None:
+            best, owner = value, index
+        else:
+            better = value > best  # strict: an earlier query keeps a tie, as argmax over all
+            best, owner = torch.where(better, value, best), torch.where(better, index + start, owner)
+    assert owner is not None  # at least one query was kept
     return owner
 
 

@@ -74,4 +74,6 @@ def normalize_and_pad(
 def crop_and_resize(maps: torch.Tensor, image_size: tuple[int, int], output_size: tuple[int, int]) -> torch.Tensor:
     """Removes padding from [C, H_pad, W_pad] maps and resizes them bilinearly to ``output_size``."""
     maps = maps[:, : image_size[0], : image_size[1]]
+    if tuple(maps.shape[-2:]) == tuple(output_size):  # a same-size bilinear resize returns its input exactly
+        return maps
     return F.interpolate(maps[None], size=output_size, mode="bilinear", align_corners=False)[0]
