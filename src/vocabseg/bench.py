@@ -175,11 +175,8 @@ def run_mode(predictor: Predictor, images: list[np.ndarray], tasks: tuple[str, .
              repeats: int = 2, warmup: int = 1, clock: str = "wall") -> ModeResult:
     """Times ``repeats`` passes of run + post-processing after ``warmup`` untimed ones.
 
-    The mode's own text classifier is set first (fast mode embeds the vocabulary in bf16).
     """
     predictor.with_settings({"precision": MODES[mode]})
-    if predictor.vocabulary is not None:
-        predictor.set_vocabulary(predictor.vocabulary, progress=False)
     timer = StageTimer(predictor.model, predictor.device, CLOCKS[clock])
     memory = PeakMemory(predictor.device)
     try:

@@ -160,11 +160,10 @@ class Predictor:
             self.vocabulary = vocab
             return vocab
         prompted = join_synonyms(vocab) if self._text_encoder.join_synonyms else vocab
-        fast = is_fast(self.inference.precision, self.device)  # fast mode: a bf16 text tower, its own cache entry
-        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=fast):
-            text = self.text_cache.get_or_build(prompted, self._text_encoder.encode,
-                                                self._text_encoder.encoder_id + (":bf16" if fast else ""),
-                                                templates=self._text_encoder.templates, progress=progress)
+        # float32 in fast mode too: under bf16 autocast the text tower is only ~15% faster on CPU (its
+        # weights are cast at every call) and would need a cache entry of its own
+        text = self.text_cache.get_or_build(prompted, self._text_encoder.encode, self._text_encoder.encoder_id,
+                                            templates=self._text_encoder.templates, progress=progress)
         self.classifier = TextClassifier.build(text, vocab, self.train_vocabulary, device=self.device)
         self.vocabulary = vocab
         return vocab
