@@ -80,19 +80,19 @@ class StageTimer:
             self._handles.append(child.register_forward_pre_hook(self._pre(name)))
             self._handles.append(child.register_forward_hook(self._post(name)))
 
-    def _sync(self) -> None:
+    def sync(self) -> None:
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
 
     def _pre(self, name: str) -> Callable[..., None]:
         def hook(module, args) -> None:
-            self._sync()
+            self.sync()
             self._started[name] = self.clock()
         return hook
 
     def _post(self, name: str) -> Callable[..., None]:
         def hook(module, args, output) -> None:
-            self._sync()
+            self.sync()
             self.seconds[name] = self.seconds.get(name, 0.0) + self.clock() - self._started.pop(name)
             if self.capture and name not in self.outputs:  # the first call of a stage only
                 self.outputs[name] = _capped(list(_tensors(output)), CAPTURE_BYTES)
@@ -173,9 +173,8 @@ def _resident_bytes() -> int:
 # ---- one mode ---------------------------------------------------------------------------------
 def run_mode(predictor: Predictor, images: list[np.ndarray], tasks: tuple[str, ...], *, mode: str,
              repeats: int = 2, warmup: int = 1, clock: str = "wall") -> ModeResult:
-    """Times ``repeats`` passes of run + post-processing after ``warmup`` untimed ones.
-
-    """
+    """Times ``repeats`` passes of run + post-processing after ``warmup`` untimed ones, by ``clock``
+    ("wall" or "cpu", see :func:`cpu_clock`); leaves the predictor in ``mode``'s precision."""
     predictor.with_settings({"precision": MODES[mode]})
     timer = StageTimer(predictor.model, predictor.device, CLOCKS[clock])
     memory = PeakMemory(predictor.device)
@@ -200,7 +199,7 @@ def run_mode(predictor: Predictor, images: list[np.ndarray], tasks: tuple[str, .
 def _one_pass(predictor: Predictor, images, tasks, timer: StageTimer):
     """(stage -> seconds, captured stage outputs, raw outputs, predictions) of one pass."""
     timer.reset()
-    sync = timer._sync
+    sync = timer.sync
     sync()
     start = timer.clock()
     raws = predictor.run(images)
