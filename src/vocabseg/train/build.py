@@ -168,7 +168,8 @@ def build_train_data(config: TrainConfig, source, vocabulary: Vocabulary, model:
                           transductive=zero_shot.transductive)
     augment = MMSegAugment(crop_size=inp.image_size, scale=(int(inp.resize_scale[0]), int(inp.resize_scale[1])),
                            ratio_range=(inp.min_scale, inp.max_scale), cat_max_ratio=inp.cat_max_ratio,
-                           flip_prob=0.5 if inp.flip else 0.0, photometric=inp.photometric)
+                           flip_prob=0.5 if inp.flip else 0.0, photometric=inp.photometric,
+                           short_side_choices=tuple(int(side) for side in inp.short_side_choices))
     seen = seen_subset(vocabulary, split.unseen) if split.unseen else vocabulary
     head = vocabulary if split.transductive else seen
     policy = cast(SegmentationModel, model).input_policy(settings)

@@ -62,6 +62,9 @@ class InputSection:
     resize_scale: list = field(default_factory=lambda: [2048, 512])  # mmseg: Resize img_scale (long, short)
     cat_max_ratio: float = 1.0  # mmseg: redraw crops where one class has this share of the labels (1: never)
     photometric: bool = False  # mmseg: PhotoMetricDistortion (brightness, contrast, saturation, hue)
+    # mmseg: instead of the ratio, detectron2's ResizeShortestEdge "choice" (MaskFormer/OVSeg): the short
+    # side one of these, the long side capped at resize_scale[0]; empty: the ratio range
+    short_side_choices: list = field(default_factory=list)
 
 
 @dataclass

@@ -23,6 +23,8 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from vocabseg.preprocess import shortest_edge_size
+
 
 @dataclass(frozen=True)
 class MMSegAugment:
@@ -35,6 +37,9 @@ class MMSegAugment:
     flip_prob: float = 0.5
     photometric: bool = True
     ignore_label: int = -1  # unlabelled pixels of the label maps (mmseg: 255; -1 leaves room for any class index)
+    # detectron2's ResizeShortestEdge(sample_style="choice") instead of the ratio (MaskFormer-based
+    # recipes such as OVSeg): a short side drawn from these, the long side capped at scale[0]
+    short_side_choices: tuple[int, ...] = ()
 
 
 def rescale_size(height: int, width: int, scale: tuple[int, int]) -> tuple[int, int]:
@@ -46,10 +51,14 @@ def rescale_size(height: int, width: int, scale: tuple[int, int]) -> tuple[int, 
 def random_resize(image: np.ndarray, labels: np.ndarray, rng: np.random.Generator,
                   aug: MMSegAugment) -> tuple[np.ndarray, np.ndarray]:
     """Step 1: [H, W, 3] uint8 and [H, W] labels rescaled by a random ratio of ``aug.scale``."""
-    low, high = aug.ratio_range
-    ratio = rng.random() * (high - low) + low
-    target = (int(aug.scale[0] * ratio), int(aug.scale[1] * ratio))
-    new_h, new_w = rescale_size(image.shape[0], image.shape[1], target)
+    if aug.short_side_choices:
+        short = int(aug.short_side_choices[int(rng.integers(len(aug.short_side_choices)))])
+        new_h, new_w = shortest_edge_size(image.shape[0], image.shape[1], short, max(aug.scale))
+    else:
+        low, high = aug.ratio_range
+        ratio = rng.random() * (high - low) + low
+        target = (int(aug.scale[0] * ratio), int(aug.scale[1] * ratio))
+        new_h, new_w = rescale_size(image.shape[0], image.shape[1], target)
     image = cv2.resize(np.ascontiguousarray(image), (new_w, new_h), interpolation=cv2.INTER_LINEAR)
     # OpenCV has no int64 maps; int32 holds any class index
     labels = cv2.resize(labels.astype(np.int32), (new_w, new_h), interpolation=cv2.INTER_NEAREST)

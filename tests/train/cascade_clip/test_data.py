@@ -9,7 +9,7 @@ from vocabseg.errors import ConfigError
 from vocabseg.train.data import SampleKey
 from vocabseg.train.dense_data import ClassSplit, DenseCollate, DenseExample, resolve_split, split_targets
 from vocabseg.train.optim import poly_lr_factor
-from vocabseg.train.transforms_mmseg import MMSegAugment, mmseg_augment, random_crop, rescale_size
+from vocabseg.train.transforms_mmseg import MMSegAugment, mmseg_augment, random_crop, random_resize, rescale_size
 
 IGNORE = 255
 
@@ -122,3 +122,12 @@ def test_class_255_of_a_large_vocabulary_is_not_taken_for_unlabelled():
     assert labels.tolist() == [[-1, 255, 3]]
     target = split_targets(labels, ClassSplit(300, (3, 255)), -1)
     assert target["labels"].tolist() == [0, 1] and target["masks"].int().tolist() == [[[0, 0, 1]], [[0, 1, 0]]]
+
+
+def test_short_side_choices_resize_as_detectron2_choice():
+    aug = MMSegAugment(crop_size=32, scale=(70, 32), short_side_choices=(24, 40))
+    rng = np.random.default_rng(0)
+    image, labels = np.zeros((30, 60, 3), np.uint8), np.zeros((30, 60), np.int64)
+    sizes = {random_resize(image, labels, rng, aug)[0].shape[:2] for _ in range(20)}
+    # short side 24 -> 24 x 48; 40 -> 40 x 80 capped at 70 on the long side -> 35 x 70
+    assert sizes == {(24, 48), (35, 70)}
