@@ -20,7 +20,7 @@ from vocabseg.text import (
 )
 from vocabseg.text.vocabulary import join_synonyms
 from vocabseg.text.zero_shot import seen_subset
-from vocabseg.train.checkpoint import load_init_weights
+from vocabseg.train.checkpoint import load_backbone_weights, load_init_weights
 from vocabseg.train.config import DataSection, SolverSection, TrainConfig
 from vocabseg.train.data import Batch, TrainDataset
 from vocabseg.train.dense_data import DenseCollate, DenseTrainDataset, resolve_split
@@ -208,6 +208,8 @@ def build_trainer(config: TrainConfig, *, device: torch.device, init: str | None
     model = arch.family.build(arch.config)
     if config.model.load_clip:
         arch.family.load_clip_weights(model, arch.config, config.model.clip_weights)
+    if config.model.backbone_init:  # as the official MODEL.WEIGHTS of a backbone release
+        load_backbone_weights(model, config.model.backbone_init)
     init = init or config.model.init  # as the official --load-from: weights only, fresh optimizer and schedule
     if init:
         load_init_weights(model, init, variant=arch.variant)

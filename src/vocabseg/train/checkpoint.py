@@ -8,6 +8,7 @@ of every rank and the best evaluation so far.
 """
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +28,40 @@ def load_init_weights(model: torch.nn.Module, path: str | Path, *, variant: Mode
         CheckpointError: the checkpoint is unreadable or belongs to another architecture.
     """
     load_weights(model, parse_checkpoint(read_checkpoint(path), source=str(path), variant=variant))
+
+
+# Keys a classification release has and a segmentation backbone lacks (its classifier and final norm),
+# and those only the segmentation backbone has (detectron2's per-level output norms of Swin, buffers).
+_CLASSIFIER_ONLY = re.compile(r"^(head|norm|fc)\.")
+_BACKBONE_ONLY = re.compile(r"^norm\d+\.|relative_position_index$|num_batches_tracked$")
+
+
+def load_backbone_weights(model: torch.nn.Module, path: str | Path) -> int:
+    """ImageNet weights of the model's backbone (OVSeg's Swin-B 22k ``.pth`` or detectron2 ``.pkl``, e.g.
+    R-103.pkl), as the official recipes start; returns the number of tensors loaded.
+
+    Raises:
+        CheckpointError: no backbone, or a file whose names or shapes do not fit it (listed).
+    """
+    backbone = getattr(model, "backbone", None)
+    if not isinstance(backbone, torch.nn.Module):
+        raise CheckpointError(f"{type(model).__name__} has no separate backbone to initialise from {path}; "
+                              "drop model.backbone_init")
+    data = read_checkpoint(path)
+    raw = data.get("model", data.get("state_dict", data))
+    state = {k.removeprefix("module.").removeprefix("backbone."): torch.as_tensor(v) for k, v in raw.items()
+             if not _CLASSIFIER_ONLY.match(k.removeprefix("module.").removeprefix("backbone."))}
+    expected = backbone.state_dict()
+    missing = [k for k in expected if k not in state and not _BACKBONE_ONLY.search(k)]
+    unexpected = [k for k in state if k not in expected]
+    wrong = [k for k in state if k in expected and state[k].shape != expected[k].shape]
+    if missing or unexpected or wrong:
+        problems = "; ".join(f"{len(keys)} {label} (e.g. {', '.join(keys[:2])})" for label, keys in
+                             (("missing", missing), ("unexpected", unexpected), ("wrong shape", wrong)) if keys)
+        raise CheckpointError(f"{path} does not fit the {type(backbone).__name__} backbone: {problems}; give the "
+                              "ImageNet release of this exact architecture (e.g. Swin-B window 12, 384 px, 22k)")
+    backbone.load_state_dict({k: v.to(expected[k].dtype) for k, v in state.items()}, strict=False)
+    return len(state)
 
 
 def config_differences(ours: Any, theirs: Any) -> list[str]:

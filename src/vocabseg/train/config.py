@@ -31,6 +31,7 @@ class ModelSection:
     clip_weights: str | None = None  # open_clip state-dict file; None: download the config's open_clip tag
     load_clip: bool = True  # False keeps the frozen CLIP random (smoke tests only)
     init: str | None = None  # starting weights as --init (which wins): a transductive run's inductive checkpoint
+    backbone_init: str | None = None  # ImageNet weights of the backbone alone (OVSeg: Swin-B 22k .pth, R-103.pkl)
 
 
 @dataclass
