@@ -30,9 +30,10 @@ def load_init_weights(model: torch.nn.Module, path: str | Path, *, variant: Mode
     load_weights(model, parse_checkpoint(read_checkpoint(path), source=str(path), variant=variant))
 
 
-# Keys a classification release has and a segmentation backbone lacks (its classifier and final norm),
-# and those only the segmentation backbone has (detectron2's per-level output norms of Swin, buffers).
-_CLASSIFIER_ONLY = re.compile(r"^(head|norm|fc)\.")
+# Keys a classification release has and a segmentation backbone lacks (its classifier and final norm;
+# Swin's shifted-window masks, buffers of its training size), and those only the segmentation backbone
+# has (detectron2's per-level output norms of Swin, buffers).
+_CLASSIFIER_ONLY = re.compile(r"^(head|norm|fc)\.|\.attn_mask$")
 _BACKBONE_ONLY = re.compile(r"^norm\d+\.|relative_position_index$|num_batches_tracked$")
 
 
