@@ -51,7 +51,7 @@ def load_backbone_weights(model: torch.nn.Module, path: str | Path) -> int:
     data = read_checkpoint(path)
     raw = data.get("model", data.get("state_dict", data))
     state = {k.removeprefix("module.").removeprefix("backbone."): torch.as_tensor(v) for k, v in raw.items()
-             if not _CLASSIFIER_ONLY.match(k.removeprefix("module.").removeprefix("backbone."))}
+             if not _CLASSIFIER_ONLY.search(k.removeprefix("module.").removeprefix("backbone."))}
     expected = backbone.state_dict()
     missing = [k for k in expected if k not in state and not _BACKBONE_ONLY.search(k)]
     unexpected = [k for k in state if k not in expected]
