@@ -80,3 +80,21 @@ def test_optimizer_is_adamw_over_trainable_parameters_only(tiny_config):
     assert isinstance(optimizer, torch.optim.AdamW)
     assert all(p.requires_grad for g in optimizer.param_groups for p in g["params"])
     assert all(g["lr"] == 1e-4 and g["betas"] == (0.9, 0.999) for g in optimizer.param_groups)
+
+
+def test_backbone_multiplier_and_no_decay_names_as_detectron2_ovseg():
+    from vocabseg.testing import tiny_model
+
+    model = tiny_model("swin", family="ovseg")
+    for param in model.parameters():
+        param.requires_grad_(True)
+    made = param_groups(model, weight_decay=1e-4, weight_decay_norm=0.0, weight_decay_embed=0.0, lr=2e-4,
+                        backbone_multiplier=0.1, no_decay_names=("relative_position_bias_table",))
+    groups = {g["name"]: g for g in made}
+    names = {id(p): n for n, p in model.named_parameters()}
+    backbone = [names[id(p)] for g in groups.values() if g["name"].startswith("backbone_") for p in g["params"]]
+    assert backbone and all(n.startswith("backbone.") for n in backbone)
+    assert all(g["lr"] == pytest.approx(2e-5 if g["name"].startswith("backbone_") else 2e-4) for g in groups.values())
+    tables = groups["backbone_no_decay"]["params"]
+    assert tables and all("relative_position_bias_table" in names[id(p)] for p in tables)
+    assert groups["backbone_no_decay"]["weight_decay"] == 0.0 and groups["decay"]["weight_decay"] == 1e-4

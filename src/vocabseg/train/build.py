@@ -219,7 +219,9 @@ def build_trainer(config: TrainConfig, *, device: torch.device, init: str | None
     criterion = arch.family.build_criterion(arch.config, loss)
     optimizer = build_optimizer(model, lr=solver.lr, weight_decay=solver.weight_decay,
                                 weight_decay_norm=solver.weight_decay_norm,
-                                weight_decay_embed=solver.weight_decay_embed)
+                                weight_decay_embed=solver.weight_decay_embed,
+                                backbone_multiplier=solver.backbone_multiplier,
+                                no_decay_names=tuple(solver.no_decay_names))
     max_iter, steps = scale_schedule(solver.max_iter, solver.steps, solver.schedule_scale)
     scheduler = build_scheduler(optimizer, steps=steps, gamma=solver.gamma, warmup_iters=solver.warmup_iters,
                                 warmup_factor=solver.warmup_factor, schedule=solver.schedule, max_iter=max_iter,

@@ -85,6 +85,8 @@ class SolverSection:
     weight_decay: float = 0.05
     weight_decay_norm: float = 0.0
     weight_decay_embed: float = 0.0
+    backbone_multiplier: float = 1.0  # lr factor of parameters under a module named "backbone" (OVSeg R101c: 0.1)
+    no_decay_names: list = field(default_factory=list)  # parameter names (substrings) without weight decay
     max_iter: int = 368750
     steps: list = field(default_factory=lambda: [327778, 355092])  # iterations where lr *= gamma
     gamma: float = 0.1

@@ -33,35 +33,53 @@ NORM_TYPES = (
 )  # fmt: skip
 
 
-def param_groups(model: nn.Module, *, weight_decay: float, weight_decay_norm: float,
-                 weight_decay_embed: float) -> list[dict]:
-    """Trainable parameters split into "decay", "norm" and "embedding" groups.
+def param_groups(model: nn.Module, *, weight_decay: float, weight_decay_norm: float, weight_decay_embed: float,
+                 lr: float | None = None, backbone_multiplier: float = 1.0,
+                 no_decay_names: Sequence[str] = ()) -> list[dict]:
+    """Trainable parameters split into "decay", "norm", "embedding" and "no_decay" groups, each
+    also split by whether it sits under a module named "backbone" (lr x ``backbone_multiplier``,
+    as detectron2's OVSeg/MaskFormer optimizers; the group's ``lr`` is set when ``lr`` is given).
 
-    Frozen parameters (``requires_grad=False``: the CLIP) are left out.
+    Frozen parameters (``requires_grad=False``: the CLIP) are left out. ``no_decay_names``:
+    parameters whose name contains one of these get no weight decay (OVSeg: Swin's
+    relative_position_bias_table and absolute_pos_embed).
     """
-    groups: dict[str, list[nn.Parameter]] = {"decay": [], "norm": [], "embedding": []}
+    groups: dict[tuple[str, bool], list[nn.Parameter]] = {}
     seen: set[int] = set()
-    for module in model.modules():
-        for param in module.parameters(recurse=False):
+    for module_name, module in model.named_modules():
+        for param_name, param in module.named_parameters(recurse=False):
             if not param.requires_grad or id(param) in seen:
                 continue
             seen.add(id(param))
-            if isinstance(module, NORM_TYPES):
-                kind = "norm"
-            elif isinstance(module, nn.Embedding):
-                kind = "embedding"
-            else:
-                kind = "decay"
-            groups[kind].append(param)
-    decays = {"decay": weight_decay, "norm": weight_decay_norm, "embedding": weight_decay_embed}
-    return [{"name": name, "params": params, "weight_decay": decays[name]} for name, params in groups.items() if params]
+            kind = _decay_kind(module, param_name, no_decay_names)
+            groups.setdefault((kind, "backbone" in module_name and backbone_multiplier != 1.0), []).append(param)
+    decays = {"decay": weight_decay, "norm": weight_decay_norm, "embedding": weight_decay_embed, "no_decay": 0.0}
+    result = []
+    order = ("decay", "norm", "embedding", "no_decay")  # fixed: optimizer states of resumed runs line up
+    for (kind, in_backbone), params in sorted(groups.items(), key=lambda item: (item[0][1], order.index(item[0][0]))):
+        group: dict = {"name": f"backbone_{kind}" if in_backbone else kind, "params": params,
+                       "weight_decay": decays[kind]}
+        if lr is not None:
+            group["lr"] = lr * (backbone_multiplier if in_backbone else 1.0)
+        result.append(group)
+    return result
+
+
+def _decay_kind(module: nn.Module, param_name: str, no_decay_names: Sequence[str]) -> str:
+    if any(name in param_name for name in no_decay_names):
+        return "no_decay"
+    if isinstance(module, NORM_TYPES):
+        return "norm"
+    return "embedding" if isinstance(module, nn.Embedding) else "decay"
 
 
 def build_optimizer(model: nn.Module, *, lr: float, weight_decay: float, weight_decay_norm: float = 0.0,
-                    weight_decay_embed: float = 0.0) -> torch.optim.AdamW:
+                    weight_decay_embed: float = 0.0, backbone_multiplier: float = 1.0,
+                    no_decay_names: Sequence[str] = ()) -> torch.optim.AdamW:
     """AdamW (torch defaults: betas (0.9, 0.999), eps 1e-8) over the trainable parameters."""
     groups = param_groups(model, weight_decay=weight_decay, weight_decay_norm=weight_decay_norm,
-                          weight_decay_embed=weight_decay_embed)
+                          weight_decay_embed=weight_decay_embed, lr=lr, backbone_multiplier=backbone_multiplier,
+                          no_decay_names=no_decay_names)
     if not groups:
         raise ConfigError("the model has no trainable parameter; check the model section of the preset")
     return torch.optim.AdamW(groups, lr=lr)
