@@ -1,12 +1,6 @@
 """Process-group helpers, and 2 processes x 1 step == 1 process x 2 accumulation steps."""
 from __future__ import annotations
 
-import os
-import socket
-import subprocess
-import sys
-from pathlib import Path
-
 import pytest
 import torch
 
@@ -16,7 +10,6 @@ from vocabseg.cli.train import run_training
 from vocabseg.errors import DeviceError
 from vocabseg.train.build import build_trainer
 
-SRC = Path(__file__).resolve().parents[2] / "src"
 # Jitter and flips on, 3 images: every sample's augmentation and point sampling must match too.
 EQUIVALENCE = ["data.num_images=3", "input.min_scale=0.6", "input.max_scale=1.4", "input.flip=true",
                "solver.max_iter=3", "solver.batch_size=2", "solver.batch_per_gpu=1"]
@@ -47,35 +40,12 @@ def test_unknown_training_device_is_a_one_line_error():
         dist.init_from_env(device="banana")
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _launch_two_ranks(args: list[str]) -> None:
-    """What torchrun does: one process per rank with RANK, WORLD_SIZE, LOCAL_RANK and a rendezvous address."""
-    code = ("import sys, torch; torch.set_num_threads(1); "
-            "from vocabseg.cli.train import run_training; run_training(sys.argv[1:])")
-    port = _free_port()
-    procs = []
-    for rank in range(2):
-        env = {**os.environ, "RANK": str(rank), "LOCAL_RANK": str(rank), "WORLD_SIZE": "2",
-               "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port), "OMP_NUM_THREADS": "1",
-               "PYTHONPATH": f"{SRC}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
-        procs.append(subprocess.Popen([sys.executable, "-c", code, *args], env=env, stdout=subprocess.PIPE,
-                                      stderr=subprocess.STDOUT, text=True))
-    outputs = [p.communicate(timeout=240)[0] for p in procs]
-    for rank, (proc, output) in enumerate(zip(procs, outputs)):
-        assert proc.returncode == 0, f"rank {rank} failed:\n{output[-3000:]}"
-
-
 @pytest.mark.slow  # two training processes (~20 s)
-def test_two_processes_match_one_process_with_accumulation(tiny_config, tiny_overrides, tmp_path):
+def test_two_processes_match_one_process_with_accumulation(train_on_two_ranks, tiny_config, tiny_overrides, tmp_path):
     single = run_training(tiny_config(*EQUIVALENCE))
     assert single.settings.accum_steps == 2
 
-    _launch_two_ranks(["--preset", "fcclip_tiny_cpu", *tiny_overrides, *EQUIVALENCE, f"output={tmp_path / 'ddp'}"])
+    train_on_two_ranks(["--preset", "fcclip_tiny_cpu", *tiny_overrides, *EQUIVALENCE, f"output={tmp_path / 'ddp'}"])
     ddp = read_checkpoint(tmp_path / "ddp" / "model_final.pth")
     assert ddp["trainer"]["world_size"] == 2 and ddp["trainer"]["position"] == 6
     assert len(ddp["trainer"]["rng"]) == 2  # both ranks' random states

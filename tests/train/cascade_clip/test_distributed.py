@@ -1,12 +1,6 @@
 """2 processes x 1 step == 1 process x 2 accumulation steps, for the Cascade-CLIP recipe."""
 from __future__ import annotations
 
-import os
-import socket
-import subprocess
-import sys
-from pathlib import Path
-
 import pytest
 import torch
 
@@ -14,41 +8,19 @@ from vocabseg.checkpoints import read_checkpoint
 from vocabseg.cli.train import run_training
 from vocabseg.train.build import build_trainer
 
-SRC = Path(__file__).resolve().parents[3] / "src"
 # Augmentation on, 3 images, inductive split. Dropout and drop-path off: each rank draws its own
 # masks (as in the official multi-GPU runs), so with them the two runs could not be equal.
 EQUIVALENCE = ["data.num_images=3", "solver.max_iter=3", "solver.batch_size=2", "solver.batch_per_gpu=1",
                "solver.warmup_iters=0", "model.arch.dropout=0.0", "model.arch.drop_path_rate=0.0"]
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _launch_two_ranks(args: list[str]) -> None:
-    code = ("import sys, torch; torch.set_num_threads(1); "
-            "from vocabseg.cli.train import run_training; run_training(sys.argv[1:])")
-    port = _free_port()
-    procs = []
-    for rank in range(2):
-        env = {**os.environ, "RANK": str(rank), "LOCAL_RANK": str(rank), "WORLD_SIZE": "2",
-               "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port), "OMP_NUM_THREADS": "1",
-               "PYTHONPATH": f"{SRC}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
-        procs.append(subprocess.Popen([sys.executable, "-c", code, *args], env=env, stdout=subprocess.PIPE,
-                                      stderr=subprocess.STDOUT, text=True))
-    outputs = [p.communicate(timeout=240)[0] for p in procs]
-    for rank, (proc, output) in enumerate(zip(procs, outputs)):
-        assert proc.returncode == 0, f"rank {rank} failed:\n{output[-3000:]}"
-
-
 @pytest.mark.slow  # two training processes (~20 s)
-def test_two_processes_match_one_process_with_accumulation(cascade_config, cascade_overrides, tmp_path):
+def test_two_processes_match_one_process_with_accumulation(train_on_two_ranks, cascade_config, cascade_overrides,
+                                                           tmp_path):
     single = run_training(cascade_config(*EQUIVALENCE))
     assert single.settings.accum_steps == 2
 
-    _launch_two_ranks(["--preset", "cascade_clip_tiny_cpu", *cascade_overrides, *EQUIVALENCE,
+    train_on_two_ranks(["--preset", "cascade_clip_tiny_cpu", *cascade_overrides, *EQUIVALENCE,
                        f"output={tmp_path / 'ddp'}"])
     ddp = read_checkpoint(tmp_path / "ddp" / "model_final.pth")
     assert ddp["trainer"]["world_size"] == 2 and ddp["trainer"]["position"] == 6

@@ -1,12 +1,6 @@
 """Fixtures of the OVSeg stage tests: a synthetic pair folder and tiny-CLIP stage configs."""
 from __future__ import annotations
 
-import os
-import socket
-import subprocess
-import sys
-from pathlib import Path
-
 import numpy as np
 import pytest
 
@@ -15,7 +9,6 @@ from vocabseg.train.ovseg.config import StageConfig, stage_config_from_dict
 
 NOUNS = ("cat", "dog", "car", "tree", "sky", "road", "cup", "boat")
 MEAN_FILL = (122, 116, 104)  # CLIP's mean colour, 0-255
-SRC = Path(__file__).resolve().parents[3] / "src"
 
 
 def write_pairs(root, *, size: int = 224) -> None:
@@ -53,29 +46,3 @@ def stage_config(pair_root, tmp_path, one_thread):
             "solver": {**base, **solver}})
 
     return make
-
-
-@pytest.fixture
-def two_ranks():
-    """``launch(code, args)``: what torchrun does, two CPU ranks running ``python -c code *args`` (gloo)."""
-
-    def launch(code: str, args: list[str]) -> None:
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
-        procs = []
-        for rank in range(2):
-            env = {**os.environ, "RANK": str(rank), "LOCAL_RANK": str(rank), "WORLD_SIZE": "2",
-                   "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port), "OMP_NUM_THREADS": "1",
-                   "PYTHONPATH": f"{SRC}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
-            procs.append(subprocess.Popen([sys.executable, "-c", code, *args], env=env, stdout=subprocess.PIPE,
-                                          stderr=subprocess.STDOUT, text=True))
-        try:
-            outputs = [p.communicate(timeout=240)[0] for p in procs]
-        finally:
-            for proc in procs:  # a rank left waiting for a dead peer must not outlive the test
-                proc.kill()
-        for rank, (proc, output) in enumerate(zip(procs, outputs)):
-            assert proc.returncode == 0, f"rank {rank} failed:\n{output[-3000:]}"
-
-    return launch
