@@ -11,11 +11,11 @@ a step does not depend on the values, but the focal loss grows with the classes.
 from __future__ import annotations
 
 import argparse
-import resource
 import time
 
 import torch
 import torch.nn.functional as F
+from steps import summary, time_steps
 
 from vocabseg.models import get_family
 from vocabseg.models.cascade_clip.loss import CascadeCriterion
@@ -74,25 +74,9 @@ def main() -> None:
     if args.classes < 3:
         parser.error("--classes must be at least 3 (the synthetic shapes' classes)")
     trainer = build(args)
-    batches = trainer.batch_stream()
-    times = []
-    for i in range(args.warmup + args.iters):
-        if trainer.device.type == "cuda":
-            torch.cuda.synchronize()
-        started = time.perf_counter()
-        result = trainer.step(batches)
-        if trainer.device.type == "cuda":
-            torch.cuda.synchronize()
-        times.append(time.perf_counter() - started)
-        print(f"iter {i}: {times[-1]:.2f} s, loss {result.total:.2f}", flush=True)
-    timed = times[args.warmup:]
-    peak_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # KiB on Linux -> GiB
-    line = (f"512x512, batch {args.batch}, {args.classes} classes, {args.prompts} prompts, {args.device}, "
-            f"amp {args.amp}{', transductive' if args.transductive else ''}: "
-            f"{sum(timed) / len(timed):.2f} s/iter, peak RSS {peak_rss:.1f} GiB")
-    if trainer.device.type == "cuda":
-        line += f", peak GPU memory {torch.cuda.max_memory_allocated() / 2**30:.1f} GiB"
-    print(line)
+    timed = time_steps(trainer, warmup=args.warmup, iters=args.iters)
+    print(f"512x512, batch {args.batch}, {args.classes} classes, {args.prompts} prompts, {args.device}, "
+          f"amp {args.amp}{', transductive' if args.transductive else ''}: {summary(timed, trainer.device)}")
 
 
 if __name__ == "__main__":

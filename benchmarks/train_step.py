@@ -10,11 +10,11 @@ layout: the cost of a step does not depend on the values. Not a test.
 from __future__ import annotations
 
 import argparse
-import resource
 import time
 
 import torch
 import torch.nn.functional as F
+from steps import summary, time_steps
 
 from vocabseg.losses import build_criterion
 from vocabseg.models import get_family
@@ -66,24 +66,9 @@ def main() -> None:
     args = parser.parse_args()
 
     trainer = build(args)
-    batches = trainer.batch_stream()
-    times = []
-    for i in range(args.warmup + args.iters):
-        if trainer.device.type == "cuda":
-            torch.cuda.synchronize()
-        started = time.perf_counter()
-        result = trainer.step(batches)
-        if trainer.device.type == "cuda":
-            torch.cuda.synchronize()
-        times.append(time.perf_counter() - started)
-        print(f"iter {i}: {times[-1]:.2f} s, loss {result.total:.2f}", flush=True)
-    timed = times[args.warmup:]
-    peak_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # KiB on Linux -> GiB
-    line = f"{args.size}x{args.size}, batch {args.batch}, {args.device}, amp {args.amp}: " \
-           f"{sum(timed) / len(timed):.2f} s/iter, peak RSS {peak_rss:.1f} GiB"
-    if trainer.device.type == "cuda":
-        line += f", peak GPU memory {torch.cuda.max_memory_allocated() / 2**30:.1f} GiB"
-    print(line)
+    timed = time_steps(trainer, warmup=args.warmup, iters=args.iters)
+    print(f"{args.size}x{args.size}, batch {args.batch}, {args.device}, amp {args.amp}: "
+          f"{summary(timed, trainer.device)}")
 
 
 if __name__ == "__main__":
