@@ -102,7 +102,8 @@ def export_program(predictor: Any, *, height: int, width: int, batch_size: int =
         raise ConfigError(
             f"this model's inference cannot be exported with these settings ({type(error).__name__}: "
             f"{str(error).strip().splitlines()[0][:160]}); steps whose shapes depend on the image must be off, "
-            "e.g. --set clip_ensemble=false for OVSeg (the proposal branch alone)") from None
+            "e.g. --set clip_ensemble=false for OVSeg (the proposal branch alone); Cascade-CLIP's sliding-window "
+            "scores are not exported") from None
     # Inlines the regions the model runs with autocast disabled (float32 islands of fast mode): as
     # higher-order ops they carry no shape metadata, and torch.export.save refuses them.
     return program.run_decompositions({})
