@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -47,9 +48,8 @@ def cmd_predict(args: argparse.Namespace) -> None:
     if len(todo) < len(paths):  # said only once the run is known to be the same as the one that did them
         logger.info("skipping %d image(s) already done in %s (--overwrite to redo)", len(paths) - len(todo), output)
     with tqdm(total=len(todo), desc="predict", unit="img", disable=not todo) as bar:
-        for start in range(0, len(todo), args.batch_size):
-            chunk = todo[start:start + args.batch_size]
-            loaded = _load_chunk(chunk, record if args.skip_errors else None)
+        chunks = [todo[start:start + args.batch_size] for start in range(0, len(todo), args.batch_size)]
+        for chunk, loaded in zip(chunks, _decoded_chunks(chunks, record if args.skip_errors else None)):
             images = [image for _, image in loaded]
             predictions = predictor.predict(images, task=tasks, batch_size=args.batch_size) if images else []
             for (path, image), prediction in zip(loaded, predictions, strict=True):
@@ -72,20 +72,45 @@ def _decode_all(paths: list[Path]) -> None:
         load_image(path)
 
 
-def _load_chunk(paths: list[Path], record: RunRecord | None) -> list[tuple[Path, np.ndarray]]:
-    """``(path, HxWx3 uint8 image)`` of each readable path; unreadable ones go to ``record`` (None: raise)."""
+def _decoded_chunks(chunks: list[list[Path]], record: RunRecord | None) -> Iterator[list[tuple[Path, np.ndarray]]]:
+    """``(path, HxWx3 uint8 image)`` of each chunk's readable paths, the next chunk decoded in a thread
+    while the caller runs the model on this one; unreadable ones go to ``record`` (None: raise)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        pending = pool.submit(_decode, chunks[0]) if chunks else None
+        for index in range(len(chunks)):
+            assert pending is not None
+            decoded = pending.result()
+            pending = pool.submit(_decode, chunks[index + 1]) if index + 1 < len(chunks) else None
+            yield _readable(decoded, record)
+
+
+def _decode(paths: list[Path]) -> list[tuple[Path, np.ndarray | Exception]]:
+    """Each path's image, or the ImageError that reading it raised (recorded by the caller's thread)."""
     from vocabseg.errors import ImageError
     from vocabseg.images import load_image
 
-    loaded = []
+    decoded: list[tuple[Path, np.ndarray | Exception]] = []
     for path in paths:
         try:
-            loaded.append((path, load_image(path)))
+            decoded.append((path, load_image(path)))
         except ImageError as error:
+            decoded.append((path, error))
+    return decoded
+
+
+def _readable(decoded: list[tuple[Path, np.ndarray | Exception]], record: RunRecord | None,
+              ) -> list[tuple[Path, np.ndarray]]:
+    loaded = []
+    for path, image in decoded:
+        if isinstance(image, Exception):
             if record is None:
-                raise
-            logger.warning("skipping %s: %s", path, error)
-            record.add_error(path, str(error))
+                raise image
+            logger.warning("skipping %s: %s", path, image)
+            record.add_error(path, str(image))
+        else:
+            loaded.append((path, image))
     return loaded
 
 
