@@ -115,6 +115,8 @@ def test_bad_names_and_folders_are_one_line_errors(tmp_path, pushed):
         hub.parse_hub_name("hf-hub:no-slash")
     folder = tmp_path / "copy"
     shutil.copytree(pushed, folder)
+    with pytest.raises(CheckpointError, match="mistyped.safetensors does not exist"):  # not "no config.json"
+        Predictor.from_pretrained("fcclip_rn50_coco", weights=str(folder / "mistyped.safetensors"))
     (folder / "config.json").unlink()
     with pytest.raises(CheckpointError, match="no config.json beside"):
         Predictor.from_pretrained(str(folder / "model.safetensors"))

@@ -149,11 +149,12 @@ def read_pretrained(path: str | os.PathLike) -> dict:
     path = Path(path)
     weights = path / WEIGHTS_NAME if path.is_dir() else path
     config = weights.parent / CONFIG_NAME
+    if not weights.is_file():  # checked first: a mistyped .safetensors path has no config.json beside it either
+        raise CheckpointError(f"{weights} does not exist; check the path (a shared folder holds {WEIGHTS_NAME} "
+                              f"beside {CONFIG_NAME})")
     if not config.is_file():
         raise CheckpointError(f"{weights}: no {CONFIG_NAME} beside the weights; a vocabseg safetensors checkpoint "
                               "needs the config.json that `vocabseg push` writes with it")
-    if not weights.is_file():
-        raise CheckpointError(f"{weights} does not exist; the folder needs {WEIGHTS_NAME} beside {CONFIG_NAME}")
     try:
         header = json.loads(config.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as error:
@@ -180,7 +181,7 @@ def download_pretrained(name: str | HubName) -> Path:
     hub = name if isinstance(name, HubName) else parse_hub_name(name)
     if hub is None:
         raise ConfigError(f"{name!r} is not a hub name; write hf-hub:org/name[@revision]")
-    cache_dir, offline = os.environ.get("HF_HUB_CACHE") or None, _offline()
+    cache_dir, offline = os.environ.get("HF_HUB_CACHE") or None, _hf_offline()
     folder = None
     for filename in (CONFIG_NAME, WEIGHTS_NAME):
         try:
@@ -207,7 +208,3 @@ def _missing_message(hub: HubName, filename: str, error: Exception, offline: boo
 def _first_line(error: Exception) -> str:
     text = str(error).strip()
     return text.splitlines()[0] if text else type(error).__name__
-
-
-def _offline() -> bool:
-    return _hf_offline()
