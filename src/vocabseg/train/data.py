@@ -145,7 +145,7 @@ class PadCollate:
         return Batch(images, targets, [e.key for e in examples])
 
 
-def build_loader(dataset: Dataset, *, sampler: StreamSampler, collate: Callable[[list], Batch], num_workers: int,
+def build_loader(dataset: Dataset, *, sampler: StreamSampler, collate: Callable[[list], Any], num_workers: int,
                  pin_memory: bool) -> DataLoader:
     """An endless DataLoader; each item is one micro-batch, in ``sampler`` order."""
     # Its own generator: starting an iterator must not draw from the global torch RNG, which dropout

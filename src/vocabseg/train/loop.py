@@ -42,6 +42,15 @@ MASK_LOSSES = ("loss_mask", "loss_dice")  # the losses SetCriterion divides by t
 logger = logging.getLogger(__name__)  # progress notes (rank 0); `vocabseg train` shows them on stderr
 
 
+def wrap_ddp(model: torch.nn.Module, device: torch.device) -> torch.nn.Module:
+    """``model`` itself in a single process, else its DistributedDataParallel wrapper."""
+    if dist.get_world_size() == 1:
+        return model
+    device_ids = [device.index] if device.type == "cuda" else None
+    # broadcast_buffers=False: the only buffers are the frozen CLIP's, identical on every rank.
+    return DistributedDataParallel(model, device_ids=device_ids, broadcast_buffers=False)
+
+
 @dataclass(frozen=True)
 class LoopSettings:
     max_iter: int
@@ -101,7 +110,7 @@ class Trainer:
         self.text = text.to(device)  # computed once with the frozen text tower
         self.train_vocabulary, self.run_config = train_vocabulary, run_config or {}
         self.output_dir = Path(output_dir) if output_dir is not None else None
-        self.ddp = self._wrap(model)
+        self.ddp = wrap_ddp(model, device)
         self.trainable = [p for p in model.parameters() if p.requires_grad]
         self.scaler = torch.amp.GradScaler(device.type, enabled=settings.amp == "fp16")
         policy = cast(SegmentationModel, model).input_policy(model_settings)
@@ -112,13 +121,6 @@ class Trainer:
         self._writer: SummaryWriter | Literal[False] | None = None  # False: tensorboard is not installed
         self._clock = (time.perf_counter(), self.iteration)  # (time, iteration) of the last speed measurement
         self._saved_at: int | None = None
-
-    def _wrap(self, model: torch.nn.Module) -> torch.nn.Module:
-        if dist.get_world_size() == 1:
-            return model
-        device_ids = [self.device.index] if self.device.type == "cuda" else None
-        # broadcast_buffers=False: the only buffers are the frozen CLIP's, identical on every rank.
-        return DistributedDataParallel(model, device_ids=device_ids, broadcast_buffers=False)
 
     @property
     def global_batch(self) -> int:

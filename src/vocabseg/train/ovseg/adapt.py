@@ -30,15 +30,14 @@ import open_clip
 import torch
 import torch.nn.functional as F
 from torch.nn.parallel import DistributedDataParallel
-from torch.utils.data import DataLoader
 
 from vocabseg import distributed as dist
 from vocabseg.clip.text import encode_tokens
 from vocabseg.errors import CheckpointError, ConfigError
 from vocabseg.fileio import read_checkpoint, save_torch
 from vocabseg.mining.pairs import read_pairs
-from vocabseg.train.data import StreamSampler
-from vocabseg.train.loop import AMP_DTYPES
+from vocabseg.train.data import StreamSampler, build_loader
+from vocabseg.train.loop import AMP_DTYPES, wrap_ddp
 from vocabseg.train.ovseg.clip_model import (
     RegionEncoder,
     build_stage_clip,
@@ -90,7 +89,7 @@ class ClipTrainer:
         self.clip: Any = build_stage_clip(config.clip, stage=config.stage).to(device)
         depth = config.clip.mask_prompt_depth if config.stage == "prompt" else 0
         self.encoder = RegionEncoder(self.clip, mask_prompt_depth=depth)
-        self.ddp = self._wrap(self.encoder)
+        self.ddp = wrap_ddp(self.encoder, device)
         self.tokenizer = open_clip.tokenize if config.clip.tiny else open_clip.get_tokenizer(config.clip.model)
         size = int(self.clip.visual.image_size[0])
         self.dataset = PairDataset(pairs, config.data.root, size=size,
@@ -107,12 +106,6 @@ class ClipTrainer:
         self.output = Path(config.output)
         self.history: list[float] | None = [] if keep_history else None
         seed_everything(self.solver.seed + dist.get_rank())
-
-    def _wrap(self, module: torch.nn.Module) -> torch.nn.Module:
-        if dist.get_world_size() == 1:
-            return module
-        ids = [self.device.index] if self.device.type == "cuda" else None
-        return DistributedDataParallel(module, device_ids=ids, broadcast_buffers=False)
 
     @property
     def global_batch(self) -> int:
@@ -141,9 +134,8 @@ class ClipTrainer:
         sampler = StreamSampler(len(self.dataset), seed=self.solver.seed, rank=dist.get_rank(),
                                 world_size=dist.get_world_size(), batch_per_gpu=self.solver.batch_per_gpu,
                                 accum_steps=self.accum, start_position=self.position)
-        workers = self.config.data.num_workers
-        return iter(DataLoader(self.dataset, batch_sampler=sampler, collate_fn=collate_pairs, num_workers=workers,
-                               pin_memory=self.device.type == "cuda", prefetch_factor=2 if workers else None))
+        return iter(build_loader(self.dataset, sampler=sampler, collate=collate_pairs,
+                                 num_workers=self.config.data.num_workers, pin_memory=self.device.type == "cuda"))
 
     def step(self, batches: Iterator[PairBatch]) -> float:
         """One optimizer step on the effective batch; returns its contrastive loss."""
