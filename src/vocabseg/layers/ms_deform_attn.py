@@ -29,16 +29,15 @@ def multi_scale_deformable_attention(
     """
     needs_grad = torch.is_grad_enabled() and any(
         t.requires_grad for t in (value, sampling_locations, attention_weights))
-    if value.is_cuda and not needs_grad and _triton_kernel() is not None:
-        kernel = _triton_kernel()
-        assert kernel is not None
+    kernel = _triton_kernel() if value.is_cuda and not needs_grad else None
+    if kernel is not None:
         return kernel(value, spatial_shapes, sampling_locations, attention_weights)
     return grid_sample_deformable_attention(value, spatial_shapes, sampling_locations, attention_weights)
 
 
 @functools.cache
 def _triton_kernel():
-    """The Triton implementation, or None where Triton is missing or cannot compile (no GPU toolchain)."""
+    """The Triton implementation, or None where Triton is not installed."""
     try:
         from vocabseg.layers.ms_deform_attn_triton import multi_scale_deformable_attention_triton
     except ImportError:

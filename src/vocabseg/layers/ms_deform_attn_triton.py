@@ -10,6 +10,8 @@ Tested on CPU with ``TRITON_INTERPRET=1`` (set before this module is imported) a
 """
 from __future__ import annotations
 
+import itertools
+
 import torch
 import triton
 import triton.language as tl
@@ -74,20 +76,13 @@ def multi_scale_deformable_attention_triton(
     sampling_locations: torch.Tensor,
     attention_weights: torch.Tensor,
 ) -> torch.Tensor:
-    """Same contract as :func:`vocabseg.layers.ms_deform_attn.multi_scale_deformable_attention`.
-
-    Args:
-        value: [N, S, M, D]; sampling_locations: [N, Lq, M, L, P, 2] in [0, 1];
-            attention_weights: [N, Lq, M, L, P].
-
-    Returns:
-        [N, Lq, M * D] in ``value``'s dtype (accumulated in float32).
-    """
+    """:func:`vocabseg.layers.ms_deform_attn.grid_sample_deformable_attention` (same shapes) by the
+    fused kernel; the result is in ``value``'s dtype, accumulated in float32."""
     batch, total_len, heads, head_dim = value.shape
     _, num_queries, _, levels, points, _ = sampling_locations.shape
-    shapes = torch.tensor(spatial_shapes, dtype=torch.int32).to(value.device, non_blocking=True)  # [L, 2]
-    starts = torch.tensor([0] + [h * w for h, w in spatial_shapes][:-1], dtype=torch.int64).cumsum(0)
-    starts = starts.to(torch.int32).to(value.device, non_blocking=True)  # [L]
+    shapes = torch.tensor(spatial_shapes, dtype=torch.int32, device=value.device)  # [L, 2]
+    first_pixel = itertools.accumulate([h * w for h, w in spatial_shapes][:-1], initial=0)
+    starts = torch.tensor(list(first_pixel), dtype=torch.int32, device=value.device)  # [L]
     out = torch.empty(batch, num_queries, heads, head_dim, dtype=value.dtype, device=value.device)
     grid = (triton.cdiv(num_queries, BLOCK_Q), batch * heads)
     _msda_forward[grid](
