@@ -29,9 +29,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from vocabseg import distributed as dist
 from vocabseg.losses.maskformer import sigmoid_focal_loss
-from vocabseg.losses.set_criterion import dice_loss
+from vocabseg.losses.set_criterion import _num_masks_per_rank, dice_loss
 from vocabseg.models.cascade_clip.pseudo_labels import with_pseudo_labels
 
 Targets = list[dict[str, torch.Tensor]]
@@ -44,12 +43,6 @@ def one_hot_targets(targets: Targets, num_classes: int, size: tuple[int, int], d
         if target["labels"].numel():
             out[b].index_put_((target["labels"],), target["masks"].to(out.dtype), accumulate=True)
     return out.clamp_(max=1)  # a class given twice (two masks) is still one
-
-
-def count_masks(targets: Targets, device: torch.device) -> float:
-    """The official normaliser: target classes over the batch, averaged over ranks, at least 1."""
-    local = torch.tensor([float(sum(len(t["labels"]) for t in targets))], device=device)
-    return max(float(dist.all_reduce_sum(local)) / dist.get_world_size(), 1.0)  # note: a sync (all ranks)
 
 
 class CascadeCriterion(nn.Module):
@@ -78,7 +71,7 @@ class CascadeCriterion(nn.Module):
         self.last_targets = targets
         batch, classes = logits.shape[:2]
         size = (logits.shape[2], logits.shape[3])
-        num_masks = count_masks(targets, logits.device)
+        num_masks = _num_masks_per_rank(targets, device=logits.device)  # target classes (one mask each)
         dense = one_hot_targets(targets, classes, size, logits.device)  # [B, K, H, W]
         focal = sigmoid_focal_loss(logits.flatten(2).flatten(0, 1), dense.flatten(2).flatten(0, 1), num_masks)
         present = [(b, t["labels"]) for b, t in enumerate(targets)]
