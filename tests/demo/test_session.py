@@ -37,6 +37,9 @@ def test_all_tasks_give_overlay_table_and_every_download(session):
     assert sum(row[2] for row in result.rows) <= 96 * 128
     names = [Path(f).name for f in result.files]
     assert names == ["panoptic.png", "panoptic.json", "semantic_labels.png", "instances_rle.json", "overlay.png"]
+    np.testing.assert_array_equal(np.asarray(Image.open(result.files[-1])), result.overlay)  # the page's picture
+    run_folder = Path(result.files[0]).parent
+    assert sorted(p.name for p in run_folder.rglob("*") if p.is_file()) == sorted(names)  # nothing else left
     panoptic = json.loads(Path(result.files[1]).read_text())
     listed = sorted((s["class_name"], s["area"]) for s in panoptic["segments_info"])
     assert listed == sorted((row[0], row[2]) for row in result.rows)  # the table is the panoptic segments
@@ -55,6 +58,8 @@ def test_semantic_rows_have_no_score_and_every_output_is_downloadable(session):
 @pytest.mark.parametrize(("image", "vocab", "model", "expected"), [
     (None, VOCAB, "tiny", "upload a photo"),
     (np.zeros((4, 4, 3), np.uint8), VOCAB, "tiny", "at least 8x8"),
+    (np.zeros((32, 32, 3), np.float32), VOCAB, "tiny", "pass uint8"),  # not silently cast
+    (np.zeros((32, 32, 2), np.uint8), VOCAB, "tiny", "expected HxWx3"),
     ("photo", "   ", "tiny", "type the classes"),
     ("photo", "ade20k", "tiny", "did you mean"),
     ("photo", VOCAB, "fcclip_rn50_coco", "vocabseg demo --model fcclip_rn50_coco --weights PATH"),

@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from vocabseg.errors import CheckpointError, ConfigError, ImageError, VocabsegError
+from vocabseg.images import load_image
 from vocabseg.models import InferenceConfig
 
 logger = logging.getLogger(__name__)
@@ -93,6 +94,8 @@ class DemoSession:
 
     def _segment(self, image: np.ndarray | None, vocabulary: str, model: str, task: str, mode: str,
                  report: Progress) -> DemoResult:
+        from vocabseg.outputs import overlay
+
         array = _check_image(image)
         if not vocabulary or not vocabulary.strip():
             raise ConfigError("type the classes to find, e.g. 'cat; dog; grass [stuff]', or pick a built-in "
@@ -113,26 +116,28 @@ class DemoSession:
         pred = predictor.predict(array, task=tuple(family.tasks))
         shown = pred if task == "all" else only_task(pred, task)
         report(0.9, "writing the downloads")
-        files = self._write(array, pred, shown, vocab)
+        picture = overlay(array, shown, vocab)  # [H, W, 3]: shown on the page and offered as overlay.png
+        files = self._write(array, pred, picture, vocab)
         seconds = time.perf_counter() - started
         rows = segment_rows(shown, vocab)
         note = f"{len(rows)} segment(s) of {len(vocab)} class(es) in {seconds:.1f} s" if rows else (
             f"nothing found for these {len(vocab)} class(es); try other words or another task")
-        return DemoResult(_overlay(array, shown, vocab), rows, files, f"**Done**: {note}")
+        return DemoResult(picture, rows, files, f"**Done**: {note}")
 
-    def _write(self, image: np.ndarray, pred: Any, shown: Any, vocab: Any) -> list[str]:
+    def _write(self, image: np.ndarray, pred: Any, picture: np.ndarray, vocab: Any) -> list[str]:
         """The outputs under plain names in a folder per run (the page lists files by name only)."""
-        from vocabseg.outputs import overlay, save_png, write_prediction
+        from vocabseg.outputs import save_png, write_prediction
 
         self._runs += 1
         folder = self.output_root / f"run{self._runs:04d}"
-        written = write_prediction(folder / "files", "result", image, pred, vocab)[:-1]  # its overlay: all tasks
+        *written, all_tasks_overlay = write_prediction(folder / "files", "result", image, pred, vocab)
+        all_tasks_overlay.unlink()  # the page's overlay (the chosen task's) is the one offered
         files = []
         for path in written:
             target = folder / DOWNLOAD_NAMES[path.relative_to(folder / "files").as_posix()]
             path.replace(target)
             files.append(str(target))
-        save_png(folder / "overlay.png", overlay(image, shown, vocab))
+        save_png(folder / "overlay.png", picture)
         return [*files, str(folder / "overlay.png")]
 
 
@@ -182,14 +187,14 @@ def _cached_official(name: str) -> str | None:
 
 
 def _check_image(image: np.ndarray | None) -> np.ndarray:
+    """The page's photo as [H, W, 3] uint8 (grey and RGBA converted by the predictor's own reader)."""
     if image is None:
         raise ImageError("upload a photo or pick an example first")
-    array = np.asarray(image)
-    if array.ndim == 2:
-        array = np.repeat(array[..., None], 3, axis=-1)  # greyscale
-    if array.ndim != 3 or array.shape[-1] not in (3, 4) or min(array.shape[:2]) < 8:
-        raise ImageError(f"cannot use an image of shape {array.shape}; upload an RGB photo of at least 8x8 pixels")
-    return np.ascontiguousarray(array[..., :3].astype(np.uint8))
+    array = load_image(np.asarray(image))
+    if min(array.shape[:2]) < 8:
+        raise ImageError(f"cannot use an image of {array.shape[1]}x{array.shape[0]} pixels; upload a photo of at "
+                         "least 8x8 pixels")
+    return array
 
 
 def segment_rows(pred: Any, vocab: Any) -> list[list[Any]]:
@@ -206,12 +211,6 @@ def segment_rows(pred: Any, vocab: Any) -> list[list[Any]]:
         items = [(vocab.class_names[int(c)], None, int(n)) for c, n in zip(classes, counts)]
     items.sort(key=lambda item: -item[2])
     return [[name, score, area, round(100.0 * area / total, 1)] for name, score, area in items]
-
-
-def _overlay(image: np.ndarray, pred: Any, vocab: Any) -> np.ndarray:
-    from vocabseg.outputs import overlay
-
-    return overlay(image, pred, vocab)
 
 
 def _one_line(error: BaseException) -> str:
