@@ -211,8 +211,13 @@ def config_from_dict(data: dict) -> TrainConfig:
 
 def valid_keys() -> list[str]:
     """Every dotted key a preset may set (model.arch.* takes the family's config fields)."""
+    return dotted_keys(TrainConfig)
+
+
+def dotted_keys(schema: type) -> list[str]:
+    """``section.field`` of each field of the dataclass ``schema``'s sections, and its top-level fields."""
     keys = []
-    for f in fields(TrainConfig):
+    for f in fields(schema):
         if dataclasses.is_dataclass(f.default_factory):
             keys += [f"{f.name}.{sub.name}" for sub in fields(f.default_factory)]
         else:

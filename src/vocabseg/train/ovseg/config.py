@@ -7,10 +7,10 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 
 from vocabseg.errors import ConfigError
-from vocabseg.train.config import _build, apply_overrides, read_preset
+from vocabseg.train.config import _build, _flatten, apply_overrides, dotted_keys, read_preset
 
 STAGES = ("mine", "adapt", "prompt", "assemble")
 
@@ -98,7 +98,7 @@ def load_stage_config(preset: str, overrides: list[str] | None = None) -> StageC
 
 
 def stage_config_from_dict(data: dict) -> StageConfig:
-    keys = _valid_keys()
+    keys = dotted_keys(StageConfig)
     unknown = [k for k in _flatten(data) if k not in keys]
     if unknown:
         hint = difflib.get_close_matches(unknown[0], keys, n=1)
@@ -108,20 +108,3 @@ def stage_config_from_dict(data: dict) -> StageConfig:
     if config.stage not in STAGES:
         raise ConfigError(f"stage={config.stage!r}; use one of {', '.join(STAGES)}")
     return config
-
-
-def _valid_keys() -> list[str]:
-    keys = []
-    for f in fields(StageConfig):
-        if dataclasses.is_dataclass(f.default_factory):
-            keys += [f"{f.name}.{sub.name}" for sub in fields(f.default_factory)]
-        else:
-            keys.append(f.name)
-    return keys
-
-
-def _flatten(data: dict, prefix: str = "") -> list[str]:
-    out = []
-    for key, value in data.items():
-        out += _flatten(value, f"{prefix}{key}.") if isinstance(value, dict) else [f"{prefix}{key}"]
-    return out
