@@ -108,6 +108,16 @@ def test_bad_sizes_are_one_line_errors(fcclip):
         prepare_image(fcclip, synthetic_photo(), 32, 32)
 
 
+def test_size_argument_is_width_by_height_or_one_side(capsys):
+    from vocabseg.cli.export import image_size
+
+    assert image_size("96x64") == (64, 96) and image_size("96") == (96, 96)
+    for bad in ("96x", "x64", "0x64", "96x64x3", "big"):
+        with pytest.raises(SystemExit):
+            main(["export", "--model", "m", "--vocab", VOCAB, "--size", bad, "--output", "m.pt2"])
+        assert "argument --size" in capsys.readouterr().err
+
+
 @pytest.mark.slow
 def test_export_command_writes_the_program_and_its_description(tmp_path):
     checkpoint = save_tiny_checkpoint(tmp_path / "tiny.pth")

@@ -103,6 +103,9 @@ def test_demo_command_offers_checkpoints_and_zoo_models():
     assert [s.name_or_path for s in model_sources(parse(["demo"]))] == list_models()
     with pytest.raises(ConfigError, match="exactly one --model"):
         model_sources(parse(["demo", "--weights", "w.pth"]))
+    for bad in (["--min-size", "0"], ["--max-size", "-5"], ["--port", "0"]):
+        with pytest.raises(SystemExit):  # argparse's one-line error, before any model loads
+            parse(["demo", *bad])
 
 
 def test_fast_and_exact_mode_set_the_precision(session):

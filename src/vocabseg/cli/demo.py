@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from vocabseg.cli.common import setting, test_size_overrides
+from vocabseg.cli.common import positive_int, setting, test_size_overrides
 
 
 def model_sources(args: argparse.Namespace) -> list:
@@ -45,11 +45,11 @@ def add_demo_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--weights", help="local official checkpoint for the one --model (offline use)")
     p.add_argument("--clip-weights", help="open_clip state dict, for checkpoints without the frozen CLIP")
     p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ...")
-    p.add_argument("--min-size", type=int, help="test resize: shortest edge (default: the model's)")
-    p.add_argument("--max-size", type=int, help="test resize: longest edge cap (default: the model's)")
+    p.add_argument("--min-size", type=positive_int, help="test resize: shortest edge (default: the model's)")
+    p.add_argument("--max-size", type=positive_int, help="test resize: longest edge cap (default: the model's)")
     p.add_argument("--set", dest="settings", action="append", default=[], type=setting, metavar="KEY=VALUE",
                    help="a test-time setting of the models, e.g. ensemble_alpha=0.5; repeatable")
     p.add_argument("--host", default="127.0.0.1", help="address to serve on (0.0.0.0: reachable from others)")
-    p.add_argument("--port", type=int, default=7860)
+    p.add_argument("--port", type=positive_int, default=7860)
     p.add_argument("--share", action="store_true", help="also open a public gradio.live link (needs network)")
     p.set_defaults(func=cmd_demo, size_preset=None)

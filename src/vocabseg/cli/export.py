@@ -9,9 +9,9 @@ from vocabseg.cli.common import add_model_arguments, load_predictor, positive_in
 
 def image_size(text: str) -> tuple[int, int]:
     """``WIDTHxHEIGHT`` (or one number for a square) -> (height, width)."""
-    width, _, height = text.lower().partition("x")
+    width, sep, height = text.lower().partition("x")
     try:
-        return positive_int(height or width), positive_int(width)
+        return positive_int(height if sep else width), positive_int(width)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected WIDTHxHEIGHT such as 1344x800, got {text!r}") from None
 
