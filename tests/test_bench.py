@@ -35,10 +35,21 @@ def test_bench_prints_stages_both_modes_and_the_deviation(checkpoint, capsys, tm
     assert "semantic label agreement with exact" in out and "mask_cls relative error" in out
 
 
-def test_bench_refuses_a_bad_size(checkpoint, capsys):
+@pytest.mark.parametrize("flag, value, message", [
+    ("--size", "800by1200", "expected HxW"), ("--size", "0x5", "expected HxW"),
+    ("--modes", "exact,turbo", "unknown mode 'turbo'"), ("--warmup", "-1", "expected a whole number"),
+])
+def test_bench_refuses_a_bad_argument(checkpoint, capsys, flag, value, message):
     with pytest.raises(SystemExit):
-        main(["bench", "--checkpoint", str(checkpoint), "--size", "800by1200"])
-    assert "expected HxW" in capsys.readouterr().err
+        main(["bench", "--checkpoint", str(checkpoint), flag, value])
+    assert message in capsys.readouterr().err
+
+
+def test_bench_refuses_a_task_the_family_does_not_give(checkpoint, capsys, tmp_path, monkeypatch):
+    monkeypatch.setenv("VOCABSEG_CACHE", str(tmp_path / "text"))
+    assert main(["bench", "--checkpoint", str(checkpoint), "--tasks", "semantic,depth", "--text", "skip"]) != 0
+    err = capsys.readouterr().err
+    assert "not 'depth'" in err and "Traceback" not in err
 
 
 def _result(mode: str, captured: dict, semantic: np.ndarray) -> ModeResult:
@@ -84,7 +95,9 @@ def test_auto_precision_on_cpu_is_exact_and_fast_mode_stays_close(checkpoint, tm
 
 def test_an_unknown_deviation_mode_prints_dashes():
     exact = _result("exact", {}, np.zeros((2, 2)))
-    assert "-" in format_table([exact, _result("fast", {}, np.zeros((2, 2)))], {"fast": Deviation({}, None)})
+    table = format_table([exact, _result("fast", {}, np.zeros((2, 2)))], {"fast": Deviation({}, None)})
+    backbone = next(line for line in table.splitlines() if line.startswith("backbone"))
+    assert backbone.split() == ["backbone", "1.000", "1.000", "1.00x", "-"]
 
 
 def test_predict_fast_flag_records_bf16(checkpoint, tmp_path, monkeypatch):

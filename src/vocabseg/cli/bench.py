@@ -22,7 +22,7 @@ def add_bench_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--tasks", default="all", help="comma-separated tasks, or all (default)")
     p.add_argument("--batch", type=positive_int, default=1, help="images per run (copies of the test image)")
     p.add_argument("--repeats", type=positive_int, default=2, help="timed passes per mode (median reported)")
-    p.add_argument("--warmup", type=int, default=1, help="untimed passes per mode first")
+    p.add_argument("--warmup", type=_non_negative, default=1, help="untimed passes per mode first")
     p.add_argument("--clock", choices=["wall", "cpu"], default="wall",
                    help="cpu: process CPU seconds / threads, an idle-machine estimate when other jobs share the CPU")
     p.add_argument("--text", choices=["cold", "skip"], default="cold",
@@ -35,6 +35,12 @@ def _size(text: str) -> tuple[int, int]:
     if not sep or not height.isdigit() or not width.isdigit() or int(height) < 1 or int(width) < 1:
         raise argparse.ArgumentTypeError(f"expected HxW such as 800x1200, got {text!r}")
     return int(height), int(width)
+
+
+def _non_negative(text: str) -> int:
+    if not text.isdigit():
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 0, got {text!r}")
+    return int(text)
 
 
 def _modes(text: str) -> tuple[str, ...]:
@@ -53,7 +59,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     from vocabseg import bench
 
     predictor = _load(args)
-    tasks = predictor.family.tasks if args.tasks == "all" else tuple(t.strip() for t in args.tasks.split(","))
+    tasks = _tasks(args.tasks, predictor.family)
     print(f"{predictor.family.title} {args.model or args.checkpoint} on {predictor.device} "
           f"({_machine(predictor.device)}, {torch.get_num_threads()} threads), torch {torch.__version__}")
     if args.text == "cold":  # the same float32 text tower in both modes
@@ -69,6 +75,17 @@ def cmd_bench(args: argparse.Namespace) -> int:
     deviations = {r.mode: bench.deviation(r, exact) for r in results if exact is not None and r is not exact}
     print(bench.format_table(results, deviations))
     return 0
+
+
+def _tasks(text: str, family) -> tuple[str, ...]:
+    """--tasks as a tuple of the family's tasks; anything else a one-line error."""
+    from vocabseg.errors import ConfigError
+
+    tasks = family.tasks if text == "all" else tuple(t.strip() for t in text.split(",") if t.strip())
+    unknown = [t for t in tasks if t not in family.tasks] or ([] if tasks else [text])
+    if unknown:
+        raise ConfigError(f"--tasks: {family.title} models give {','.join(family.tasks)} output, not {unknown[0]!r}")
+    return tasks
 
 
 def _load(args: argparse.Namespace):
