@@ -129,6 +129,21 @@ def test_mining_resumes_where_it_stopped(dataset, tmp_path):
         PairWriter(root, settings={"v": 2})
 
 
+def test_a_line_cut_short_by_a_killed_run_is_dropped_on_resume(tmp_path):
+    root = tmp_path / "pairs"
+    crop, mask = np.zeros((8, 8, 3), np.uint8), np.ones((8, 8), bool)
+    PairWriter(root, settings={}).add("a.png", [(crop, mask, "ball", 1.0, "a ball")])
+    for name, torn in (("pairs.jsonl", '{"image": "b.png", "cro'), ("done.txt", "b.p")):
+        with open(root / name, "a") as handle:
+            handle.write(torn)
+    assert [p.image for p in read_pairs(root)] == ["a.png"]  # training on the folder as the run left it
+    writer = PairWriter(root, settings={})
+    assert writer.done == {"a.png"}
+    writer.add("b.png", [(crop, mask, "box", 1.0, "a box")])
+    assert [(p.image, p.noun) for p in read_pairs(root)] == [("a.png", "ball"), ("b.png", "box")]
+    assert (root / "done.txt").read_text() == "a.png\nb.png\n"
+
+
 def test_caption_files_that_do_not_fit_are_one_line_errors(dataset, tmp_path):
     images, _ = dataset
     other = tmp_path / "other.json"

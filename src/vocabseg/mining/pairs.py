@@ -47,6 +47,8 @@ class PairWriter:
         suffix = f"-{shard}" if shard else ""
         self.pairs_file, self.done_file = self.root / f"pairs{suffix}.jsonl", self.root / f"done{suffix}.txt"
         self.skipped_file = self.root / f"skipped{suffix}.jsonl"
+        for path in (self.pairs_file, self.done_file, self.skipped_file):
+            _cut_torn_tail(path)  # a killed run's half-written last line; appending would glue onto it
         self.done = done_images(self.root)
         self._drop_unfinished()
 
@@ -115,9 +117,16 @@ def read_pairs(root: str | Path) -> list[Pair]:
 
 
 def _read_lines(path: Path) -> list[str]:
+    """The file's complete lines: a last line without its newline was cut short by a killed run."""
     if not path.is_file():
         return []
-    return [line for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    return [line for line in path.read_text(encoding="utf-8").split("\n")[:-1] if line.strip()]
+
+
+def _cut_torn_tail(path: Path) -> None:
+    if path.is_file() and path.stat().st_size and not path.read_bytes().endswith(b"\n"):
+        kept = "".join(f"{line}\n" for line in _read_lines(path))
+        atomic_write(path, lambda p: p.write_text(kept, encoding="utf-8"))
 
 
 def _append(path: Path, lines: list[str]) -> None:
