@@ -80,6 +80,20 @@ def test_onnx_matches_pytorch_to_1e_4(fcclip, fcclip_program, tmp_path):
 
 
 @pytest.mark.slow
+def test_onnx_with_external_weights_keeps_the_data_file_beside_it(fcclip, fcclip_program, tmp_path, monkeypatch):
+    pytest.importorskip("onnxscript")
+    from torch.onnx._internal.exporter import _onnx_program
+
+    monkeypatch.setattr(_onnx_program, "_LARGE_MODEL_THRESHOLD", 0)  # as for a model over ~1.5 GB
+    path = save_onnx(fcclip_program, tmp_path / "out" / "big.onnx")
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["big.onnx", "big.onnx.data"]
+    image, _ = prepare_image(fcclip, synthetic_photo(), HEIGHT, WIDTH)
+    with torch.no_grad():
+        expected = FixedVocabularyModel(fcclip)(image)
+    np.testing.assert_allclose(_onnx_outputs(path, image)[1], expected[1].numpy(), rtol=0, atol=1e-4)
+
+
+@pytest.mark.slow
 def test_ovseg_proposal_branch_exports_to_onnx(tmp_path_factory, tmp_path):
     pytest.importorskip("onnxscript")
     ovseg = _predictor(tmp_path_factory, "ovseg", {"clip_ensemble": False})

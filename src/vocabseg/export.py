@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -122,14 +123,20 @@ def save_onnx(program: torch.export.ExportedProgram, path: str | os.PathLike, *,
         raise ConfigError("ONNX export needs the [export] extra: pip install 'vocabseg[export]'") from None
     names = list(OUTPUT_NAMES[:len(output_shapes(program))])
     example = torch.zeros(input_shape(program))
-
-    def write(target: Path) -> None:
-        onnx_program = torch.onnx.export(program, args=(example,), input_names=["images"], output_names=names,
-                                         opset_version=opset, dynamo=True, verbose=False)
-        assert onnx_program is not None
-        onnx_program.save(str(target))
-
-    return atomic_write(path, write)
+    onnx_program = torch.onnx.export(program, args=(example,), input_names=["images"], output_names=names,
+                                     opset_version=opset, dynamo=True, verbose=False)
+    assert onnx_program is not None
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # Weights over ~1.5 GB go to "<name>.data" beside the graph, which refers to it by name: both are
+    # written under their final names in a hidden folder, then moved in (data first, graph last), so
+    # no partial or misnamed file is left, whatever the model's size.
+    with tempfile.TemporaryDirectory(dir=path.parent, prefix=f".{path.name}.") as staging:
+        staged = Path(staging) / path.name
+        onnx_program.save(str(staged))
+        for produced in sorted(Path(staging).iterdir(), key=lambda p: p == staged):
+            os.replace(produced, path.parent / produced.name)
+    return path
 
 
 def input_shape(program: torch.export.ExportedProgram) -> list[int]:
