@@ -64,11 +64,9 @@ def _encode_in_batches(
     for start in tqdm(starts, desc="text embeddings", unit="batch", disable=not show):
         feats = encode_fn([unique[i] for i in order[start : start + batch_size]])  # [b, D]
         chunks.append(feats.detach().float())
-    sorted_feats = torch.cat(chunks)
-    feats = torch.empty_like(sorted_feats)
-    feats[torch.tensor(order, device=feats.device)] = sorted_feats  # [U, D] in first-seen order
-    row = {prompt: i for i, prompt in enumerate(unique)}
-    return feats[torch.tensor([row[p] for p in prompts], device=feats.device)]  # [N, D]
+    sorted_feats = torch.cat(chunks)  # [U, D] in encoding order
+    row = {unique[i]: position for position, i in enumerate(order)}
+    return sorted_feats[torch.tensor([row[p] for p in prompts], device=sorted_feats.device)]  # [N, D]
 
 
 def _token_counts(prompts: list[str]) -> list[int]:
