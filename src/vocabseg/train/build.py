@@ -162,19 +162,27 @@ def build_train_data(config: TrainConfig, source, vocabulary: Vocabulary, model:
         return TrainData(dataset, tuple(range(len(vocabulary))), vocabulary, vocabulary, None)
     if inp.augment != "mmseg":
         raise ConfigError(f"input.augment={inp.augment!r}; use lsj or mmseg")
-    if len(inp.resize_scale) != 2:
+    scale = _positive_ints(inp.resize_scale, "input.resize_scale", "[2048, 512]")
+    if len(scale) != 2:
         raise ConfigError(f"input.resize_scale={inp.resize_scale!r} must be [long, short], e.g. [2048, 512]")
+    short_sides = _positive_ints(inp.short_side_choices, "input.short_side_choices", "[320, 384, 448]")
     split = resolve_split(vocabulary.class_names, seen=zero_shot.seen_classes, unseen=zero_shot.unseen_classes,
                           transductive=zero_shot.transductive)
-    augment = MMSegAugment(crop_size=inp.image_size, scale=(int(inp.resize_scale[0]), int(inp.resize_scale[1])),
+    augment = MMSegAugment(crop_size=inp.image_size, scale=(scale[0], scale[1]),
                            ratio_range=(inp.min_scale, inp.max_scale), cat_max_ratio=inp.cat_max_ratio,
                            flip_prob=0.5 if inp.flip else 0.0, photometric=inp.photometric,
-                           short_side_choices=tuple(int(side) for side in inp.short_side_choices))
+                           short_side_choices=short_sides)
     seen = seen_subset(vocabulary, split.unseen) if split.unseen else vocabulary
     head = vocabulary if split.transductive else seen
     policy = cast(SegmentationModel, model).input_policy(settings)
     collate = DenseCollate(policy.pixel_mean, policy.pixel_std, inp.image_size)
     return TrainData(DenseTrainDataset(source, augment=augment, split=split), split.head_classes, head, seen, collate)
+
+
+def _positive_ints(values: list, field: str, example: str) -> tuple[int, ...]:
+    if not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in values):
+        raise ConfigError(f"{field}={values!r} must be a list of positive integers (pixels), e.g. {example}")
+    return tuple(values)
 
 
 def training_classifier(model: torch.nn.Module, data: TrainData, vocabulary: Vocabulary, *, cache_dir: str | None,

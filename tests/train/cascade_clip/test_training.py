@@ -7,10 +7,12 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+import pytest
 import torch
 
 from vocabseg.checkpoints import read_checkpoint
 from vocabseg.cli.train import run_training
+from vocabseg.errors import ConfigError
 from vocabseg.train.build import build_trainer
 from vocabseg.train.data import SampleKey
 
@@ -168,3 +170,13 @@ def test_custom_dataset_and_split_by_configuration(cascade_config, tmp_path):
     trainer.train()
     assert trainer.text.class_names == ("cat", "grass")
     assert all(set(t["labels"].tolist()) <= {0, 1} for _, targets in recorder.calls for t in targets)
+
+
+@pytest.mark.parametrize(("override", "message"), [
+    ("input.short_side_choices=[a]", r"input.short_side_choices=\['a'\] must be a list of positive integers"),
+    ("input.resize_scale=[256, 0]", r"input.resize_scale=\[256, 0\] must be a list of positive integers"),
+    ("input.resize_scale=[256]", r"input.resize_scale=\[256\] must be \[long, short\]"),
+])
+def test_bad_resize_settings_are_one_line_errors(cascade_config, override, message):
+    with pytest.raises(ConfigError, match=message):
+        build_trainer(cascade_config(override), device=CPU)
