@@ -109,14 +109,11 @@ def test_demo_command_offers_checkpoints_and_zoo_models():
 
 
 def test_fast_and_exact_mode_set_the_precision(session):
-    from vocabseg.demo.session import has_fast_mode
-
-    if not has_fast_mode():
-        pytest.skip("no precision setting in this vocabseg")
     fast = session.segment(synthetic_photo(), VOCAB, "tiny", "semantic", mode="fast")
     assert fast.message.startswith("**Done**") and session.predictor("tiny").inference.precision == "bf16"
     session.segment(synthetic_photo(), VOCAB, "tiny", "semantic", mode="exact")
     assert session.predictor("tiny").inference.precision == "fp32"
+    assert "pick one of: exact, fast" in session.segment(synthetic_photo(), VOCAB, "tiny", "semantic", "turbo").message
 
 
 @pytest.mark.parametrize("family", sorted(set(FAMILIES) - {"fcclip"}))  # FC-CLIP: the tests above

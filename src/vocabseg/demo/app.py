@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from vocabseg.demo.examples import PHOTOS, example_photos
-from vocabseg.demo.session import MODES, TABLE_HEADERS, DemoSession, has_fast_mode
+from vocabseg.demo.session import MODES, TABLE_HEADERS, DemoSession
 from vocabseg.errors import ConfigError
 
 TYPE_YOUR_OWN = "(type your own)"
@@ -50,7 +50,7 @@ def build_demo(session: DemoSession, *, examples_dir: str | Path | None = None) 
                 task = gr.Radio(["panoptic", "semantic", "instance", "all"], value=session.default_task(labels[0]),
                                 label="task", elem_id="task")
                 mode = gr.Radio(list(MODES), value="exact", label="mode (fast: bf16, slightly different numbers)",
-                                visible=has_fast_mode(), elem_id="mode")
+                                elem_id="mode")
                 run = gr.Button("Segment", variant="primary", elem_id="run")
             with gr.Column():
                 status = gr.Markdown(elem_id="status")

@@ -18,18 +18,13 @@ import numpy as np
 
 from vocabseg.errors import CheckpointError, ConfigError, ImageError, VocabsegError
 from vocabseg.images import load_image
-from vocabseg.models import InferenceConfig
 
 logger = logging.getLogger(__name__)
 
-# Mode switch -> the precision setting of fast mode (issue 11), offered only where it exists.
+# Mode switch -> the precision setting of fast mode (issue 11).
 MODES = {"exact": "fp32", "fast": "bf16"}
 TABLE_HEADERS = ["class", "score", "area (px)", "area (%)"]
 Progress = Callable[[float, str], None]  # fraction done, what is happening
-
-
-def has_fast_mode() -> bool:
-    return "precision" in InferenceConfig.__dataclass_fields__
 
 
 @dataclass(frozen=True)
@@ -102,8 +97,9 @@ class DemoSession:
                               "vocabulary")
         report(0.05, f"loading {model}")
         predictor = self.predictor(model)
-        if has_fast_mode() and mode in MODES:
-            predictor.with_settings({"precision": MODES[mode]})
+        if mode not in MODES:
+            raise ConfigError(f"unknown mode {mode!r}; pick one of: {', '.join(MODES)}")
+        predictor.with_settings({"precision": MODES[mode]})
         report(0.2, "building text embeddings (cached after the first time)")
         started = time.perf_counter()
         vocab = predictor.set_vocabulary(vocabulary.strip())  # a tqdm bar for large vocabularies (the page shows it)
