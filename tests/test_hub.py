@@ -134,6 +134,19 @@ def test_push_needs_exactly_one_target(tiny_checkpoint):
         hub.push_checkpoint(str(tiny_checkpoint))
 
 
+def test_push_to_a_repo_uploads_a_card_naming_it(tiny_checkpoint, monkeypatch):
+    uploaded = {}
+
+    def fake_push(folder, repo_id, **kwargs):  # no network: keep what would be uploaded
+        uploaded.update({p.name: p.read_bytes() for p in folder.iterdir()})
+        return f"https://huggingface.co/{repo_id}"
+
+    monkeypatch.setattr(hub, "push", fake_push)
+    assert hub.push_checkpoint(str(tiny_checkpoint), repo_id="me/tiny") == "https://huggingface.co/me/tiny"
+    assert sorted(uploaded) == ["README.md", "config.json", "model.safetensors"]
+    assert 'from_pretrained("hf-hub:me/tiny")' in uploaded["README.md"].decode()
+
+
 def test_torch_hub_load_on_the_repository(tiny_checkpoint):
     predictor = torch.hub.load(str(REPO_ROOT), "from_pretrained", source="local",
                                name_or_path=str(tiny_checkpoint))

@@ -63,8 +63,9 @@ def check_repo_id(repo_id: str, *, what: str) -> str:
 
 # ---- writing ----------------------------------------------------------------------------------
 def save_pretrained(folder: str | os.PathLike, model: nn.Module, *, family: Any, config: Any, settings: Any,
-                    train_vocabulary: str = "coco_panoptic", source: str = "") -> Path:
-    """Writes ``config.json``, ``model.safetensors`` and ``README.md`` into ``folder``; returns it."""
+                    train_vocabulary: str = "coco_panoptic", source: str = "", repo_id: str = "ORG/NAME") -> Path:
+    """Writes ``config.json``, ``model.safetensors`` and ``README.md`` (its example loads ``repo_id``) into
+    ``folder``; returns it."""
     from vocabseg.checkpoints import FORMAT, VERSION
 
     folder = Path(folder)
@@ -74,7 +75,7 @@ def save_pretrained(folder: str | os.PathLike, model: nn.Module, *, family: Any,
     atomic_write(folder / WEIGHTS_NAME, lambda p: safetensors.torch.save_file(state, str(p), {"format": "pt"}))
     text = json.dumps(header, indent=1) + "\n"
     atomic_write(folder / CONFIG_NAME, lambda p: p.write_text(text, encoding="utf-8"))
-    card = _model_card(family.title, train_vocabulary, source)
+    card = _model_card(family.title, train_vocabulary, source, repo_id)
     atomic_write(folder / CARD_NAME, lambda p: p.write_text(card, encoding="utf-8"))
     return folder
 
@@ -90,12 +91,12 @@ def _unshared(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     return out
 
 
-def _model_card(title: str, train_vocabulary: str, source: str) -> str:
+def _model_card(title: str, train_vocabulary: str, source: str, repo_id: str) -> str:
     return (f"---\nlibrary_name: vocabseg\ntags:\n- image-segmentation\n- open-vocabulary\n---\n\n"
             f"# {title} checkpoint for vocabseg\n\nTrained vocabulary: `{train_vocabulary}`."
             + (f" Converted from `{Path(source).name}`." if source else "")
             + "\n\n```python\nfrom vocabseg import Predictor\n\n"
-              "predictor = Predictor.from_pretrained(\"hf-hub:ORG/NAME\")\n"
+              f"predictor = Predictor.from_pretrained(\"{HUB_PREFIX}{repo_id}\")\n"
               "predictor.set_vocabulary(\"cat; dog; grass [stuff]\")\n```\n")
 
 
@@ -133,7 +134,7 @@ def push_checkpoint(name_or_path: str, *, repo_id: str | None = None, local_dir:
         return str(save_pretrained(local_dir, loaded.model, **kwargs))
     assert repo_id is not None
     with tempfile.TemporaryDirectory(prefix="vocabseg-push-") as folder:
-        save_pretrained(folder, loaded.model, **kwargs)
+        save_pretrained(folder, loaded.model, **kwargs, repo_id=repo_id)
         return push(Path(folder), repo_id, revision=revision, private=private)
 
 
