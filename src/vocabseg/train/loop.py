@@ -315,6 +315,10 @@ class Trainer:
     def resume(self, path: str | Path) -> None:
         """Continues from a training checkpoint: weights, optimizer, schedule, scaler, stream, random states."""
         state = read_training_checkpoint(path, model=self.model, family=self.family, config=self.model_config)
+        theirs, ours = (state.get("run_config") or {}).get("zero_shot"), self.run_config.get("zero_shot")
+        if theirs is not None and ours is not None and theirs != ours:  # e.g. a transductive run given inductive's
+            raise CheckpointError(f"{path} was trained with zero_shot {theirs}, this run sets {ours}; resume with the "
+                                  "preset that wrote it, or start from its weights with model.init (or --init)")
         try:
             self.optimizer.load_state_dict(state["optimizer"])
         except ValueError as error:

@@ -12,7 +12,7 @@ import torch
 
 from vocabseg.checkpoints import read_checkpoint
 from vocabseg.cli.train import run_training
-from vocabseg.errors import ConfigError
+from vocabseg.errors import CheckpointError, ConfigError
 from vocabseg.train.build import build_trainer
 from vocabseg.train.data import SampleKey
 
@@ -125,6 +125,8 @@ def test_transductive_run_starts_from_the_inductive_checkpoint_at_half_schedule(
     assert len(with_disc) == 2  # image 0, once per iteration: its disc pixels pseudo-labelled (the only unseen class)
     for target in with_disc:
         assert torch.equal(target["masks"][target["labels"].tolist().index(1)], disc)
+    with pytest.raises(CheckpointError, match="was trained with zero_shot .* with model.init"):
+        trainer.resume(tmp_path / "run" / "last.pth")  # --resume of the inductive run: not a continuation
 
 
 def test_official_embedding_file_gives_the_head_its_rows(cascade_config, tmp_path):
