@@ -21,7 +21,6 @@ from vocabseg import bench
 from vocabseg.models import get_family
 from vocabseg.predictor import Predictor
 from vocabseg.testing import synthetic_photo, tiny_config
-from vocabseg.zoo import get_variant
 
 
 def build_predictor(model: str, device: str, dry_run: bool) -> Predictor:
@@ -30,10 +29,7 @@ def build_predictor(model: str, device: str, dry_run: bool) -> Predictor:
         config = tiny_config()
         settings = family.default_settings(config).override({"min_size": 64, "max_size": 96})
         return Predictor(family.build(config), config, settings, family=family, device=device)
-    variant = get_variant(model)
-    family = get_family(variant.family)
-    return Predictor(family.build(variant.config), variant.config, variant.settings, family=family,
-                     train_vocabulary=variant.train_vocabulary, device=device)
+    return bench.random_weights_predictor(model, device)
 
 
 def check_triton_kernel(device: torch.device, levels: list[tuple[int, int]]) -> str:

@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from vocabseg.predictor import Prediction, Predictor, RawOutput
+from vocabseg.predictor import Prediction, Predictor, RawOutput, resolve_device
 from vocabseg.text import TextEmbeddingCache
 
 MODES = {"exact": "fp32", "fast": "bf16"}  # benchmark mode -> InferenceConfig.precision
@@ -60,6 +60,18 @@ class Deviation:
 
     relative_error: dict[str, float]  # stage -> ||fast - exact|| / ||exact|| over its captured outputs
     semantic_agreement: float | None  # fraction of pixels with the same semantic label (None: no semantic task)
+
+
+def random_weights_predictor(model: str, device: str | torch.device) -> Predictor:
+    """A zoo variant with random weights: speed does not depend on their values (nothing downloaded)."""
+    from vocabseg.models import get_family
+    from vocabseg.zoo import get_variant
+
+    device = resolve_device(device)  # a bad --device fails before a large model is built
+    variant = get_variant(model)
+    family = get_family(variant.family)
+    return Predictor(family.build(variant.config), variant.config, variant.settings, family=family,
+                     train_vocabulary=variant.train_vocabulary, device=device)
 
 
 # ---- timing -----------------------------------------------------------------------------------

@@ -89,19 +89,14 @@ def _tasks(text: str, family) -> tuple[str, ...]:
 
 
 def _load(args: argparse.Namespace):
+    from vocabseg.bench import random_weights_predictor
     from vocabseg.cli.common import load_predictor
-    from vocabseg.models import get_family
-    from vocabseg.predictor import Predictor, resolve_device
-    from vocabseg.zoo import get_variant
 
     if args.checkpoint or args.weights:
         args.model, args.settings = args.checkpoint or args.model, []
         args.size_preset = args.min_size = args.max_size = None
         return load_predictor(args)
-    variant = get_variant(args.model)  # random weights: speed does not depend on their values
-    family = get_family(variant.family)
-    return Predictor(family.build(variant.config), variant.config, variant.settings, family=family,
-                     train_vocabulary=variant.train_vocabulary, device=resolve_device(args.device))
+    return random_weights_predictor(args.model, args.device)
 
 
 def _image(args: argparse.Namespace):
