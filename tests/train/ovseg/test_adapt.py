@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from vocabseg.cli.train import run_training
-from vocabseg.errors import ConfigError, DatasetError
+from vocabseg.errors import CheckpointError, ConfigError, DatasetError
 from vocabseg.train.config import list_presets, read_preset
 from vocabseg.train.ovseg.clip_model import build_stage_clip
 from vocabseg.train.ovseg.config import load_stage_config
@@ -81,3 +81,12 @@ def test_official_parameter_groups_and_schedule():
     assert only["name"] == "mask_embedding" and only["params"][0].std() > 0.01  # N(0, 0.02), not zeros
     assert [cosine_factor(t, warmup=2, total=6) for t in range(7)] == pytest.approx(
         [0.5, 1.0, 1.0, 0.8535534, 0.5, 0.1464466, 0.0])
+
+
+def test_resume_refuses_the_last_pth_of_another_clip(stage_config):
+    run_stage(stage_config("prompt", output="depth2", max_iter=2, checkpoint_period=1), stop_at=1)
+    config = stage_config("prompt", output="depth3", max_iter=2)
+    config.clip.mask_prompt_depth = 3
+    last = config.output.replace("depth3", "depth2") + "/last.pth"
+    with pytest.raises(CheckpointError, match="do not fit this CLIP \\(e.g. visual.mask_embedding\\)"):
+        run_stage(config, resume=last)

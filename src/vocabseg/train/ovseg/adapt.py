@@ -236,6 +236,10 @@ class ClipTrainer:
             raise CheckpointError(f"{path} belongs to another run ({'; '.join(changed)}); "
                                   "resume with the preset and overrides that wrote it")
         params = dict(self.clip.named_parameters())
+        unfit = [n for n, v in state["trainable"].items() if n not in params or params[n].shape != v.shape]
+        if unfit:
+            raise CheckpointError(f"{path} holds CLIP parameters that do not fit this CLIP (e.g. {unfit[0]}); "
+                                  "resume with the clip settings that wrote it")
         with torch.no_grad():
             for name, value in state["trainable"].items():
                 params[name].copy_(value)
