@@ -82,10 +82,8 @@ class CascadeCLIP(nn.Module):
     def window_scores(self, windows: torch.Tensor, classifier: TextClassifier, seen_offset: float) -> torch.Tensor:
         """[N, K, S, S] test scores of windows: sigmoid of the mask logits, minus the offset on seen classes."""
         scores = self(windows, classifier).pred_masks.sigmoid()
-        if seen_offset:
-            seen = classifier.seen.to(scores.device)
-            scores[:, seen] = scores[:, seen] - seen_offset
-        return scores
+        offsets = seen_offset * classifier.seen.to(scores)  # [K]: the offset on seen classes, 0 (exactly) elsewhere
+        return scores - offsets.view(1, -1, 1, 1)
 
     # ---- test time -------------------------------------------------------------------------
     def inference(self, batch: InputBatch, classifier: TextClassifier, settings: Settings) -> QueryOutput:
