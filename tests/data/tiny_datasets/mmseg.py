@@ -44,26 +44,27 @@ CONTEXT_RAW = [0, 1, 2, 59]
 COCO_RAW = [0, 19, 170, 255]
 
 
+def _write_voc_layout(root: Path, year: str, labels: str, lists: str, raw_values: list[int], stems: tuple[str, str],
+                      seed: int, write_label) -> Tiny:
+    """A VOCdevkit/VOC<year> folder: two images with label maps, the first one listed in val.txt."""
+    voc = Path(root) / "VOCdevkit" / f"VOC{year}"
+    raw = _bands(raw_values)
+    for n, stem in enumerate(stems):
+        write_jpg(voc / "JPEGImages" / f"{stem}.jpg", image(seed + n))
+        write_label(voc / labels / f"{stem}.png", raw)
+    (voc / "ImageSets" / lists).mkdir(parents=True, exist_ok=True)
+    (voc / "ImageSets" / lists / "val.txt").write_text(f"{stems[0]}\n")
+    return Tiny(root=Path(root), semantic={stems[0]: _reduced(raw)})
+
+
 def write_cascade_voc(root: Path) -> Tiny:
-    voc = Path(root) / "VOCdevkit" / "VOC2012"
-    raw = _bands(VOC_RAW)
-    for n, stem in enumerate((VOC_VAL, VOC_OTHER)):
-        write_jpg(voc / "JPEGImages" / f"{stem}.jpg", image(20 + n))
-        write_palette_png(voc / "SegmentationClass" / f"{stem}.png", raw)
-    (voc / "ImageSets" / "Segmentation").mkdir(parents=True, exist_ok=True)
-    (voc / "ImageSets" / "Segmentation" / "val.txt").write_text(f"{VOC_VAL}\n")
-    return Tiny(root=Path(root), semantic={VOC_VAL: _reduced(raw)})
+    return _write_voc_layout(root, "2012", "SegmentationClass", "Segmentation", VOC_RAW, (VOC_VAL, VOC_OTHER), 20,
+                             write_palette_png)
 
 
 def write_cascade_context(root: Path) -> Tiny:
-    voc = Path(root) / "VOCdevkit" / "VOC2010"
-    raw = _bands(CONTEXT_RAW)
-    for n, stem in enumerate((CONTEXT_VAL, CONTEXT_OTHER)):
-        write_jpg(voc / "JPEGImages" / f"{stem}.jpg", image(30 + n))
-        write_png(voc / "SegmentationClassContext" / f"{stem}.png", raw)
-    (voc / "ImageSets" / "SegmentationContext").mkdir(parents=True, exist_ok=True)
-    (voc / "ImageSets" / "SegmentationContext" / "val.txt").write_text(f"{CONTEXT_VAL}\n")
-    return Tiny(root=Path(root), semantic={CONTEXT_VAL: _reduced(raw)})
+    return _write_voc_layout(root, "2010", "SegmentationClassContext", "SegmentationContext", CONTEXT_RAW,
+                             (CONTEXT_VAL, CONTEXT_OTHER), 30, write_png)
 
 
 def write_cascade_coco_stuff(root: Path) -> Tiny:
