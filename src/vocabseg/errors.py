@@ -34,3 +34,9 @@ class VocabularyError(VocabsegError, ValueError):
 
 class DeviceError(VocabsegError, RuntimeError):
     """A device that does not exist on this machine."""
+
+
+def first_line(error: BaseException) -> str:
+    """The one line a person is shown for ``error``: its message's first line, else its type's name."""
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__

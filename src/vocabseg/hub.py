@@ -25,7 +25,7 @@ import torch
 from torch import nn
 
 from vocabseg.clip.load import _hf_offline, _quiet_downloads
-from vocabseg.errors import CheckpointError, ConfigError
+from vocabseg.errors import CheckpointError, ConfigError, first_line
 from vocabseg.fileio import atomic_write
 
 HUB_PREFIX = "hf-hub:"
@@ -113,7 +113,7 @@ def push(folder: Path, repo_id: str, *, revision: str | None = None, private: bo
             api.create_branch(repo_id, branch=revision, exist_ok=True)
         api.upload_folder(repo_id=repo_id, folder_path=folder, revision=revision, commit_message=message)
     except (HfHubHTTPError, OSError) as error:
-        raise CheckpointError(f"could not push to {repo_id} ({type(error).__name__}: {_first_line(error)}); "
+        raise CheckpointError(f"could not push to {repo_id} ({type(error).__name__}: {first_line(error)}); "
                               "log in with `hf auth login` (or set HF_TOKEN) and check the network, or write "
                               "the folder with --local-dir and upload it yourself") from None
     return f"https://huggingface.co/{repo_id}"
@@ -202,10 +202,7 @@ def _missing_message(hub: HubName, filename: str, error: Exception, offline: boo
         return (f"{hub}: {where} is not in the Hugging Face cache and the hub cannot be reached (offline); "
                 f"run `vocabseg download {hub}` with network access, or pass the folder holding "
                 f"{CONFIG_NAME} and {WEIGHTS_NAME} instead")
-    return (f"{hub}: could not download {where} ({type(error).__name__}: {_first_line(error)}); check the "
+    return (f"{hub}: could not download {where} ({type(error).__name__}: {first_line(error)}); check the "
             "repository name, revision and token (HF_TOKEN), or pass a local folder")
 
 
-def _first_line(error: Exception) -> str:
-    text = str(error).strip()
-    return text.splitlines()[0] if text else type(error).__name__

@@ -6,7 +6,7 @@ import logging
 import os
 import sys
 
-from vocabseg.errors import VocabsegError
+from vocabseg.errors import VocabsegError, first_line
 
 # Errors whose message is one line that says what to fix: ours, and the operating system's
 # (unwritable output, full disk, ...). Anything else is a bug and keeps its traceback.
@@ -72,8 +72,7 @@ def main(argv: list[str] | None = None) -> int:
     except USER_ERRORS as error:
         if os.environ.get("VOCABSEG_DEBUG"):
             raise
-        message = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        print(f"vocabseg: error: {message}", file=sys.stderr)
+        print(f"vocabseg: error: {first_line(error)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("vocabseg: interrupted", file=sys.stderr)

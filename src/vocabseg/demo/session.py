@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from vocabseg.errors import CheckpointError, ConfigError, ImageError, VocabsegError
+from vocabseg.errors import CheckpointError, ConfigError, ImageError, VocabsegError, first_line
 from vocabseg.images import load_image
 
 logger = logging.getLogger(__name__)
@@ -85,7 +85,7 @@ class DemoSession:
         try:
             return self._segment(image, vocabulary, model, task, mode, report)
         except (VocabsegError, OSError) as error:
-            return DemoResult(message=f"**Error**: {_one_line(error)}")
+            return DemoResult(message=f"**Error**: {first_line(error)}")
 
     def _segment(self, image: np.ndarray | None, vocabulary: str, model: str, task: str, mode: str,
                  report: Progress) -> DemoResult:
@@ -161,7 +161,7 @@ def _load(source: ModelSource, device: str, settings: dict) -> Any:
         return Predictor.from_pretrained(source.name_or_path, weights=weights, clip_weights=source.clip_weights,
                                          device=device, inference=settings, progress=False)
     except CheckpointError as error:
-        raise CheckpointError(f"{source.label}: {_one_line(error)}") from None
+        raise CheckpointError(f"{source.label}: {first_line(error)}") from None
 
 
 def _cached_official(name: str) -> str | None:
@@ -209,6 +209,3 @@ def segment_rows(pred: Any, vocab: Any) -> list[list[Any]]:
     return [[name, score, area, round(100.0 * area / total, 1)] for name, score, area in items]
 
 
-def _one_line(error: BaseException) -> str:
-    text = str(error).strip()
-    return text.splitlines()[0] if text else type(error).__name__
