@@ -10,7 +10,7 @@ import logging
 from pathlib import Path
 
 from vocabseg import distributed as dist
-from vocabseg.errors import CheckpointError, ConfigError
+from vocabseg.errors import ConfigError
 from vocabseg.train.config import TrainConfig, list_presets, load_config, read_preset, save_config
 
 logger = logging.getLogger(__name__)
@@ -69,12 +69,13 @@ def run_training(argv_or_config: list[str] | TrainConfig, *, resume: str | None 
         add_train_arguments(parser)
         return main_from_args(parser.parse_args(argv_or_config), eval_fn=eval_fn, keep_history=keep_history)
     from vocabseg.train.build import build_trainer  # heavy imports only when training
+    from vocabseg.train.checkpoint import resume_path
 
     config = argv_or_config
     device = dist.init_from_env(device=config.device)
     try:
         trainer = build_trainer(config, device=device, init=init, eval_fn=eval_fn, keep_history=keep_history)
-        checkpoint = _resume_path(resume, Path(config.output))
+        checkpoint = resume_path(resume, Path(config.output))
         if checkpoint is not None:
             trainer.resume(checkpoint)
         if dist.is_main_process():
@@ -100,17 +101,3 @@ def _run_ovseg_stage(args: argparse.Namespace, *, keep_history: bool):
 
 def _resume_arg(args: argparse.Namespace) -> str | None:
     return args.resume_from or ("auto" if args.resume else None)
-
-
-def _resume_path(resume: str | None, output: Path) -> Path | None:
-    """``resume``: None (new run), "auto" (OUTPUT/last.pth if any) or a checkpoint path."""
-    if resume is None:
-        return None
-    if resume == "auto":
-        last = output / "last.pth"
-        if not last.is_file() and dist.is_main_process():
-            logger.info("--resume: no %s yet, starting a new run", last)
-        return last if last.is_file() else None
-    if not Path(resume).is_file():
-        raise CheckpointError(f"--resume-from {resume}: no such file; give a last.pth or model_*.pth of the run")
-    return Path(resume)

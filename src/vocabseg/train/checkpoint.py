@@ -8,17 +8,20 @@ of every rank and the best evaluation so far.
 """
 from __future__ import annotations
 
+import logging
 import re
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from vocabseg import distributed as dist
 from vocabseg.checkpoints import FORMAT, FORMAT_V1, load_weights, parse_checkpoint, read_checkpoint
 from vocabseg.errors import CheckpointError
 from vocabseg.models import ModelFamily, ModelVariant
 
 TRAINER_KEY = "trainer"
+logger = logging.getLogger(__name__)
 
 
 def load_init_weights(model: torch.nn.Module, path: str | Path, *, variant: ModelVariant | None) -> None:
@@ -92,3 +95,17 @@ def read_training_checkpoint(path: str | Path, *, model: torch.nn.Module, family
                               "resume with the preset and overrides that wrote it, or use --init")
     load_weights(model, loaded)
     return data[TRAINER_KEY]
+
+
+def resume_path(resume: str | None, output: Path) -> Path | None:
+    """``resume``: None (new run), "auto" (OUTPUT/last.pth if any) or a checkpoint path."""
+    if resume is None:
+        return None
+    if resume == "auto":
+        last = output / "last.pth"
+        if not last.is_file() and dist.is_main_process():
+            logger.info("--resume: no %s yet, starting a new run", last)
+        return last if last.is_file() else None
+    if not Path(resume).is_file():
+        raise CheckpointError(f"--resume-from {resume}: no such file; give a last.pth or model_*.pth of the run")
+    return Path(resume)

@@ -7,8 +7,8 @@ from pathlib import Path
 import yaml
 
 from vocabseg import distributed as dist
-from vocabseg.errors import CheckpointError
 from vocabseg.fileio import atomic_write
+from vocabseg.train.checkpoint import resume_path
 from vocabseg.train.ovseg.config import StageConfig
 
 logger = logging.getLogger(__name__)
@@ -36,7 +36,7 @@ def run_stage(config: StageConfig, *, resume: str | None = None, keep_history: b
     device = dist.init_from_env(device=config.device)
     try:
         trainer = ClipTrainer(config, device=device, keep_history=keep_history)
-        checkpoint = _resume_path(resume, Path(config.output))
+        checkpoint = resume_path(resume, Path(config.output))
         if checkpoint is not None:
             trainer.resume(checkpoint)
         if dist.is_main_process():
@@ -46,14 +46,3 @@ def run_stage(config: StageConfig, *, resume: str | None = None, keep_history: b
         return trainer
     finally:
         dist.cleanup()
-
-
-def _resume_path(resume: str | None, output: Path) -> Path | None:
-    if resume is None:
-        return None
-    if resume == "auto":
-        last = output / "last.pth"
-        return last if last.is_file() else None
-    if not Path(resume).is_file():
-        raise CheckpointError(f"--resume-from {resume}: no such file; give the run's last.pth")
-    return Path(resume)
