@@ -124,3 +124,13 @@ def test_fast_semantic_scores_coarse_masks_and_mostly_agrees_with_exact():
     assert fast.shape == exact.shape == (180, 280)
     agreement = float((fast == exact).float().mean())
     assert 0.95 < agreement < 1.0  # scoring before or after the upsampling differs only near label boundaries
+
+
+def test_fast_mode_embeds_text_in_bf16_under_its_own_cache_entry(checkpoint, tmp_path):
+    exact = _predictor(checkpoint, tmp_path, "fp32")
+    fast = _predictor(checkpoint, tmp_path, "bf16")
+    assert len(list(tmp_path.glob("text_*.pt"))) == 2  # one entry per precision, never mixed
+    cosine = torch.nn.functional.cosine_similarity(fast.classifier.embeddings, exact.classifier.embeddings)
+    assert 0.99 < float(cosine.min()) and not torch.equal(fast.classifier.embeddings, exact.classifier.embeddings)
+    fast.with_settings({"precision": "fp32"})  # the classifier follows the mode
+    assert torch.equal(fast.classifier.embeddings, exact.classifier.embeddings)

@@ -107,6 +107,8 @@ class Predictor:
         self.vocabulary: Vocabulary | None = None
         self.classifier: TextClassifier | None = None
         self._text_encoder = self.model.text_encoder()
+        # what set_vocabulary was given, to re-embed the text when the precision mode changes
+        self._vocabulary_source: tuple[Vocabulary, str | os.PathLike | None] | None = None
 
     @classmethod
     def from_pretrained(cls, name_or_path: str, *, weights: str | None = None, clip_weights: str | None = None,
@@ -139,7 +141,11 @@ class Predictor:
 
     def with_settings(self, overrides: dict[str, Any] | None) -> Predictor:
         """Changes test-time settings in place (e.g. a benchmark's test size); returns self."""
+        was_fast = is_fast(self.inference.precision, self.device)
         self.settings = self.settings.override(overrides)
+        if self._vocabulary_source is not None and is_fast(self.inference.precision, self.device) != was_fast:
+            vocabulary, text_embeddings = self._vocabulary_source  # the text tower's precision follows the mode
+            self.set_vocabulary(vocabulary, progress=False, text_embeddings=text_embeddings)
         return self
 
     # ---- vocabulary -------------------------------------------------------------------------
@@ -157,15 +163,15 @@ class Predictor:
             width = int(self._text_encoder.encode(["a photo of a cat."]).shape[-1])
             self.classifier = TextClassifier.from_file(text_embeddings, vocab, self.train_vocabulary, width=width,
                                                        device=self.device)
-            self.vocabulary = vocab
+            self.vocabulary, self._vocabulary_source = vocab, (vocab, text_embeddings)
             return vocab
         prompted = join_synonyms(vocab) if self._text_encoder.join_synonyms else vocab
-        # float32 in fast mode too: under bf16 autocast the text tower is only ~15% faster on CPU (its
-        # weights are cast at every call) and would need a cache entry of its own
-        text = self.text_cache.get_or_build(prompted, self._text_encoder.encode, self._text_encoder.encoder_id,
-                                            templates=self._text_encoder.templates, progress=progress)
+        # fast mode: a bf16 text tower, about twice as fast on CPU, with cache entries of its own
+        encode, encoder_id = self._text_encoder.for_precision(is_fast(self.inference.precision, self.device))
+        text = self.text_cache.get_or_build(prompted, encode, encoder_id, templates=self._text_encoder.templates,
+                                            progress=progress)
         self.classifier = TextClassifier.build(text, vocab, self.train_vocabulary, device=self.device)
-        self.vocabulary = vocab
+        self.vocabulary, self._vocabulary_source = vocab, (vocab, None)
         return vocab
 
     # ---- inference ----------------------------------------------------------------------------

@@ -5,13 +5,16 @@ and hits the same :class:`~vocabseg.text.cache.TextEmbeddingCache` entries.
 """
 from __future__ import annotations
 
+import copy
 import hashlib
+from types import SimpleNamespace
 from typing import Any, NamedTuple
 
 import open_clip
 import torch
 from torch import nn
 
+from vocabseg.clip.prefix_tree import build_prefix_tree, encode_prefix_tree, supports_prefix_sharing
 from vocabseg.text.cache import EncodeFn
 from vocabseg.text.templates import DEFAULT_TEMPLATES
 
@@ -23,6 +26,18 @@ class TextEncoder(NamedTuple):
     encoder_id: str  # CLIP name + fingerprint of the text-tower weights (cache key part)
     join_synonyms: bool = False  # prompt each class with all its names joined (OVSeg) instead of one per synonym
     templates: tuple[str, ...] = DEFAULT_TEMPLATES  # the family's prompt templates, averaged per name
+    # Fast mode's encoder: a bf16 copy of the tower (about twice as fast on CPU, ~1e-3 cosine off);
+    # None where the tower has no bf16 path. Its cache entries are keyed ``encoder_id + BF16_SUFFIX``.
+    encode_bf16: EncodeFn | None = None
+
+    def for_precision(self, fast: bool) -> tuple[EncodeFn, str]:
+        """(encode, cache id) of exact or fast mode."""
+        if fast and self.encode_bf16 is not None:
+            return self.encode_bf16, self.encoder_id + BF16_SUFFIX
+        return self.encode, self.encoder_id
+
+
+BF16_SUFFIX = ":bf16"
 
 
 @torch.no_grad()
@@ -55,13 +70,44 @@ def clip_text_encoder(clip: nn.Module, *, clip_model_name: str, custom_clip: boo
             they use open_clip's default tokenizer.
     """
     tokenizer = open_clip.tokenize if custom_clip else open_clip.get_tokenizer(clip_model_name)
+    encoder_id = f"{clip_model_name}:{text_tower_fingerprint(clip)}"
+    if not supports_prefix_sharing(clip):
+        @torch.inference_mode()
+        def encode_padded(prompts: list[str]) -> torch.Tensor:
+            return encode_tokens(clip, tokenizer(prompts).to(next(clip.parameters()).device)).float()
+
+        return TextEncoder(encode_padded, encoder_id)
+    bf16_towers: list[SimpleNamespace] = []  # made on first fast-mode use, then kept
 
     @torch.inference_mode()
     def encode(prompts: list[str]) -> torch.Tensor:
-        device = next(clip.parameters()).device
-        return encode_tokens(clip, tokenizer(prompts).to(device)).float()
+        return encode_prefix_tree(clip, build_prefix_tree(_cut_after_end(tokenizer(prompts)))).float()
 
-    return TextEncoder(encode, f"{clip_model_name}:{text_tower_fingerprint(clip)}")
+    @torch.inference_mode()
+    def encode_bf16(prompts: list[str]) -> torch.Tensor:
+        if not bf16_towers:
+            bf16_towers.append(text_tower_copy(clip, torch.bfloat16))
+        return encode_prefix_tree(bf16_towers[0], build_prefix_tree(_cut_after_end(tokenizer(prompts)))).float()
+
+    return TextEncoder(encode, encoder_id, encode_bf16=encode_bf16)
+
+
+def text_tower_copy(clip: Any, dtype: torch.dtype) -> SimpleNamespace:
+    """The text-tower parts of an open_clip ``CLIP`` that :func:`encode_prefix_tree` reads, cast to ``dtype``
+    (for ConvNeXt-L's text tower in bf16: ~300 MB)."""
+    return SimpleNamespace(
+        token_embedding=copy.deepcopy(clip.token_embedding).to(dtype),
+        positional_embedding=clip.positional_embedding.detach().to(dtype),
+        transformer=copy.deepcopy(clip.transformer).to(dtype),
+        ln_final=copy.deepcopy(clip.ln_final).to(dtype),
+        text_projection=clip.text_projection.detach().to(dtype),
+    )
+
+
+def _cut_after_end(tokens: torch.Tensor) -> list[list[int]]:
+    """Token ids [N, 77] as lists that end at each prompt's end-of-text (the largest id)."""
+    ends = (tokens.argmax(dim=-1) + 1).tolist()
+    return [row[:end] for row, end in zip(tokens.tolist(), ends)]
 
 
 def text_tower_fingerprint(clip: Any) -> str:
