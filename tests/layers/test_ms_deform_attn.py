@@ -6,7 +6,9 @@ import math
 import pytest
 import torch
 
-from vocabseg.layers.ms_deform_attn import MSDeformAttn, multi_scale_deformable_attention
+from vocabseg.layers import ms_deform_attn
+from vocabseg.layers.ms_deform_attn import MSDeformAttn, gather_deformable_attention, multi_scale_deformable_attention
+from vocabseg.precision import _FAST_INFERENCE
 
 
 def _bilinear_zero_padded(level: torch.Tensor, x: float, y: float) -> torch.Tensor:
@@ -56,6 +58,30 @@ def test_grid_sample_implementation_matches_naive_bilinear():
     out = multi_scale_deformable_attention(value, shapes, locations, weights)
     assert out.shape == (2, 3, 2 * 3)
     torch.testing.assert_close(out, _naive_msda(value, shapes, locations, weights), atol=1e-10, rtol=0)
+
+
+def test_gather_implementation_matches_naive_bilinear():
+    shapes = [(3, 4), (2, 5), (1, 1)]
+    value, locations, weights = _random_case(shapes, seed=1)
+    locations[0, 0, 0, 0] = torch.tensor([[-3.0, 0.5], [0.5, 7.0]])  # far outside: zero, not a wrapped row
+    out = gather_deformable_attention(value, shapes, locations, weights)
+    torch.testing.assert_close(out, _naive_msda(value, shapes, locations, weights), atol=1e-10, rtol=0)
+
+
+@pytest.mark.parametrize("fast, grad, path", [(True, False, "gather"), (False, False, "grid"), (True, True, "grid")])
+def test_fast_inference_off_cuda_takes_the_gather_path(monkeypatch, fast, grad, path):
+    taken = []
+    for name, label in (("gather_deformable_attention", "gather"), ("grid_sample_deformable_attention", "grid")):
+        original = getattr(ms_deform_attn, name)
+        monkeypatch.setattr(ms_deform_attn, name, lambda *a, _f=original, _l=label: taken.append(_l) or _f(*a))
+    value, locations, weights = _random_case([(2, 2)])
+    value.requires_grad_(grad)
+    token = _FAST_INFERENCE.set(fast)
+    try:
+        multi_scale_deformable_attention(value, [(2, 2)], locations, weights)
+    finally:
+        _FAST_INFERENCE.reset(token)
+    assert taken == [path]
 
 
 def test_points_outside_the_map_sample_zero():

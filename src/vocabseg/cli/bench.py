@@ -62,9 +62,11 @@ def cmd_bench(args: argparse.Namespace) -> int:
     tasks = _tasks(args.tasks, predictor.family)
     print(f"{predictor.family.title} {args.model or args.checkpoint} on {predictor.device} "
           f"({_machine(predictor.device)}, {torch.get_num_threads()} threads), torch {torch.__version__}")
-    if args.text == "cold":  # the same float32 text tower in both modes
-        cold, warm = bench.time_text_classifier(predictor, args.vocab, args.clock)
-        print(f"text classifier ({args.vocab}): cold {cold:.1f} s, warm {warm:.2f} s")
+    if args.text == "cold":  # fast mode embeds text with a bf16 tower: timed per mode
+        for mode in args.modes:
+            predictor.with_settings({"precision": bench.MODES[mode]})
+            cold, warm = bench.time_text_classifier(predictor, args.vocab, args.clock)
+            print(f"text classifier ({args.vocab}, {mode}): cold {cold:.1f} s, warm {warm:.2f} s")
     vocab = predictor.set_vocabulary(args.vocab, progress=False)
     images = [_image(args)] * args.batch
     print(f"{args.batch} image(s) of {images[0].shape[0]}x{images[0].shape[1]}, {len(vocab)} classes, "

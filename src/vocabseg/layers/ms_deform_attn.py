@@ -14,6 +14,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from vocabseg.errors import ConfigError
+from vocabseg.precision import fast_inference
 
 
 def multi_scale_deformable_attention(
@@ -22,16 +23,19 @@ def multi_scale_deformable_attention(
     sampling_locations: torch.Tensor,
     attention_weights: torch.Tensor,
 ) -> torch.Tensor:
-    """The fused Triton kernel on CUDA at inference, else :func:`grid_sample_deformable_attention`.
+    """The fused Triton kernel on CUDA at inference, else :func:`grid_sample_deformable_attention`,
+    or :func:`gather_deformable_attention` in fast mode off CUDA.
 
-    Shapes as in :func:`grid_sample_deformable_attention`; training (autograd) and the CPU take
-    the ``grid_sample`` path.
+    Shapes as in :func:`grid_sample_deformable_attention`; training (autograd) and exact mode on
+    the CPU take the ``grid_sample`` path (the reference's numbers bit for bit).
     """
     needs_grad = torch.is_grad_enabled() and any(
         t.requires_grad for t in (value, sampling_locations, attention_weights))
     kernel = _triton_kernel() if value.is_cuda and not needs_grad else None
     if kernel is not None:
         return kernel(value, spatial_shapes, sampling_locations, attention_weights)
+    if fast_inference() and not needs_grad and _fits_gather(value, spatial_shapes):
+        return gather_deformable_attention(value, spatial_shapes, sampling_locations, attention_weights)
     return grid_sample_deformable_attention(value, spatial_shapes, sampling_locations, attention_weights)
 
 
@@ -84,6 +88,76 @@ def grid_sample_deformable_attention(
     # match it bit for bit; per-level partial sums drift by ~1e-7, which the decoder amplifies.
     output = (torch.stack(sampled, dim=-2).flatten(-2) * weights).sum(-1)  # [N*M, D, Lq]
     return output.view(batch, heads * head_dim, num_queries).transpose(1, 2).contiguous()
+
+
+_PAD_BEFORE, _PAD_AFTER = 1, 2  # zero border of each level in the gather table (see below)
+
+
+def _fits_gather(value: torch.Tensor, spatial_shapes: list[tuple[int, int]]) -> bool:
+    """Whether the gather table's row indices fit int32 and its pixel indices float32 exactly."""
+    pad = _PAD_BEFORE + _PAD_AFTER
+    pixels = sum((h + pad) * (w + pad) for h, w in spatial_shapes)
+    return pixels < 2**24 and value.shape[0] * pixels * value.shape[2] < 2**31
+
+
+def gather_deformable_attention(
+    value: torch.Tensor,
+    spatial_shapes: list[tuple[int, int]],
+    sampling_locations: torch.Tensor,
+    attention_weights: torch.Tensor,
+) -> torch.Tensor:
+    """The same sums as :func:`grid_sample_deformable_attention`, as one weighted row gather.
+
+    Each (query, head) output is a weighted sum of L*P*4 value rows (4 bilinear corners per
+    point), which ``embedding_bag`` computes over rows of D contiguous channels; ``grid_sample``
+    reads channels H*W apart instead. About 4x faster on CPU, equal to ~1e-6 (another summation
+    order), so fast mode uses it. Levels get a zero border (1 pixel before, 2 after) and
+    positions are clamped to it: a corner off the map reads zero, with no validity masks.
+    Shapes as in :func:`grid_sample_deformable_attention`.
+    """
+    batch, _, heads, head_dim = value.shape
+    _, num_queries, _, num_levels, num_points, _ = sampling_locations.shape
+    table, starts = _bordered_levels(value, spatial_shapes)  # [N, S', M*D]
+    size = torch.tensor([[w, h] for h, w in spatial_shapes], dtype=sampling_locations.dtype,
+                        device=value.device)  # [L, 2] as (W, H)
+    pixel = (sampling_locations * size[:, None] - 0.5).clamp_(min=-1.0)  # pixel centres at integers
+    pixel = torch.minimum(pixel, size[:, None])  # further out: all weight on zero-border corners
+    corner = pixel.floor()  # [N, Lq, M, L, P, 2] top-left corner
+    frac = pixel - corner
+    along_x = torch.stack([1 - frac[..., 0], frac[..., 0]], -1) * attention_weights[..., None]  # [..., P, 2]
+    along_y = torch.stack([1 - frac[..., 1], frac[..., 1]], -1)
+    weights = (along_y[..., :, None] * along_x[..., None, :]).flatten(-2)  # [N, Lq, M, L, P, 4]
+    rows = _corner_rows(corner, size[:, 0] + _PAD_BEFORE + _PAD_AFTER, starts, table.shape[1], heads)
+    out = F.embedding_bag(rows.view(-1, num_levels * num_points * 4), table.reshape(-1, head_dim),
+                          per_sample_weights=weights.reshape(-1, num_levels * num_points * 4).to(table.dtype),
+                          mode="sum")  # [N*Lq*M, D]
+    return out.view(batch, num_queries, heads * head_dim)
+
+
+def _bordered_levels(value: torch.Tensor, spatial_shapes: list[tuple[int, int]]) -> tuple[torch.Tensor, list[int]]:
+    """Values [N, S, M, D] as zero-bordered levels [N, S', M*D] and each level's first row."""
+    batch, _, heads, head_dim = value.shape
+    levels = value.split([h * w for h, w in spatial_shapes], dim=1)
+    border = (0, 0, _PAD_BEFORE, _PAD_AFTER, _PAD_BEFORE, _PAD_AFTER)  # channels, width, height
+    bordered = [F.pad(level.reshape(batch, h, w, heads * head_dim), border).flatten(1, 2)
+                for level, (h, w) in zip(levels, spatial_shapes)]
+    starts = [0]
+    for part in bordered[:-1]:
+        starts.append(starts[-1] + part.shape[1])
+    return torch.cat(bordered, dim=1), starts
+
+
+def _corner_rows(corner: torch.Tensor, widths: torch.Tensor, starts: list[int], rows_per_image: int,
+                 heads: int) -> torch.Tensor:
+    """int32 table rows [N, Lq, M, L, P, 4] of the 4 corners; the table's rows are (image, pixel, head)."""
+    batch, device = corner.shape[0], corner.device
+    start = torch.tensor(starts, dtype=corner.dtype, device=device)  # [L]
+    pixel = (corner[..., 1] + _PAD_BEFORE) * widths[:, None] + (corner[..., 0] + _PAD_BEFORE) + start[:, None]
+    image = torch.arange(batch, dtype=torch.int32, device=device).view(batch, 1, 1, 1, 1) * rows_per_image
+    head = torch.arange(heads, dtype=torch.int32, device=device).view(1, 1, heads, 1, 1)
+    rows = (pixel.int() + image) * heads + head  # [N, Lq, M, L, P] top-left corner's row
+    steps = torch.stack([torch.zeros_like(widths), torch.ones_like(widths), widths, widths + 1], -1)  # [L, 4]
+    return rows[..., None] + (steps * heads).int()[:, None, :]
 
 
 class MSDeformAttn(nn.Module):
@@ -146,7 +220,8 @@ class MSDeformAttn(nn.Module):
             # offsets are in pixels of each level: normalise by (W_l, H_l)
             normalizer = torch.tensor([[w, h] for h, w in spatial_shapes], dtype=query.dtype, device=query.device)
             locations = reference_points[:, :, None, :, None, :] + offsets / normalizer[None, None, None, :, None, :]
-            # CPU: float32 sampling (grid_sample has no fast bf16 path); CUDA: the kernel reads bf16
+            # CPU: float32 sampling (neither grid_sample nor the gather has a fast bf16 path); CUDA: the
+            # kernel reads bf16
             value = value if value.is_cuda else value.float()
             output = multi_scale_deformable_attention(value, spatial_shapes, locations, weights)
         return self.output_proj(output)
