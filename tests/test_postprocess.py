@@ -166,6 +166,20 @@ def test_semantic_labels_equal_the_full_argmax(chunk):
                        double(semantic_inference(mask_cls, mask_pred)).argmax(0))
 
 
+@pytest.mark.parametrize("band, tile_elements", [(1, 1), (7, 2 * 99), (10 ** 6, 10 ** 9)])
+def test_semantic_labels_in_pixel_bands_and_wide_class_groups_equal_the_full_argmax(monkeypatch, band,
+                                                                                      tile_elements):
+    monkeypatch.setattr("vocabseg.postprocess._BAND_PIXELS", band)
+    g = torch.Generator().manual_seed(2)
+    mask_cls, mask_pred = torch.randn(5, 8, generator=g), torch.randn(5, 9, 11, generator=g)  # K = 7, 99 pixels
+    mask_cls[:, 4] = mask_cls[:, 2]  # classes 2 and 4 tie everywhere: the first one wins
+    scores = semantic_inference(mask_cls, mask_pred)
+    assert torch.equal(semantic_labels(mask_cls, mask_pred, chunk=3), scores.argmax(0))
+    double = lambda block: block.repeat_interleave(2, -1)
+    labels = semantic_labels(mask_cls, mask_pred, resize=double, chunk=3, tile_elements=tile_elements)
+    assert torch.equal(labels, double(scores).argmax(0)) and not (labels == 4).any()
+
+
 # ---- chunked merging equals merging the whole [Q, H, W] tensor ---------------------------------------
 
 

@@ -35,6 +35,24 @@ def test_semantic_alone_scores_padded_masks_then_resizes(predictor):
     assert np.array_equal(with_panoptic, semantic_inference(raw.mask_cls, raw.mask_logits).argmax(0).numpy())
 
 
+@pytest.mark.parametrize("tasks, fast, shared", [
+    (("semantic", "panoptic"), False, True), (("panoptic", "instance"), True, True),
+    (("semantic", "panoptic"), True, False), (("instance",), False, False), (("semantic", "instance"), False, True)])
+def test_masks_resized_once_for_several_tasks_give_the_same_results(predictor, monkeypatch, tasks, fast, shared):
+    from vocabseg import predictor as module
+
+    raw = predictor.run([synthetic_photo(50, 90, seed=3)])[0]
+    masks = module._shared_masks(raw, tasks, fast)
+    assert isinstance(masks, torch.Tensor) == shared  # fast semantic reads the coarse masks, not these
+    if shared:
+        assert torch.equal(masks, raw.mask_logits)  # the same bits as resizing query by query
+    once = predictor.postprocess(raw, ("semantic", "panoptic", "instance"))
+    monkeypatch.setattr(module, "TILE_ELEMENTS", 1)  # too big to share: every task resizes on its own
+    apart = predictor.postprocess(raw, ("semantic", "panoptic", "instance"))
+    assert np.array_equal(once.semantic, apart.semantic) and np.array_equal(once.panoptic, apart.panoptic)
+    assert np.array_equal(once.instance_masks, apart.instance_masks)
+
+
 def test_a_batch_gives_each_image_its_own_result(predictor):
     images = [synthetic_photo(60, 80, seed=1), synthetic_photo(50, 90, seed=2)]
     batched = predictor.predict(images, task="all", batch_size=2)

@@ -19,6 +19,7 @@ from vocabseg.segments import Segment
 
 QUERY_CHUNK = 8  # queries at full resolution at a time: 8 x 48 MB floats for a 12 MP photo
 TILE_ELEMENTS = 2 ** 28  # Q x rows x W floats per semantic row tile (1 GiB; one image of 1.3 MP at Q = 200)
+_BAND_PIXELS = 8192  # pixels per class-score product in the semantic argmax: [K, 8192] floats stay in cache
 
 
 class QueryMasks:
@@ -56,8 +57,13 @@ class QueryMasks:
         """[Q, stop - start, W] rows of every query. Costs a pass over all queries at full size (a
         band resized on its own would round differently, and near-ties could change labels)."""
         every = torch.arange(self.num_queries, device=self.device)
-        # clone: a slice would keep its whole full-size block alive until the cat
-        return torch.cat([block[:, start:stop].clone() for _, block in self.chunks(every)])
+        band: torch.Tensor | None = None
+        for first, block in self.chunks(every):
+            if band is None:  # one copy of each block's rows, straight into the band
+                band = block.new_empty((self.num_queries, block[:, start:stop].shape[1], block.shape[-1]))
+            band[first:first + block.shape[0]] = block[:, start:stop]
+        assert band is not None  # Q >= 1
+        return band
 
 
 def query_class_probs(mask_cls: torch.Tensor, class_probs: torch.Tensor | None = None) -> torch.Tensor:
@@ -84,7 +90,8 @@ def semantic_labels(mask_cls: torch.Tensor, mask_pred: torch.Tensor | QueryMasks
         chunk: classes scored at a time; bounds memory at chunk x H x W floats.
         class_probs: [Q, K] probabilities to use instead of softmax(mask_cls) (see query_class_probs).
         tile_elements: for :class:`QueryMasks`, Q x rows x W floats made per row tile (each
-            tile is one pass over the queries); not used with ``resize``.
+            tile is one pass over the queries); with ``resize``, classes x H x W scores computed
+            per matrix product (resized ``chunk`` classes at a time).
 
     Returns:
         [H, W] int64 class index (the first maximum on ties, as ``argmax`` over all classes).
@@ -93,13 +100,12 @@ def semantic_labels(mask_cls: torch.Tensor, mask_pred: torch.Tensor | QueryMasks
         return _tiled_semantic_labels(mask_cls, mask_pred, chunk, class_probs, tile_elements)
     class_probs = query_class_probs(mask_cls, class_probs)  # [Q, K]
     mask_probs = mask_pred.sigmoid()
+    if resize is None:
+        return _pixelwise_argmax(class_probs, mask_probs, chunk)
     best: torch.Tensor | None = None
     labels: torch.Tensor | None = None
-    for start in range(0, class_probs.shape[1], chunk):
-        scores = torch.einsum("qc,qhw->chw", class_probs[:, start:start + chunk], mask_probs)
-        if resize is not None:
-            scores = resize(scores)
-        value, index = scores.max(0)
+    for start, scores in _class_score_chunks(class_probs, mask_probs, chunk, tile_elements):
+        value, index = resize(scores).max(0)
         if best is None or labels is None:
             best, labels = value, index
         else:
@@ -107,6 +113,35 @@ def semantic_labels(mask_cls: torch.Tensor, mask_pred: torch.Tensor | QueryMasks
             best, labels = torch.where(better, value, best), torch.where(better, index + start, labels)
     assert labels is not None  # at least one class chunk ran
     return labels
+
+
+def _class_score_chunks(class_probs: torch.Tensor, mask_probs: torch.Tensor, chunk: int,
+                        tile_elements: int) -> Iterator[tuple[int, torch.Tensor]]:
+    """(first class, [<= chunk, H, W] scores) of consecutive class chunks. Scores are computed for
+    as many classes as fit ``tile_elements`` per matrix product (a narrow product of 16 classes
+    runs at a fraction of the CPU's speed), then handed out ``chunk`` classes at a time."""
+    num_queries, height, width = mask_probs.shape
+    flat = mask_probs.reshape(num_queries, height * width)  # [Q, HW]
+    wide = max(chunk, tile_elements // max(1, height * width))
+    for first in range(0, class_probs.shape[1], wide):
+        scores = (class_probs[:, first:first + wide].t() @ flat).view(-1, height, width)  # [w, H, W]
+        for offset in range(0, scores.shape[0], chunk):
+            yield first + offset, scores[offset:offset + chunk]
+
+
+def _pixelwise_argmax(class_probs: torch.Tensor, mask_probs: torch.Tensor, chunk: int) -> torch.Tensor:
+    """[H, W] argmax over classes of class_probs [Q, K] . mask_probs [Q, H, W], all K classes of a
+    pixel band at once (one wide matrix product per band, as the reference's single einsum, instead
+    of a narrow one per class chunk) in bands of at most ``_BAND_PIXELS`` pixels, whose [K, band]
+    scores stay in cache for the argmax (and never exceed chunk x H x W floats)."""
+    num_queries, height, width = mask_probs.shape
+    flat = mask_probs.reshape(num_queries, height * width)  # [Q, HW]
+    by_class = class_probs.t()  # [K, Q]
+    step = max(1, min(_BAND_PIXELS, chunk * height * width // max(1, by_class.shape[0])))
+    labels = torch.empty(height * width, dtype=torch.int64, device=mask_probs.device)
+    for start in range(0, height * width, step):
+        labels[start:start + step] = (by_class @ flat[:, start:start + step]).argmax(0)  # first max on ties
+    return labels.view(height, width)
 
 
 def _tiled_semantic_labels(mask_cls: torch.Tensor, masks: QueryMasks, chunk: int, class_probs: torch.Tensor | None,

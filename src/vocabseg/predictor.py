@@ -15,7 +15,13 @@ from vocabseg.checkpoints import load_model
 from vocabseg.errors import ConfigError, DeviceError, ImageError, VocabularyError
 from vocabseg.images import load_image
 from vocabseg.models import TASKS, InputBatch, ModelFamily, QueryOutput, Settings, get_family
-from vocabseg.postprocess import QueryMasks, instance_inference, panoptic_inference, semantic_labels
+from vocabseg.postprocess import (
+    TILE_ELEMENTS,
+    QueryMasks,
+    instance_inference,
+    panoptic_inference,
+    semantic_labels,
+)
 from vocabseg.precision import inference_precision, is_fast, to_float32
 from vocabseg.preprocess import crop_and_resize, normalize_and_pad, resize_image
 from vocabseg.segments import Segment
@@ -228,11 +234,12 @@ class Predictor:
         vocab = self._require_vocabulary()
         height, width = raw.output_size
         pred = Prediction(height, width, vocab.class_names)
+        fast = is_fast(self.inference.precision, self.device)
+        masks = _shared_masks(raw, tasks, fast)
         if "semantic" in tasks:
-            fast = is_fast(self.inference.precision, self.device)
-            pred.semantic = self._semantic(raw, tasks, fast=fast).int().cpu().numpy()
+            pred.semantic = self._semantic(raw, tasks, masks, fast=fast).int().cpu().numpy()
         if "panoptic" in tasks:
-            pan = panoptic_inference(raw.mask_cls, raw.query_mask_logits(), vocab.thing_mask,
+            pan = panoptic_inference(raw.mask_cls, masks, vocab.thing_mask,
                                      object_mask_threshold=self.inference.object_mask_threshold,
                                      overlap_threshold=self.inference.overlap_threshold)
             pred.panoptic = pan.segment_map.cpu().numpy()
@@ -240,7 +247,7 @@ class Predictor:
             pred.segments = [replace(s, area=int(areas[s.id]), class_name=vocab.class_names[s.category])
                              for s in pan.segments]
         if "instance" in tasks:
-            inst = instance_inference(raw.mask_cls, raw.query_mask_logits(), vocab.thing_mask,
+            inst = instance_inference(raw.mask_cls, masks, vocab.thing_mask,
                                       top_k=self.inference.instances_per_image)
             pred.instance_masks = inst.masks.cpu().numpy()
             pred.instance_scores = inst.scores.float().cpu().numpy()
@@ -253,7 +260,7 @@ class Predictor:
         return self.vocabulary
 
     @staticmethod
-    def _semantic(raw: RawOutput, tasks, *, fast: bool = False) -> torch.Tensor:
+    def _semantic(raw: RawOutput, tasks, masks: torch.Tensor | QueryMasks, *, fast: bool = False) -> torch.Tensor:
         """Semantic labels in the reference's order of operations (-1: a pixel no class claims).
 
         With panoptic or instance output the masks are resized to the image first and scored
@@ -267,9 +274,21 @@ class Predictor:
                 return crop_and_resize(_upsampled(scores, raw.mask_stride), raw.input_size, raw.output_size)
             return semantic_labels(raw.mask_cls, raw.pred_masks, class_probs=raw.class_probs, resize=resize)
         if "panoptic" in tasks or "instance" in tasks:
-            return semantic_labels(raw.mask_cls, raw.query_mask_logits(), class_probs=raw.class_probs)
+            return semantic_labels(raw.mask_cls, masks, class_probs=raw.class_probs)
         return semantic_labels(raw.mask_cls, raw.padded_mask_logits(), class_probs=raw.class_probs,
                                resize=lambda scores: crop_and_resize(scores, raw.input_size, raw.output_size))
+
+
+def _shared_masks(raw: RawOutput, tasks: tuple[str, ...], fast: bool) -> torch.Tensor | QueryMasks:
+    """The image-size mask logits the tasks read: all [Q, H, W] resized once when two or more tasks
+    read them and they fit ``TILE_ELEMENTS`` (the same bits: each query is resized on its own),
+    else a :class:`QueryMasks` that each task resizes chunk by chunk (bounded memory)."""
+    masks = raw.query_mask_logits()
+    readers = ("panoptic" in tasks) + ("instance" in tasks) + ("semantic" in tasks and not fast and len(tasks) > 1)
+    height, width = masks.size
+    if readers < 2 or masks.num_queries * height * width > TILE_ELEMENTS:
+        return masks
+    return masks.rows(0, height)
 
 
 def _upsampled(maps: torch.Tensor, stride: int) -> torch.Tensor:

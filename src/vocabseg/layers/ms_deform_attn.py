@@ -86,7 +86,8 @@ def grid_sample_deformable_attention(
     weights = attention_weights.transpose(1, 2).reshape(batch * heads, 1, num_queries, num_levels * num_points)
     # One sum over all L*P samples (not per level): the reference's summation order, so outputs
     # match it bit for bit; per-level partial sums drift by ~1e-7, which the decoder amplifies.
-    output = (torch.stack(sampled, dim=-2).flatten(-2) * weights).sum(-1)  # [N*M, D, Lq]
+    samples = torch.stack(sampled, dim=-2).flatten(-2)  # [N*M, D, Lq, L*P]
+    output = samples.mul_(weights).sum(-1) if not samples.requires_grad else (samples * weights).sum(-1)  # [N*M, D, Lq]
     return output.view(batch, heads * head_dim, num_queries).transpose(1, 2).contiguous()
 
 
