@@ -280,13 +280,15 @@ class Predictor:
 
 
 def _shared_masks(raw: RawOutput, tasks: tuple[str, ...], fast: bool) -> torch.Tensor | QueryMasks:
-    """The image-size mask logits the tasks read: all [Q, H, W] resized once when two or more tasks
-    read them and they fit ``TILE_ELEMENTS`` (the same bits: each query is resized on its own),
-    else a :class:`QueryMasks` that each task resizes chunk by chunk (bounded memory)."""
+    """The image-size mask logits the tasks read: all [Q, H, W] resized once when exact semantic
+    scoring resizes every query anyway and panoptic or instance output reads them too (the same
+    bits: each query is resized on its own), if they fit ``TILE_ELEMENTS``; else a
+    :class:`QueryMasks` that each task resizes chunk by chunk (bounded memory). Panoptic and
+    instance output alone read only their kept queries: resizing those is cheaper than all."""
     masks = raw.query_mask_logits()
-    readers = ("panoptic" in tasks) + ("instance" in tasks) + ("semantic" in tasks and not fast and len(tasks) > 1)
     height, width = masks.size
-    if readers < 2 or masks.num_queries * height * width > TILE_ELEMENTS:
+    shared = "semantic" in tasks and not fast and len(tasks) > 1
+    if not shared or masks.num_queries * height * width > TILE_ELEMENTS:
         return masks
     return masks.rows(0, height)
 
