@@ -260,7 +260,8 @@ class Predictor:
         return self.vocabulary
 
     @staticmethod
-    def _semantic(raw: RawOutput, tasks, masks: torch.Tensor | QueryMasks, *, fast: bool = False) -> torch.Tensor:
+    def _semantic(raw: RawOutput, tasks, masks: torch.Tensor | QueryMasks | None = None, *,
+                  fast: bool = False) -> torch.Tensor:
         """Semantic labels in the reference's order of operations (-1: a pixel no class claims).
 
         With panoptic or instance output the masks are resized to the image first and scored
@@ -274,6 +275,7 @@ class Predictor:
                 return crop_and_resize(_upsampled(scores, raw.mask_stride), raw.input_size, raw.output_size)
             return semantic_labels(raw.mask_cls, raw.pred_masks, class_probs=raw.class_probs, resize=resize)
         if "panoptic" in tasks or "instance" in tasks:
+            masks = raw.query_mask_logits() if masks is None else masks  # None: resized chunk by chunk
             return semantic_labels(raw.mask_cls, masks, class_probs=raw.class_probs)
         return semantic_labels(raw.mask_cls, raw.padded_mask_logits(), class_probs=raw.class_probs,
                                resize=lambda scores: crop_and_resize(scores, raw.input_size, raw.output_size))

@@ -124,6 +124,9 @@ class MaskedTransformerDecoder(nn.Module):
             classifier: the vocabulary's text embeddings (K classes).
             void: [1, D] unit-norm "no object" embedding (the last logit column).
         """
+        # The two per-layer products read the features in two layouts: the mask product as [C, h*w]
+        # rows, the mask pooling as [h*w, C]. Each is made once here instead of copied in every layer.
+        features = (mask_features.contiguous(), mask_features.contiguous(memory_format=torch.channels_last))
         memories, memory_pos, sizes = [], [], []
         for level, x in enumerate(multi_scale):
             sizes.append(x.shape[-2:])
@@ -133,7 +136,7 @@ class MaskedTransformerDecoder(nn.Module):
         query_pos = self.query_embed.weight.unsqueeze(0).expand(batch, -1, -1)
         queries = self.query_feat.weight.unsqueeze(0).expand(batch, -1, -1)
 
-        head = lambda q, size: self._predict(q, mask_features, classifier, void, size)
+        head = lambda q, size: self._predict(q, features, classifier, void, size)
         logits, masks, attn_mask = head(queries, sizes[0])
         all_logits, all_masks = [logits], [masks]
         for i, layer in enumerate(self.layers):
@@ -145,11 +148,12 @@ class MaskedTransformerDecoder(nn.Module):
         aux = [{"pred_logits": c, "pred_masks": m} for c, m in zip(all_logits[:-1], all_masks[:-1])]
         return DecoderOutput(all_logits[-1], all_masks[-1], aux)
 
-    def _predict(self, queries, mask_features, classifier, void, attn_size):
-        """Class logits, mask logits and the next cross-attention mask from the current queries."""
+    def _predict(self, queries, features, classifier, void, attn_size):
+        """Class logits, mask logits and the next cross-attention mask from the current queries;
+        ``features``: the mask features [B, C, h, w] contiguous and channels-last."""
         decoded = self.decoder_norm(queries)  # [B, Q, C]
-        masks = torch.einsum("bqc,bchw->bqhw", self.mask_embed(decoded), mask_features)
-        pooled = self.mask_pooling_proj(mask_pool(mask_features, masks))  # [B, Q, C]
+        masks = torch.einsum("bqc,bchw->bqhw", self.mask_embed(decoded), features[0])
+        pooled = self.mask_pooling_proj(mask_pool(features[1], masks))  # [B, Q, C]
         class_embed = self.class_embed(pooled + decoded)  # [B, Q, D]
         logits = classifier.logits(class_embed, self.logit_scale, void=void)
         return logits, masks, self._attention_mask(masks, attn_size)
