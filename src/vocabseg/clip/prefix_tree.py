@@ -10,6 +10,7 @@ instead of 59k padded positions, with the same numbers up to float rounding.
 """
 from __future__ import annotations
 
+import itertools
 from typing import Any, NamedTuple
 
 import torch
@@ -34,30 +35,33 @@ class PrefixTree(NamedTuple):
 
 def build_prefix_tree(sequences: list[list[int]]) -> PrefixTree:
     """Merges token sequences (each cut after its end-of-text) into a depth-ordered trie."""
-    levels: list[dict[tuple[int, int], int]] = []  # per depth: (parent slot, token) -> slot
+    levels, leaf_slots = _trie_levels(sequences)
+    starts = list(itertools.accumulate((len(level) for level in levels), initial=0))
+    paths: list[torch.Tensor] = []
+    for depth, level in enumerate(levels):
+        parents = torch.tensor([parent for parent, _ in level], dtype=torch.long)  # [n_d] slots at depth - 1
+        own = torch.arange(starts[depth], starts[depth + 1]).unsqueeze(1)  # [n_d, 1]
+        paths.append(own if depth == 0 else torch.cat([paths[depth - 1][parents], own], dim=1))
+    tokens = [token for level in levels for _, token in level]
+    positions = [depth for depth, level in enumerate(levels) for _ in level]
+    leaves = [starts[depth] + slot for depth, slot in leaf_slots]
+    return PrefixTree(torch.tensor(tokens, dtype=torch.long), torch.tensor(positions, dtype=torch.long),
+                      starts, paths, torch.tensor(leaves, dtype=torch.long))
+
+
+def _trie_levels(sequences: list[list[int]]) -> tuple[list[dict[tuple[int, int], int]], list[tuple[int, int]]]:
+    """Per depth, {(parent's slot at depth - 1, token): slot} in first-seen order (dicts keep it),
+    and the (depth, slot) of each sequence's last token."""
+    levels: list[dict[tuple[int, int], int]] = []
     leaf_slots = []
     for sequence in sequences:
-        parent = -1
+        parent = -1  # the root's parent
         for depth, token in enumerate(sequence):
             if depth == len(levels):
                 levels.append({})
             parent = levels[depth].setdefault((parent, token), len(levels[depth]))
         leaf_slots.append((len(sequence) - 1, parent))
-    starts = [0]
-    for level in levels:
-        starts.append(starts[-1] + len(level))
-    paths: list[torch.Tensor] = []
-    tokens: list[int] = []
-    positions: list[int] = []
-    for depth, level in enumerate(levels):
-        parents = torch.tensor([parent for parent, _ in level], dtype=torch.long)  # slots at depth - 1
-        own = torch.arange(starts[depth], starts[depth + 1]).unsqueeze(1)  # [n_d, 1]
-        paths.append(own if depth == 0 else torch.cat([paths[depth - 1][parents], own], dim=1))
-        tokens.extend(token for _, token in level)
-        positions.extend([depth] * len(level))
-    leaves = torch.tensor([starts[depth] + slot for depth, slot in leaf_slots], dtype=torch.long)
-    return PrefixTree(torch.tensor(tokens, dtype=torch.long), torch.tensor(positions, dtype=torch.long),
-                      starts, paths, leaves)
+    return levels, leaf_slots
 
 
 def supports_prefix_sharing(clip: Any) -> bool:
