@@ -68,6 +68,18 @@ def test_gather_implementation_matches_naive_bilinear():
     torch.testing.assert_close(out, _naive_msda(value, shapes, locations, weights), atol=1e-10, rtol=0)
 
 
+def test_gather_with_a_non_finite_location_gives_nan_there_not_an_index_error():
+    value, locations, weights = _random_case([(3, 4)], seed=2)
+    locations[0, 1, 0, 0, 0, 0] = float("nan")
+    locations[1, 2, 1, 0, 1, 1] = float("nan")
+    out = gather_deformable_attention(value, [(3, 4)], locations, weights)  # [2, 3, heads 2 x dim 3]
+    broken = torch.zeros_like(out, dtype=torch.bool)
+    broken[0, 1, :3] = broken[1, 2, 3:] = True  # head 0 of query 1 in image 0; head 1 of query 2 in image 1
+    assert torch.equal(out.isnan(), broken)
+    reference = _naive_msda(value, [(3, 4)], locations.nan_to_num(0.5), weights)  # same where finite
+    torch.testing.assert_close(out[~broken], reference[~broken], atol=1e-10, rtol=0)
+
+
 @pytest.mark.parametrize("fast, grad, path", [(True, False, "gather"), (False, False, "grid"), (True, True, "grid")])
 def test_fast_inference_off_cuda_takes_the_gather_path(monkeypatch, fast, grad, path):
     taken = []

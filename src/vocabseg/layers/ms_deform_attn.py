@@ -114,8 +114,11 @@ def gather_deformable_attention(
     reads channels H*W apart instead. About 4x faster on CPU, equal to ~1e-6 (another summation
     order), so fast mode uses it. Levels get a zero border (1 pixel before, 2 after) and
     positions are clamped to it: a corner off the map reads zero, with no validity masks.
-    Shapes as in :func:`grid_sample_deformable_attention`.
+    Shapes as in :func:`grid_sample_deformable_attention`. A non-finite location (a broken
+    checkpoint) has no row to read: such calls take the ``grid_sample`` path, whose output is NaN.
     """
+    if not bool(torch.isfinite(sampling_locations).all()):  # note: a host sync, free on the CPU
+        return grid_sample_deformable_attention(value, spatial_shapes, sampling_locations, attention_weights)
     batch, _, heads, head_dim = value.shape
     _, num_queries, _, num_levels, num_points, _ = sampling_locations.shape
     table, starts = _bordered_levels(value, spatial_shapes)  # [N, S', M*D]
