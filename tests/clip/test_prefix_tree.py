@@ -5,7 +5,7 @@ import open_clip
 import pytest
 import torch
 
-from vocabseg.clip.prefix_tree import build_prefix_tree, encode_prefix_tree, supports_prefix_sharing
+from vocabseg.clip.prefix_tree import build_prefix_tree, encode_prefix_tree, supports_prefix_sharing, token_sequences
 from vocabseg.clip.text import BF16_SUFFIX, clip_text_encoder, encode_tokens
 
 PROMPTS = [
@@ -15,7 +15,7 @@ PROMPTS = [
 
 
 def test_tree_merges_shared_prefixes_and_orders_nodes_by_depth():
-    tree = build_prefix_tree([[7, 1, 2, 9], [7, 1, 3, 9], [7, 4, 9], [7, 1, 2, 9]])
+    tree = build_prefix_tree([(7, 1, 2, 9), (7, 1, 3, 9), (7, 4, 9), (7, 1, 2, 9)])
     # depth 0: {7}; 1: {1, 4}; 2: {2, 3, 9}; 3: {9 after 2, 9 after 3}
     assert tree.depth_starts == [0, 1, 3, 6, 8]
     assert tree.tokens.tolist() == [7, 1, 4, 2, 3, 9, 9, 9]
@@ -25,16 +25,16 @@ def test_tree_merges_shared_prefixes_and_orders_nodes_by_depth():
     assert tree.leaves.tolist() == [6, 7, 5, 6]  # the repeated sequence ends at the same node
 
 
-def _cut(tokens: torch.Tensor) -> list[list[int]]:
-    ends = (tokens.argmax(-1) + 1).tolist()
-    return [row[:end] for row, end in zip(tokens.tolist(), ends)]
+def test_token_sequences_end_at_each_end_of_text():
+    tokens = torch.tensor([[5, 3, 9, 0, 0], [5, 9, 0, 0, 0]])  # 9 plays end-of-text: the largest id
+    assert token_sequences(tokens) == [(5, 3, 9), (5, 9)]
 
 
 def test_tree_encoding_equals_padded_encoding(tiny_backbones, backbone_kind):
     clip = tiny_backbones[backbone_kind].clip
     assert supports_prefix_sharing(clip)
     tokens = open_clip.tokenize(PROMPTS)
-    tree = build_prefix_tree(_cut(tokens))
+    tree = build_prefix_tree(token_sequences(tokens))
     assert len(tree.tokens) < int((tokens.argmax(-1) + 1).sum())  # shared prefixes run once
     torch.testing.assert_close(encode_prefix_tree(clip, tree), encode_tokens(clip, tokens), atol=1e-5, rtol=1e-5)
 

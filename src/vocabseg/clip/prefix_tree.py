@@ -33,7 +33,13 @@ class PrefixTree(NamedTuple):
     leaves: torch.Tensor  # [N] node of each sequence's last token (its end-of-text)
 
 
-def build_prefix_tree(sequences: list[list[int]]) -> PrefixTree:
+def token_sequences(tokens: torch.Tensor) -> list[tuple[int, ...]]:
+    """Token ids [N, 77] as tuples that end at each prompt's end-of-text (the largest id)."""
+    ends = (tokens.argmax(dim=-1) + 1).tolist()
+    return [tuple(row[:end]) for row, end in zip(tokens.tolist(), ends)]
+
+
+def build_prefix_tree(sequences: list[tuple[int, ...]]) -> PrefixTree:
     """Merges token sequences (each cut after its end-of-text) into a depth-ordered trie."""
     levels, leaf_slots = _trie_levels(sequences)
     starts = list(itertools.accumulate((len(level) for level in levels), initial=0))
@@ -49,7 +55,7 @@ def build_prefix_tree(sequences: list[list[int]]) -> PrefixTree:
                       starts, paths, torch.tensor(leaves, dtype=torch.long))
 
 
-def _trie_levels(sequences: list[list[int]]) -> tuple[list[dict[tuple[int, int], int]], list[tuple[int, int]]]:
+def _trie_levels(sequences: list[tuple[int, ...]]) -> tuple[list[dict[tuple[int, int], int]], list[tuple[int, int]]]:
     """Per depth, {(parent's slot at depth - 1, token): slot} in first-seen order (dicts keep it),
     and the (depth, slot) of each sequence's last token."""
     levels: list[dict[tuple[int, int], int]] = []

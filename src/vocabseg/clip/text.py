@@ -14,7 +14,7 @@ import open_clip
 import torch
 from torch import nn
 
-from vocabseg.clip.prefix_tree import build_prefix_tree, encode_prefix_tree, supports_prefix_sharing
+from vocabseg.clip.prefix_tree import build_prefix_tree, encode_prefix_tree, supports_prefix_sharing, token_sequences
 from vocabseg.text.cache import EncodeFn
 from vocabseg.text.templates import DEFAULT_TEMPLATES
 
@@ -77,19 +77,17 @@ def clip_text_encoder(clip: nn.Module, *, clip_model_name: str, custom_clip: boo
             return encode_tokens(clip, tokenizer(prompts).to(next(clip.parameters()).device)).float()
 
         return TextEncoder(encode_padded, encoder_id)
-    bf16_towers: list[SimpleNamespace] = []  # made on first fast-mode use, then kept
+    towers: dict[torch.dtype, Any] = {torch.float32: clip}  # the bf16 copy: made on first fast-mode use, then kept
 
-    @torch.inference_mode()
-    def encode(prompts: list[str]) -> torch.Tensor:
-        return encode_prefix_tree(clip, build_prefix_tree(_cut_after_end(tokenizer(prompts)))).float()
+    def encoder_in(dtype: torch.dtype) -> EncodeFn:
+        @torch.inference_mode()
+        def encode(prompts: list[str]) -> torch.Tensor:
+            if dtype not in towers:
+                towers[dtype] = text_tower_copy(clip, dtype)
+            return encode_prefix_tree(towers[dtype], build_prefix_tree(token_sequences(tokenizer(prompts)))).float()
+        return encode
 
-    @torch.inference_mode()
-    def encode_bf16(prompts: list[str]) -> torch.Tensor:
-        if not bf16_towers:
-            bf16_towers.append(text_tower_copy(clip, torch.bfloat16))
-        return encode_prefix_tree(bf16_towers[0], build_prefix_tree(_cut_after_end(tokenizer(prompts)))).float()
-
-    return TextEncoder(encode, encoder_id, encode_bf16=encode_bf16)
+    return TextEncoder(encoder_in(torch.float32), encoder_id, encode_bf16=encoder_in(torch.bfloat16))
 
 
 def text_tower_copy(clip: Any, dtype: torch.dtype) -> SimpleNamespace:
@@ -102,12 +100,6 @@ def text_tower_copy(clip: Any, dtype: torch.dtype) -> SimpleNamespace:
         ln_final=copy.deepcopy(clip.ln_final).to(dtype),
         text_projection=clip.text_projection.detach().to(dtype),
     )
-
-
-def _cut_after_end(tokens: torch.Tensor) -> list[list[int]]:
-    """Token ids [N, 77] as lists that end at each prompt's end-of-text (the largest id)."""
-    ends = (tokens.argmax(dim=-1) + 1).tolist()
-    return [row[:end] for row, end in zip(tokens.tolist(), ends)]
 
 
 def text_tower_fingerprint(clip: Any) -> str:

@@ -73,15 +73,12 @@ def _encode_in_batches(
 
 def _token_ids(prompts: list[str]) -> list[tuple[int, ...]]:
     """CLIP BPE token ids of each prompt up to its end-of-text (open_clip's tokenizer, which all
-    its text towers but a few share; only the batching depends on it), or its characters' code
-    points where open_clip is missing."""
-    try:
-        import open_clip
-    except ImportError:
-        return [tuple(map(ord, p)) for p in prompts]
-    tokens = open_clip.tokenize(prompts)  # [N, 77], end-of-text has the largest id
-    ends = (tokens.argmax(dim=-1) + 1).tolist()
-    return [tuple(row[:end]) for row, end in zip(tokens.tolist(), ends)]
+    its text towers but a few share; only the batching depends on it)."""
+    import open_clip  # here, not at import: vocabseg.text stays light
+
+    from vocabseg.clip.prefix_tree import token_sequences  # here: vocabseg.clip imports this module
+
+    return token_sequences(open_clip.tokenize(prompts))
 
 
 def build_text_classifier(
