@@ -120,8 +120,8 @@ def test_fast_semantic_scores_coarse_masks_and_mostly_agrees_with_exact():
     coarse = torch.randn(12, 1, 4, 6, generator=g) * 6  # smooth masks: [Q, h, w] upsampled from 4x6
     masks = F.interpolate(coarse, size=(24, 36), mode="bilinear", align_corners=False)[:, 0]
     raw = RawOutput(torch.randn(12, 6, generator=g).log_softmax(-1), masks, 4, (90, 140), (180, 280))
-    exact = Predictor._semantic(raw, ("semantic",))
-    fast = Predictor._semantic(raw, ("semantic",), fast=True)
+    exact = Predictor._semantic(raw, ("semantic",), raw.query_mask_logits())
+    fast = Predictor._semantic(raw, ("semantic",), raw.query_mask_logits(), fast=True)
     assert fast.shape == exact.shape == (180, 280)
     agreement = float((fast == exact).float().mean())
     assert 0.95 < agreement < 1.0  # scoring before or after the upsampling differs only near label boundaries
@@ -135,3 +135,17 @@ def test_fast_mode_embeds_text_in_bf16_under_its_own_cache_entry(checkpoint, tmp
     assert 0.99 < float(cosine.min()) and not torch.equal(fast.classifier.embeddings, exact.classifier.embeddings)
     fast.with_settings({"precision": "fp32"})  # the classifier follows the mode
     assert torch.equal(fast.classifier.embeddings, exact.classifier.embeddings)
+
+
+def test_embeddings_read_from_a_file_are_kept_across_a_mode_change(checkpoint, tmp_path):
+    predictor = _predictor(checkpoint, tmp_path, "fp32")
+    file = tmp_path / "text.npy"
+    np.save(file, predictor.classifier.embeddings.numpy()[:4])  # one row per class of VOCAB
+    predictor.set_vocabulary(VOCAB, text_embeddings=file)
+    from_file = predictor.classifier
+    predictor.with_settings({"precision": "bf16"})  # a file's embeddings have no precision to follow
+    assert predictor.classifier is from_file
+    predictor.set_vocabulary(VOCAB)  # encoded in bf16 now, then re-encoded exactly on the way back
+    assert not torch.equal(predictor.classifier.embeddings, from_file.embeddings)
+    predictor.with_settings({"precision": "fp32"})
+    assert torch.equal(predictor.classifier.embeddings, from_file.embeddings)

@@ -113,8 +113,8 @@ class Predictor:
         self.vocabulary: Vocabulary | None = None
         self.classifier: TextClassifier | None = None
         self._text_encoder = self.model.text_encoder()
-        # what set_vocabulary was given, to re-embed the text when the precision mode changes
-        self._vocabulary_source: tuple[Vocabulary, str | os.PathLike | None] | None = None
+        # the mode (fast?) the classifier's text was embedded in; None for embeddings read from a file
+        self._embedded_fast: bool | None = None
 
     @classmethod
     def from_pretrained(cls, name_or_path: str, *, weights: str | None = None, clip_weights: str | None = None,
@@ -147,11 +147,10 @@ class Predictor:
 
     def with_settings(self, overrides: dict[str, Any] | None) -> Predictor:
         """Changes test-time settings in place (e.g. a benchmark's test size); returns self."""
-        was_fast = is_fast(self.inference.precision, self.device)
         self.settings = self.settings.override(overrides)
-        if self._vocabulary_source is not None and is_fast(self.inference.precision, self.device) != was_fast:
-            vocabulary, text_embeddings = self._vocabulary_source  # the text tower's precision follows the mode
-            self.set_vocabulary(vocabulary, progress=False, text_embeddings=text_embeddings)
+        fast = is_fast(self.inference.precision, self.device)
+        if self.vocabulary is not None and self._embedded_fast not in (None, fast):
+            self.set_vocabulary(self.vocabulary, progress=False)  # the text tower's precision follows the mode
         return self
 
     # ---- vocabulary -------------------------------------------------------------------------
@@ -169,15 +168,16 @@ class Predictor:
             width = int(self._text_encoder.encode(["a photo of a cat."]).shape[-1])
             self.classifier = TextClassifier.from_file(text_embeddings, vocab, self.train_vocabulary, width=width,
                                                        device=self.device)
-            self.vocabulary, self._vocabulary_source = vocab, (vocab, text_embeddings)
+            self.vocabulary, self._embedded_fast = vocab, None
             return vocab
         prompted = join_synonyms(vocab) if self._text_encoder.join_synonyms else vocab
         # fast mode: a bf16 text tower, about twice as fast on CPU, with cache entries of its own
-        encode, encoder_id = self._text_encoder.for_precision(is_fast(self.inference.precision, self.device))
+        fast = is_fast(self.inference.precision, self.device)
+        encode, encoder_id = self._text_encoder.for_precision(fast)
         text = self.text_cache.get_or_build(prompted, encode, encoder_id, templates=self._text_encoder.templates,
                                             progress=progress)
         self.classifier = TextClassifier.build(text, vocab, self.train_vocabulary, device=self.device)
-        self.vocabulary, self._vocabulary_source = vocab, (vocab, None)
+        self.vocabulary, self._embedded_fast = vocab, fast
         return vocab
 
     # ---- inference ----------------------------------------------------------------------------
@@ -260,8 +260,7 @@ class Predictor:
         return self.vocabulary
 
     @staticmethod
-    def _semantic(raw: RawOutput, tasks, masks: torch.Tensor | QueryMasks | None = None, *,
-                  fast: bool = False) -> torch.Tensor:
+    def _semantic(raw: RawOutput, tasks, masks: torch.Tensor | QueryMasks, *, fast: bool = False) -> torch.Tensor:
         """Semantic labels in the reference's order of operations (-1: a pixel no class claims).
 
         With panoptic or instance output the masks are resized to the image first and scored
@@ -275,7 +274,6 @@ class Predictor:
                 return crop_and_resize(_upsampled(scores, raw.mask_stride), raw.input_size, raw.output_size)
             return semantic_labels(raw.mask_cls, raw.pred_masks, class_probs=raw.class_probs, resize=resize)
         if "panoptic" in tasks or "instance" in tasks:
-            masks = raw.query_mask_logits() if masks is None else masks  # None: resized chunk by chunk
             return semantic_labels(raw.mask_cls, masks, class_probs=raw.class_probs)
         return semantic_labels(raw.mask_cls, raw.padded_mask_logits(), class_probs=raw.class_probs,
                                resize=lambda scores: crop_and_resize(scores, raw.input_size, raw.output_size))
