@@ -87,7 +87,8 @@ def semantic_labels(mask_cls: torch.Tensor, mask_pred: torch.Tensor | QueryMasks
         resize: optional function applied to each [c, h, w] block of class scores before the
             argmax (e.g. cropping the padding and resizing to the image, which the reference
             does after scoring when only semantic output is requested).
-        chunk: classes scored at a time; bounds memory at chunk x H x W floats.
+        chunk: classes taken together: per ``resize`` call, or (without ``resize``) the bound
+            chunk x H x W on the floats of one pixel band's scores.
         class_probs: [Q, K] probabilities to use instead of softmax(mask_cls) (see query_class_probs).
         tile_elements: for :class:`QueryMasks`, Q x rows x W floats made per row tile (each
             tile is one pass over the queries); with ``resize``, classes x H x W scores computed
