@@ -8,12 +8,16 @@ This is the one module of vocabseg that talks to ``torch.distributed``.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from datetime import timedelta
+from typing import TypeVar
 
 import torch
 import torch.distributed as dist
 
-from vocabseg.errors import DeviceError
+from vocabseg.errors import ConfigError, DeviceError, VocabsegError, first_line
+
+T = TypeVar("T")
 
 
 def env_world_size() -> int:
@@ -86,6 +90,34 @@ def rank_and_world() -> tuple[int, int]:
 
 def is_main_process() -> bool:
     return get_rank() == 0
+
+
+def rank_device(device: str) -> str:
+    """Under torchrun a bare ``cuda`` means this rank's GPU (LOCAL_RANK); other devices as given."""
+    if device == "cuda" and env_world_size() > 1:
+        return f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}"
+    return device
+
+
+def on_main_first(fn: Callable[[], T]) -> T | None:
+    """Runs ``fn`` on rank 0 only; every rank then raises if it raised a vocabseg error.
+
+    For steps one process must do for the job (take a folder's lock, write a run record): the
+    other ranks wait for it and stop with the same one-line message (a ConfigError) when it failed.
+    Returns ``fn``'s result on rank 0, None on the others.
+    """
+    result, error = None, None
+    if is_main_process():
+        try:
+            result = fn()
+        except VocabsegError as caught:
+            error = caught
+    outcome = all_gather_object(first_line(error) if error is not None else None)[0]
+    if error is not None:
+        raise error
+    if outcome is not None:
+        raise ConfigError(outcome)
+    return result
 
 
 def barrier() -> None:

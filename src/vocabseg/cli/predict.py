@@ -2,63 +2,142 @@
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from vocabseg.cli.common import add_model_arguments, load_predictor, positive_int
+from vocabseg.errors import ConfigError
 from vocabseg.zoo import get_variant, list_models
 
 if TYPE_CHECKING:
     import numpy as np
 
+    from vocabseg.models import ModelFamily
     from vocabseg.runs import RunRecord
 
 logger = logging.getLogger(__name__)
 
 
 def cmd_predict(args: argparse.Namespace) -> None:
-    from tqdm import tqdm
+    """Checks the arguments, takes the folder (rank 0 of a torchrun job for all), then runs this rank's share.
 
-    from vocabseg.downloads import sha256_of
+    Under torchrun the inputs are cut into batches of ``--batch-size`` in input order and batch k
+    goes to rank k mod N, so every image meets the same neighbours as in one process.
+    """
+    from vocabseg import distributed as dist
     from vocabseg.images import expand_inputs
-    from vocabseg.outputs import write_prediction
-    from vocabseg.runs import ERRORS_FILE, RunRecord, check_output_folder, previous_done, run_identity
+    from vocabseg.run_folder import owned_folder
+    from vocabseg.runs import check_output_folder, read_done
 
     paths = expand_inputs(args.inputs)
     output = Path(args.output)
+    _check_task(args)  # from the zoo or the checkpoint's header: before anything is loaded or written
+    check_output_folder(output, [p for p in paths if p.stem not in read_done(output)])  # a first estimate
+    args.device = dist.rank_device(args.device)
+    created_group = dist.join_from_env(backend="gloo", timeout=_JOB_TIMEOUT)  # barriers and small gathers only
+    try:
+        rank, world = dist.rank_and_world()
+        if not args.skip_errors:  # a bad or truncated file fails here, before the model loads
+            _decode_all([p for p in _shard(paths, args.batch_size, rank, world) if p.stem not in read_done(output)])
+        with owned_folder(output, "vocabseg predict"):
+            _predict_folder(args, paths, output, rank, world)
+    finally:
+        if created_group:
+            dist.cleanup()
+
+
+_JOB_TIMEOUT = timedelta(hours=24)  # ranks wait at the end for the slowest one
+
+
+def _shard(paths: list[Path], batch_size: int, rank: int, world: int) -> list[Path]:
+    """This rank's inputs: batch k (of ``batch_size`` in input order) goes to rank k mod ``world``."""
+    return [p for index, p in enumerate(paths) if (index // batch_size) % world == rank]
+
+
+def _predict_folder(args: argparse.Namespace, paths: list[Path], output: Path, rank: int, world: int) -> None:
+    from tqdm import tqdm
+
+    from vocabseg import distributed as dist
+    from vocabseg.downloads import sha256_of
+    from vocabseg.outputs import write_prediction
+    from vocabseg.run_folder import check_kind
+    from vocabseg.runs import ERRORS_FILE, RunRecord, count_rank_done, merge_rank_files, previous_done, run_identity
+
+    dist.on_main_first(lambda: check_kind(output, "predict"))
     done = previous_done(output, [p.stem for p in paths], overwrite=args.overwrite)
     todo = [p for p in paths if p.stem not in done]
-    check_output_folder(output, todo)
-    if not args.skip_errors:
-        _decode_all(todo)  # a bad or truncated file fails here, before the model loads
+    mine = [p for p in _shard(paths, args.batch_size, rank, world) if p.stem not in done]
     if args.fast:
         args.settings.append(("precision", "bf16"))
     predictor = load_predictor(args)
     vocab = predictor.set_vocabulary(args.vocab, text_embeddings=args.text_embeddings)
     # Default: the family's first task, its paper's own output (FC-CLIP panoptic, OVSeg semantic).
     tasks = predictor.family.tasks if args.task == "all" else (args.task or predictor.family.tasks[0],)
-    record = RunRecord(output)
+    predictor.predict([], task=tasks)  # checks the tasks against the model before run.json is written
+    record = RunRecord(output, rank=rank, world_size=world)
     source = {"model": args.model, "weights": args.weights, "clip_weights": args.clip_weights}
     identity = run_identity(predictor, vocab, tasks, args.batch_size)
     if args.text_embeddings:  # other embeddings, other results
         identity["text_embeddings"] = sha256_of(Path(args.text_embeddings))
-    record.start(identity, source, done, overwrite=args.overwrite)
-    if len(todo) < len(paths):  # said only once the run is known to be the same as the one that did them
+    order = [p.stem for p in paths]
+    dist.on_main_first(lambda: record.start(identity, source, done, overwrite=args.overwrite, order=order))
+    if len(todo) < len(paths) and rank == 0:  # said only once the run is known to be the one that did them
         logger.info("skipping %d image(s) already done in %s (--overwrite to redo)", len(paths) - len(todo), output)
-    with tqdm(total=len(todo), desc="predict", unit="img", disable=not todo) as bar:
-        chunks = [todo[start:start + args.batch_size] for start in range(0, len(todo), args.batch_size)]
+    with tqdm(total=len(todo), desc="predict", unit="img", disable=not todo or rank != 0) as bar:
+        chunks = [mine[start:start + args.batch_size] for start in range(0, len(mine), args.batch_size)]
         for chunk, loaded in zip(chunks, _decoded_chunks(chunks, record if args.skip_errors else None)):
             images = [image for _, image in loaded]
             predictions = predictor.predict(images, task=tasks, batch_size=args.batch_size) if images else []
             for (path, image), prediction in zip(loaded, predictions, strict=True):
                 write_prediction(output, path.stem, image, prediction, vocab)
                 record.mark_done(path.stem)  # after all of the image's files: a half-written image is redone
-            bar.update(len(chunk))
-    print(f"wrote {len(todo) - len(record.errors)} result(s) for {len(vocab)} classes to {output}")
-    if record.errors:
-        logger.warning("skipped %d image(s) that could not be read; see %s", len(record.errors), output / ERRORS_FILE)
+            bar.update(len(chunk) if world == 1 else count_rank_done(output) - bar.n)  # the job's, on rank 0
+        dist.barrier()  # every rank's images are written
+        if world > 1 and rank == 0:
+            merge_rank_files(output, order)
+            bar.update(len(todo) - bar.n)
+    errors = sum(dist.all_gather_object(len(record.errors)))
+    if rank == 0:
+        print(f"wrote {len(todo) - errors} result(s) for {len(vocab)} classes to {output}")
+        if errors:
+            logger.warning("skipped %d image(s) that could not be read; see %s", errors, output / ERRORS_FILE)
+
+
+def _check_task(args: argparse.Namespace) -> None:
+    """Refuses a --task the model's family does not give, from the zoo or the checkpoint's header."""
+    family = _model_family(args.model, args.weights)
+    if family is not None and args.task not in (None, "all") and args.task not in family.tasks:
+        raise ConfigError(f"{family.title} models give {', '.join(family.tasks)} output, not {args.task}; "
+                          "choose another --task")
+
+
+def _model_family(model: str, weights: str | None) -> ModelFamily | None:
+    """The family of ``--model`` without building it (None: known only once loaded, e.g. hf-hub:)."""
+    import torch
+
+    from vocabseg import hub
+    from vocabseg.models import FAMILIES, get_family
+
+    if model in list_models():
+        return get_family(get_variant(model).family)
+    path = Path(weights or model)
+    try:
+        if hub.is_pretrained(path):
+            header = json.loads((path if path.is_dir() else path.parent).joinpath(hub.CONFIG_NAME).read_text())
+        else:  # mmap: the header and the key names are read, not the tensors
+            header = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except Exception:  # noqa: BLE001 - unreadable here: the loader says what is wrong in its own words
+        return None
+    if not isinstance(header, dict):
+        return None
+    if header.get("format") == "vocabseg" and header.get("family") in FAMILIES:
+        return get_family(header["family"])
+    state = header.get("model", header.get("state_dict", header))
+    return next((f for f in FAMILIES.values() if isinstance(state, dict) and f.is_official(state)), None)
 
 
 def _decode_all(paths: list[Path]) -> None:
@@ -167,7 +246,7 @@ def add_predict_parsers(sub: argparse._SubParsersAction) -> None:
                    help="default: the model's own output (FC-CLIP panoptic, OVSeg semantic, Cascade-CLIP semantic)")
     p.add_argument("--output", required=True, help="output directory")
     p.add_argument("--overwrite", action="store_true",
-                   help="redo every image and rewrite run.json (needed to change the model, vocabulary, tasks "
+                   help="delete the results of the run in OUTPUT and redo every image (needed to change the model, vocabulary, tasks "
                         "or settings of a folder that holds results)")
     p.add_argument("--skip-errors", action="store_true",
                    help="record unreadable images in OUTPUT/errors.json and go on; the exit status stays 0 and a "
