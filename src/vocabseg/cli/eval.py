@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import math
-import os
 from pathlib import Path
 
 from vocabseg.cli.common import positive_int
@@ -33,6 +32,8 @@ def add_eval_parser(sub) -> None:
     p.add_argument("--tasks", type=_tasks, help="comma-separated, e.g. panoptic,semantic (default: all the split has)")
     p.add_argument("--limit", type=positive_int, help="evaluate the first N images only")
     p.add_argument("--output", required=True, help="folder for results.json, results.md and the resumable state/")
+    p.add_argument("--overwrite", action="store_true",
+                   help="delete the evaluation in OUTPUT (state/, results) and start over (default: resume it)")
     p.add_argument("--checkpoint-every", type=int, default=50, help="images between saves of the resumable state")
     p.add_argument("--checkpoint-seconds", type=float, default=60.0,
                    help="seconds between saves of the resumable state (also saved on errors)")
@@ -61,34 +62,45 @@ def _tasks(text: str) -> tuple[str, ...]:
     return tasks
 
 
-def _rank_device(device: str) -> str:
-    """Under torchrun a bare ``cuda`` means this rank's GPU."""
-    if device == "cuda" and int(os.environ.get("WORLD_SIZE", 1)) > 1:
-        return f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}"
-    return device
-
-
 def cmd_eval(args) -> None:
-    from vocabseg.cli.common import load_predictor, test_size_overrides
+    from vocabseg import distributed as dist
     from vocabseg.data import get_dataset
-    from vocabseg.distributed import rank_and_world
-    from vocabseg.eval.run import evaluate
+    from vocabseg.eval.run import BARRIER_TIMEOUT
+    from vocabseg.run_folder import owned_folder
 
-    # before the model: fail fast
+    # before the model and the folder: fail fast
     dataset = get_dataset(args.dataset, args.data_root, tasks=set(args.tasks) if args.tasks else None)
-    args.device = _rank_device(args.device)
+    args.device = dist.rank_device(args.device)
+    output = Path(args.output)
+    created_group = dist.join_from_env(backend="gloo", timeout=BARRIER_TIMEOUT)  # the lock's outcome is shared
+    try:
+        with owned_folder(output, "vocabseg eval"):
+            results = _eval_in_folder(args, dataset, output)
+    finally:
+        if created_group:
+            dist.cleanup()
+    if dist.rank_and_world()[0] == 0:
+        print(summary_line(results))
+        print(f"wrote {Path(args.output) / 'results.json'} and results.md")
+
+
+def _eval_in_folder(args, dataset, output: Path) -> dict:
+    from vocabseg import distributed as dist
+    from vocabseg.cli.common import load_predictor, test_size_overrides
+    from vocabseg.eval.run import evaluate
+    from vocabseg.run_folder import check_kind, clear
+
+    dist.on_main_first(lambda: check_kind(output, "eval"))
     if args.fast:
         args.settings.append(("precision", "bf16"))
     predictor = load_predictor(args)
+    if args.overwrite:
+        dist.on_main_first(lambda: clear(output, "eval"))
     size = test_size_overrides(args)  # the user's test size wins over the split's official one
     test_size = (predictor.inference.min_size, predictor.inference.max_size) if size else None
-    results = evaluate(predictor, dataset, output_dir=args.output, limit=args.limit, test_size=test_size,
-                       progress=not args.no_progress, checkpoint_every=args.checkpoint_every,
-                       checkpoint_seconds=args.checkpoint_seconds,
-                       text_embeddings=args.text_embeddings)  # fmt: skip
-    if rank_and_world()[0] == 0:
-        print(summary_line(results))
-        print(f"wrote {Path(args.output) / 'results.json'} and results.md")
+    return evaluate(predictor, dataset, output_dir=output, limit=args.limit, test_size=test_size,
+                    progress=not args.no_progress, checkpoint_every=args.checkpoint_every,
+                    checkpoint_seconds=args.checkpoint_seconds, text_embeddings=args.text_embeddings)
 
 
 def cmd_score(args) -> None:

@@ -22,6 +22,8 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--resume", action="store_true",
                         help="continue the run in OUTPUT from its last.pth (starts a new run if there is none)")
     parser.add_argument("--resume-from", metavar="PATH", help="continue a run from this training checkpoint")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="delete the training run in OUTPUT (checkpoints, config.yaml, logs) and start a new one")
     parser.add_argument("--init", metavar="PATH",
                         help="start from these weights (a vocabseg or official checkpoint of the preset's family), "
                              "as the preset's model.init; fresh optimizer and schedule")
@@ -52,15 +54,19 @@ def main_from_args(args: argparse.Namespace, *, eval_fn=None, keep_history: bool
         return _run_ovseg_stage(args, keep_history=keep_history)
     config = load_config(args.preset, args.overrides)
     config.output = args.output or config.output
-    return run_training(config, resume=_resume_arg(args), init=args.init, eval_fn=eval_fn, keep_history=keep_history)
+    return run_training(config, resume=_resume_arg(args), init=args.init, eval_fn=eval_fn, keep_history=keep_history,
+                        overwrite=args.overwrite)
 
 
 def run_training(argv_or_config: list[str] | TrainConfig, *, resume: str | None = None, init: str | None = None,
-                 eval_fn=None, keep_history: bool = False):
+                 eval_fn=None, keep_history: bool = False, overwrite: bool = False):
     """Trains from command-line arguments (those after ``vocabseg train``) or a TrainConfig; returns the Trainer.
 
     Args:
         resume: None (new run), "auto" (OUTPUT/last.pth when it exists) or a training checkpoint.
+            A folder holding a run needs ``resume`` or ``overwrite`` (vocabseg.run_folder); a resume whose
+            settings differ from the checkpoint's beyond train.checkpoint.RESUME_MAY_CHANGE is refused.
+        overwrite: delete the run in OUTPUT first (once the new run is built, before it writes).
         init: starting weights (vocabseg or official checkpoint) for a new run.
         keep_history: keep every iteration's StepResult in ``trainer.history`` (tests).
     """
@@ -68,22 +74,51 @@ def run_training(argv_or_config: list[str] | TrainConfig, *, resume: str | None 
         parser = argparse.ArgumentParser(prog="vocabseg train")
         add_train_arguments(parser)
         return main_from_args(parser.parse_args(argv_or_config), eval_fn=eval_fn, keep_history=keep_history)
+    from vocabseg.run_folder import check_train_folder, owned_folder
+
+    config = argv_or_config
+    output = Path(config.output)
+    device = dist.init_from_env(device=config.device)
+    try:
+        with owned_folder(output, "vocabseg train"):
+            dist.on_main_first(lambda: check_train_folder(output, resume=resume is not None, overwrite=overwrite))
+            return _train_in_folder(config, output, device, resume=resume, init=init, eval_fn=eval_fn,
+                                    keep_history=keep_history, overwrite=overwrite)
+    finally:
+        dist.cleanup()
+
+
+def _train_in_folder(config: TrainConfig, output: Path, device, *, resume: str | None, init: str | None, eval_fn,
+                     keep_history: bool, overwrite: bool):
+    """Builds, resumes or starts the run in its (locked, checked) folder and trains it."""
+    from vocabseg.run_folder import clear
     from vocabseg.train.build import build_trainer  # heavy imports only when training
     from vocabseg.train.checkpoint import resume_path
 
-    config = argv_or_config
-    device = dist.init_from_env(device=config.device)
-    try:
-        trainer = build_trainer(config, device=device, init=init, eval_fn=eval_fn, keep_history=keep_history)
-        checkpoint = resume_path(resume, Path(config.output))
+    trainer = build_trainer(config, device=device, init=init, eval_fn=eval_fn, keep_history=keep_history)
+    checkpoint = resume_path(resume, output)
+    if checkpoint is not None:
+        trainer.resume(checkpoint)
+    if dist.is_main_process():
+        if overwrite:
+            clear(output, "train")
+        if checkpoint is None or not (output / "config.yaml").exists():
+            save_config(config, output / "config.yaml")  # the run's settings as started; kept by resumes
         if checkpoint is not None:
-            trainer.resume(checkpoint)
-        if dist.is_main_process():
-            save_config(config, Path(config.output) / "config.yaml")
-        trainer.train()
-        return trainer
-    finally:
-        dist.cleanup()
+            record_resume(output, checkpoint, trainer.iteration, trainer.resume_changes)
+    trainer.train()
+    return trainer
+
+
+def record_resume(output: Path, checkpoint: Path, iteration: int, changes: list[dict]) -> None:
+    """Appends one line to ``OUTPUT/resumes.jsonl``: when, from which checkpoint and iteration, what changed."""
+    import json
+    import time
+
+    entry = {"time": time.strftime("%Y-%m-%d %H:%M:%S"), "checkpoint": str(checkpoint), "iteration": iteration,
+             "changes": changes}
+    with open(output / "resumes.jsonl", "a", encoding="utf-8") as f:
+        f.write(json.dumps(entry, default=str) + "\n")
 
 
 def _run_ovseg_stage(args: argparse.Namespace, *, keep_history: bool):

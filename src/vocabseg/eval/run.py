@@ -180,7 +180,7 @@ def load_state(path: Path, run: dict[str, Any]) -> dict[str, Any] | None:
         theirs = {k: v for k, v in state.get("run", {}).items() if run.get(k) != v} if isinstance(state, dict) else {}
         raise CheckpointError(
             f"{path} holds another evaluation (differs in {sorted(theirs) or 'version'}: {theirs}); "
-            f"use another --output or delete {path.parent} to start over"
+            f"use another --output, or --overwrite (or delete {path.parent}) to start over"
         )
     state["states"] = _from_saved(state["states"])
     return state

@@ -17,7 +17,7 @@ import torch
 
 from vocabseg import distributed as dist
 from vocabseg.checkpoints import FORMAT, FORMAT_V1, load_weights, parse_checkpoint, read_checkpoint
-from vocabseg.errors import CheckpointError
+from vocabseg.errors import CheckpointError, ConfigError
 from vocabseg.models import ModelFamily, ModelVariant
 
 TRAINER_KEY = "trainer"
@@ -109,3 +109,54 @@ def resume_path(resume: str | None, output: Path) -> Path | None:
     if not Path(resume).is_file():
         raise CheckpointError(f"--resume-from {resume}: no such file; give a last.pth or model_*.pth of the run")
     return Path(resume)
+
+
+# Settings that may differ between a run and its --resume: where things are (output, data and eval
+# locations, the text cache, the device), how often the loop reports (log, checkpoint and eval
+# periods), how data is loaded (worker processes), what is evaluated (eval.*), and a longer
+# solver.max_iter (see RESUME_SCHEDULE_RULE). Any other change makes another run, so resume refuses it.
+RESUME_MAY_CHANGE = ("output", "text_cache", "device", "data.root", "data.num_workers", "eval.*",
+                     "solver.log_period", "solver.checkpoint_period", "solver.eval_period", "solver.max_iter")
+RESUME_SCHEDULE_RULE = ("a longer solver.max_iter continues the schedule: a step schedule keeps its solver.steps, "
+                        "a poly schedule is recomputed over the new max_iter from the resumed iteration")
+
+
+def flat_settings(config: dict, prefix: str = "") -> dict[str, Any]:
+    """``{"solver.lr": 0.001, ...}`` of a nested run config (model.arch kept whole: one architecture)."""
+    flat: dict[str, Any] = {}
+    for key, value in config.items():
+        dotted = f"{prefix}{key}"
+        if isinstance(value, dict) and dotted != "model.arch":
+            flat.update(flat_settings(value, dotted + "."))
+        else:
+            flat[dotted] = value
+    return flat
+
+
+def _may_change(key: str) -> bool:
+    return any(key == allowed or (allowed.endswith(".*") and key.startswith(allowed[:-1]))
+               for allowed in RESUME_MAY_CHANGE)
+
+
+def resume_changes(saved: dict, current: dict, *, source: str | Path) -> list[dict[str, Any]]:
+    """The settings ``current`` changes from the run that wrote a checkpoint, if all may change on resume.
+
+    Returns:
+        ``[{"key", "old", "new"}, ...]`` (empty: the same settings; no saved config: nothing to compare).
+
+    Raises:
+        ConfigError: one line naming the changed keys with their old and new values.
+    """
+    if not saved:
+        return []
+    old, new = flat_settings(saved), flat_settings(current)
+    changes = [{"key": k, "old": old.get(k), "new": new.get(k)} for k in sorted(set(old) | set(new))
+               if old.get(k) != new.get(k)]
+    refused = [c for c in changes if not _may_change(c["key"]) or (c["key"] == "solver.max_iter"
+                                                                  and not (c["new"] or 0) > (c["old"] or 0))]
+    if refused:
+        listed = "; ".join(f"{c['key']}: {c['old']!r} -> {c['new']!r}" for c in refused[:3])
+        raise ConfigError(f"--resume: {source} was trained with other settings ({listed}); resume with the run's "
+                          "settings (only periods, worker counts, locations, eval.* and a longer solver.max_iter "
+                          "may change), or start a new run with --overwrite or another --output")
+    return changes

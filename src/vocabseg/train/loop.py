@@ -27,7 +27,7 @@ from vocabseg.checkpoints import save_checkpoint
 from vocabseg.errors import CheckpointError, ConfigError
 from vocabseg.models import ModelFamily, SegmentationModel, Settings
 from vocabseg.text import TextClassifier
-from vocabseg.train.checkpoint import TRAINER_KEY, read_training_checkpoint
+from vocabseg.train.checkpoint import RESUME_SCHEDULE_RULE, TRAINER_KEY, read_training_checkpoint, resume_changes
 from vocabseg.train.data import Batch, PadCollate, StreamSampler, TrainDataset, build_loader
 from vocabseg.train.dense_data import DenseTrainDataset
 from vocabseg.train.rng import CRITERION, derive_seed, rng_state, seed_everything, set_rng_state
@@ -121,6 +121,7 @@ class Trainer:
         self._writer: SummaryWriter | Literal[False] | None = None  # False: tensorboard is not installed
         self._clock = (time.perf_counter(), self.iteration)  # (time, iteration) of the last speed measurement
         self._saved_at: int | None = None
+        self.resume_changes: list[dict[str, Any]] = []  # settings a resume changed: [{"key", "old", "new"}]
 
     @property
     def global_batch(self) -> int:
@@ -319,6 +320,7 @@ class Trainer:
         if theirs is not None and ours is not None and theirs != ours:  # e.g. a transductive run given inductive's
             raise CheckpointError(f"{path} was trained with zero_shot {theirs}, this run sets {ours}; resume with the "
                                   "preset that wrote it, or start from its weights with model.init (or --init)")
+        self.resume_changes = resume_changes(state.get("run_config") or {}, self.run_config, source=path)
         try:
             self.optimizer.load_state_dict(state["optimizer"])
         except ValueError as error:
@@ -335,3 +337,7 @@ class Trainer:
             seed_everything(derive_seed(self.settings.seed, self.iteration, dist.get_rank()))
         if dist.is_main_process():
             logger.info("resumed from %s at iteration %d", path, self.iteration)
+            for change in self.resume_changes:
+                logger.info("resume changes %s: %r -> %r", change["key"], change["old"], change["new"])
+            if any(change["key"] == "solver.max_iter" for change in self.resume_changes):
+                logger.info("%s", RESUME_SCHEDULE_RULE)
