@@ -246,8 +246,8 @@ def add_predict_parsers(sub: argparse._SubParsersAction) -> None:
                    help="default: the model's own output (FC-CLIP panoptic, OVSeg semantic, Cascade-CLIP semantic)")
     p.add_argument("--output", required=True, help="output directory")
     p.add_argument("--overwrite", action="store_true",
-                   help="delete the results of the run in OUTPUT and redo every image (needed to change the model, vocabulary, tasks "
-                        "or settings of a folder that holds results)")
+                   help="delete the results of the run in OUTPUT and redo every image (needed to change the model, "
+                        "vocabulary, tasks or settings of a folder that holds results)")
     p.add_argument("--skip-errors", action="store_true",
                    help="record unreadable images in OUTPUT/errors.json and go on; the exit status stays 0 and a "
                         "warning gives their count (default: check every image before loading the model and stop "

@@ -138,6 +138,10 @@ def _may_change(key: str) -> bool:
                for allowed in RESUME_MAY_CHANGE)
 
 
+def _longer(old: Any, new: Any) -> bool:
+    return isinstance(old, int) and isinstance(new, int) and new > old
+
+
 def resume_changes(saved: dict, current: dict, *, source: str | Path) -> list[dict[str, Any]]:
     """The settings ``current`` changes from the run that wrote a checkpoint, if all may change on resume.
 
@@ -152,8 +156,8 @@ def resume_changes(saved: dict, current: dict, *, source: str | Path) -> list[di
     old, new = flat_settings(saved), flat_settings(current)
     changes = [{"key": k, "old": old.get(k), "new": new.get(k)} for k in sorted(set(old) | set(new))
                if old.get(k) != new.get(k)]
-    refused = [c for c in changes if not _may_change(c["key"]) or (c["key"] == "solver.max_iter"
-                                                                  and not (c["new"] or 0) > (c["old"] or 0))]
+    refused = [c for c in changes if not _may_change(str(c["key"])) or (c["key"] == "solver.max_iter"
+                                                                  and not _longer(c["old"], c["new"]))]
     if refused:
         listed = "; ".join(f"{c['key']}: {c['old']!r} -> {c['new']!r}" for c in refused[:3])
         raise ConfigError(f"--resume: {source} was trained with other settings ({listed}); resume with the run's "
