@@ -116,3 +116,37 @@ def test_score_unpredicted_pixels_count_as_misses(tmp_path, capsys):
                  "--semantic-dir", str(pred), "--output", str(tmp_path / "out")]) == 0  # fmt: skip
     rug = json.loads((tmp_path / "out" / "results.json").read_text())["semantic"]["per_class"]["rug"]
     assert rug["IoU"] == pytest.approx(100 * 18 / 42)  # columns 1-3 of the 42 rug pixels (column 0 is VOID)
+
+
+def test_eval_folder_is_one_process_s_and_overwrite_starts_over(checkpoint, text_cache, tmp_path, capsys):
+    from vocabseg.locks import RunLock
+
+    write_ade20k(tmp_path / "data")
+    out = tmp_path / "out"
+    args = ["eval", "--model", str(checkpoint), "--dataset", "ade20k_panoptic_val", "--data-root",
+            str(tmp_path / "data"), "--tasks", "semantic", "--min-size", "64", "--output", str(out), "--no-progress"]
+    holder = RunLock(out, "vocabseg eval")
+    holder.acquire()  # another evaluation is running in the folder
+    try:
+        assert main(args) == 2
+    finally:
+        holder.release()
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "is in use by vocabseg eval (pid" in err[0]
+    assert not (out / "state").exists()
+    assert main(args) == 0
+    (out / "state" / "rank0.pt").write_bytes(b"not a state")  # e.g. a run of another vocabseg
+    assert main(args) == 2 and "cannot be read" in capsys.readouterr().err
+    assert main([*args, "--overwrite"]) == 0
+    assert (out / "results.json").is_file()
+
+
+def test_eval_refuses_a_prediction_folder(checkpoint, text_cache, tmp_path, capsys):
+    write_ade20k(tmp_path / "data")
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "run.json").write_text("{}")
+    assert main(["eval", "--model", str(checkpoint), "--dataset", "ade20k_panoptic_val", "--data-root",
+                 str(tmp_path / "data"), "--output", str(out), "--overwrite"]) == 2
+    assert "holds a prediction run (run.json)" in capsys.readouterr().err
+    assert sorted(p.name for p in out.iterdir()) == ["run.json"]
