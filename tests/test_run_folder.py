@@ -141,3 +141,26 @@ def test_a_killed_predict_leaves_a_stale_lock_that_the_rerun_takes_over(fcclip, 
     assert "skipping" in caplog.text  # the run resumed: what the killed process finished is kept
     assert sorted((out / "run.done").read_text().splitlines()) == sorted(f"p{i}" for i in range(40))
     assert not (out / LOCK_FILE).exists()
+
+
+def test_an_unusable_device_is_refused_before_the_folder_is_made(fcclip, photos, tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr("vocabseg.cli.predict.load_predictor", _refuse_to_load)
+    out = tmp_path / "new"
+    assert main(["predict", str(photos), "--model", str(fcclip), "--device", "tpu:0", "--output", str(out)]) == 2
+    assert "unknown device 'tpu:0'" in capsys.readouterr().err and not out.exists()
+
+
+@pytest.mark.slow  # a real-size (ViT-B/16) official Cascade-CLIP checkpoint
+def test_an_official_cascade_checkpoint_refuses_panoptic_before_loading(reference_dir, synth_official_state,
+                                                                       tmp_path, photos, capsys, monkeypatch):
+    import torch
+
+    state = synth_official_state("cascade_clip/manifest_voc_inductive.json")
+    torch.save({"state_dict": state, "meta": {}}, tmp_path / "official.pth")  # as mmcv saves it
+    monkeypatch.setattr("vocabseg.cli.predict.load_predictor", _refuse_to_load)
+    for model in (["--model", str(tmp_path / "official.pth")],
+                  ["--model", "cascade_clip_vitb16_voc20_inductive", "--weights", str(tmp_path / "official.pth")]):
+        out = tmp_path / "new"
+        assert main(["predict", str(photos), *model, "--task", "panoptic", "--output", str(out)]) == 2
+        assert "Cascade-CLIP models give semantic output, not panoptic" in capsys.readouterr().err
+        assert not out.exists()

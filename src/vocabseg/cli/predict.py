@@ -30,12 +30,14 @@ def cmd_predict(args: argparse.Namespace) -> None:
     """
     from vocabseg import distributed as dist
     from vocabseg.images import expand_inputs
+    from vocabseg.predictor import resolve_device
     from vocabseg.run_folder import owned_folder
     from vocabseg.runs import check_output_folder, read_done
 
     paths = expand_inputs(args.inputs)
     output = Path(args.output)
     _check_task(args)  # from the zoo or the checkpoint's header: before anything is loaded or written
+    resolve_device(dist.rank_device(args.device))
     check_output_folder(output, [p for p in paths if p.stem not in read_done(output)])  # a first estimate
     args.device = dist.rank_device(args.device)
     created_group = dist.join_from_env(backend="gloo", timeout=_JOB_TIMEOUT)  # barriers and small gathers only
