@@ -146,3 +146,16 @@ def test_export_command_writes_the_program_and_its_description(tmp_path):
     assert [c["name"] for c in described["classes"]] == ["red disc", "blue disc", "background"]
     assert main(["export", "--model", str(checkpoint), "--vocab", VOCAB, "--size", "96x64",
                  "--output", str(tmp_path / "x.txt")]) == 2
+
+
+def test_an_earlier_export_is_not_replaced_without_overwrite(tmp_path, capsys, monkeypatch):
+    def refuse(args):
+        raise AssertionError("the model must not load")
+
+    monkeypatch.setattr("vocabseg.cli.export.load_predictor", refuse)
+    (tmp_path / "m.json").write_text("{}")  # the classes of an earlier m.onnx
+    assert main(["export", "--model", "m", "--vocab", VOCAB, "--size", "96x64",
+                 "--output", str(tmp_path / "m.onnx")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and f"--output {tmp_path / 'm.json'} exists" in err[0] and "--overwrite" in err[0]
+    assert (tmp_path / "m.json").read_text() == "{}"

@@ -23,6 +23,10 @@ def cmd_export(args: argparse.Namespace) -> None:
     output = Path(args.output)
     if output.suffix not in (".onnx", ".pt2"):
         raise ConfigError(f"--output {output}: name the file .onnx (ONNX) or .pt2 (torch.export program)")
+    existing = [path for path in (output, output.with_suffix(".json")) if path.exists()]
+    if existing and not args.overwrite:  # the run-folder rule for a file target: no silent replacement
+        raise ConfigError(f"--output {existing[0]} exists (an earlier export); add --overwrite to replace it "
+                          "or choose another --output")
     predictor = load_predictor(args)
     predictor.set_vocabulary(args.vocab)
     height, width = args.size
@@ -43,4 +47,5 @@ def add_export_parser(sub: argparse._SubParsersAction) -> None:
                    help="fixed input WIDTHxHEIGHT, multiples of 32 (resized photos are zero-padded to it)")
     p.add_argument("--batch-size", type=positive_int, default=1, help="fixed batch size of the graph")
     p.add_argument("--output", required=True, help="model.onnx or model.pt2; a .json beside it lists the classes")
+    p.add_argument("--overwrite", action="store_true", help="replace an earlier export of the same name")
     p.set_defaults(func=cmd_export)
