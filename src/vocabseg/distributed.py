@@ -1,6 +1,6 @@
 """Process-group state as plain functions; every one also works without a process group.
 
-Launch with ``torchrun --nproc_per_node N -m vocabseg.cli train ...`` (or ``eval``):
+Launch with ``torchrun --nproc_per_node N -m vocabseg.cli train ...`` (or ``eval``, ``predict``):
 torchrun sets RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR and MASTER_PORT, and
 ``init_from_env`` / ``join_from_env`` read them. Without them the run is a single process.
 This is the one module of vocabseg that talks to ``torch.distributed``.
