@@ -97,7 +97,8 @@ def _predict_folder(args: argparse.Namespace, paths: list[Path], output: Path, r
             for (path, image), prediction in zip(loaded, predictions, strict=True):
                 write_prediction(output, path.stem, image, prediction, vocab)
                 record.mark_done(path.stem)  # after all of the image's files: a half-written image is redone
-            bar.update(len(chunk) if world == 1 else count_rank_done(output) - bar.n)  # the job's, on rank 0
+            if rank == 0:  # the job's progress: under torchrun, every rank's done file
+                bar.update(len(chunk) if world == 1 else count_rank_done(output) - bar.n)
         dist.barrier()  # every rank's images are written
         if world > 1 and rank == 0:
             merge_rank_files(output, order)
