@@ -5,6 +5,7 @@ import json
 import logging
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -69,3 +70,19 @@ def test_released_lock_can_be_taken_again_at_once(tmp_path):
     second.acquire()
     assert second.held and time.monotonic() - start < 1
     second.release()
+
+
+def test_a_lock_naming_a_live_process_is_trusted_unless_its_pid_was_reused(tmp_path, caplog):
+    """Where flock does not hold across processes (some network filesystems) the PID and its start decide."""
+    parent = os.getppid()  # alive, and not this process
+    info = {"pid": parent, "host": socket.gethostname(), "started": "2026-01-01 00:00:00",
+            "command": "vocabseg train", "ticks": None}
+    (tmp_path / LOCK_FILE).write_text(json.dumps(info))
+    with pytest.raises(FolderLocked, match=f"pid {parent} .*delete {tmp_path / LOCK_FILE}"):
+        RunLock(tmp_path, "vocabseg train").acquire()
+    (tmp_path / LOCK_FILE).write_text(json.dumps({**info, "ticks": 1}))  # that PID now belongs to a later process
+    lock = RunLock(tmp_path, "vocabseg train")
+    with caplog.at_level(logging.WARNING, logger="vocabseg"):
+        lock.acquire()
+    assert "taking over the stale lock" in caplog.text
+    lock.release()

@@ -31,7 +31,16 @@ class FolderLocked(ConfigError):
 def holder_info(command: str) -> dict[str, Any]:
     """What this process writes into a lock it takes."""
     return {"pid": os.getpid(), "host": socket.gethostname(), "started": time.strftime("%Y-%m-%d %H:%M:%S"),
-            "command": command, "job": os.environ.get("TORCHELASTIC_RUN_ID")}
+            "command": command, "job": os.environ.get("TORCHELASTIC_RUN_ID"), "ticks": _start_ticks(os.getpid())}
+
+
+def _start_ticks(pid: int) -> int | None:
+    """When process ``pid`` started (clock ticks after boot, Linux ``/proc``): a reused PID has another."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        return int(stat.rsplit(")", 1)[1].split()[19])  # field 22; the name in (...) may hold spaces
+    except (OSError, ValueError, IndexError):
+        return None
 
 
 def describe_holder(info: dict[str, Any] | None) -> str:
@@ -52,14 +61,15 @@ def _read_info(fd: int) -> dict[str, Any] | None:
     return info if isinstance(info, dict) else None
 
 
-def _alive(pid: int) -> bool:
+def _alive(pid: int, ticks: int | None) -> bool:
+    """Whether the process that wrote a lock still runs (not merely its PID, reused by another one)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:  # someone else's process
-        return True
-    return True
+        pass
+    return ticks is None or _start_ticks(pid) in (None, ticks)
 
 
 class RunLock:
@@ -115,7 +125,7 @@ class RunLock:
             raise FolderLocked(f"{self.folder} is locked by {describe_holder(info)}, another host; if that "
                                f"process has ended, delete {self.path} and rerun")
         pid = info.get("pid")
-        if isinstance(pid, int) and pid != os.getpid() and _alive(pid):
+        if isinstance(pid, int) and pid != os.getpid() and _alive(pid, info.get("ticks")):
             # flock was free yet the process lives: a filesystem without working flock; trust the PID.
             raise FolderLocked(f"{self.folder} is in use by {describe_holder(info)}; wait for it to finish "
                                f"or, if it does not use this folder, delete {self.path}")
