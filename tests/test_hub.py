@@ -2,7 +2,9 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import stat
 from pathlib import Path
 
 import numpy as np
@@ -170,3 +172,14 @@ def test_every_family_round_trips_through_a_shared_folder(family, tmp_path):
     assert shared.state_dict.keys() == original.state_dict.keys()
     for key, value in original.state_dict.items():
         assert torch.equal(shared.state_dict[key], value), key
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o002])
+def test_shared_files_honour_the_umask(tiny_checkpoint, tmp_path, umask):
+    previous = os.umask(umask)
+    try:
+        assert main(["-q", "push", str(tiny_checkpoint), "--local-dir", str(tmp_path / "shared")]) == 0
+    finally:
+        os.umask(previous)
+    modes = {p.name: stat.S_IMODE(p.stat().st_mode) for p in (tmp_path / "shared").iterdir()}
+    assert modes == dict.fromkeys(["README.md", "config.json", "model.safetensors"], 0o666 & ~umask), modes
