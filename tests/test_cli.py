@@ -276,3 +276,19 @@ def test_wrong_clip_weights_and_unknown_device_say_what_to_fix(tiny_checkpoint, 
     assert "not an open_clip state dict of tiny_convnext" in capsys.readouterr().err
     assert main([*base, "--device", "banana"]) == 2
     assert "unknown device 'banana'; use cpu, cuda or cuda:N" in capsys.readouterr().err
+
+
+def test_predict_recursive_keeps_subfolders_apart(tiny_checkpoint, photo, tmp_path, capsys):
+    for sub in ("day1", "day2"):
+        (photo.parent / sub).mkdir()
+        Image.fromarray(synthetic_photo(40, 50, seed=len(sub))).save(photo.parent / sub / "street.png")
+    out = tmp_path / "o"
+    args = ["predict", str(photo.parent), "--model", str(tiny_checkpoint), "--vocab", "cat", "--task", "semantic",
+            "--output", str(out)]
+    assert main(args) == 0
+    assert "subfolders are skipped (--recursive includes them)" in capsys.readouterr().err
+    assert main([*args, "--recursive"]) == 0  # the top-level image is done already; the two others are added
+    assert sorted((out / "run.done").read_text().splitlines()) == ["day1/street", "day2/street", "street"]
+    for name in ("street", "day1/street", "day2/street"):
+        assert (out / f"{name}_overlay.png").is_file() and (out / "semantic" / f"{name}.png").is_file()
+    assert Image.open(out / "semantic" / "day1" / "street.png").size == (50, 40)

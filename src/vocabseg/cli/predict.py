@@ -26,10 +26,11 @@ def cmd_predict(args: argparse.Namespace) -> None:
     from vocabseg.outputs import write_prediction
     from vocabseg.runs import ERRORS_FILE, RunRecord, check_output_folder, previous_done, run_identity
 
-    paths = expand_inputs(args.inputs)
     output = Path(args.output)
-    done = previous_done(output, [p.stem for p in paths], overwrite=args.overwrite)
-    todo = [p for p in paths if p.stem not in done]
+    names = expand_inputs(args.inputs, recursive=args.recursive, exclude=output)  # image -> its outputs' name
+    paths = list(names)
+    done = previous_done(output, list(names.values()), overwrite=args.overwrite)
+    todo = [p for p in paths if names[p] not in done]
     check_output_folder(output, todo)
     if not args.skip_errors:
         _decode_all(todo)  # a bad or truncated file fails here, before the model loads
@@ -53,8 +54,8 @@ def cmd_predict(args: argparse.Namespace) -> None:
             images = [image for _, image in loaded]
             predictions = predictor.predict(images, task=tasks, batch_size=args.batch_size) if images else []
             for (path, image), prediction in zip(loaded, predictions, strict=True):
-                write_prediction(output, path.stem, image, prediction, vocab)
-                record.mark_done(path.stem)  # after all of the image's files: a half-written image is redone
+                write_prediction(output, names[path], image, prediction, vocab)
+                record.mark_done(names[path])  # after all of the image's files: a half-written image is redone
             bar.update(len(chunk))
     print(f"wrote {len(todo) - len(record.errors)} result(s) for {len(vocab)} classes to {output}")
     if record.errors:
@@ -154,6 +155,9 @@ def cmd_download(args: argparse.Namespace) -> None:
 def add_predict_parsers(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("predict", help="segment images with a vocabulary")
     p.add_argument("inputs", nargs="+", help="image files or directories")
+    p.add_argument("--recursive", action="store_true",
+                   help="also read the images in subfolders of input directories; outputs keep their relative "
+                        "paths (day1/a.jpg -> OUTPUT/day1/a_overlay.png, ...)")
     add_model_arguments(p)
     p.add_argument("--fast", action="store_true",
                    help="fast mode: bf16 autocast and channels-last (--set precision=bf16; the default on "
