@@ -103,3 +103,25 @@ def test_font_falls_back_to_pillow_when_no_font_package_is_installed(monkeypatch
         monkeypatch.undo()
         for cached in (fonts._font_source, fonts.label_font):
             cached.cache_clear()
+
+
+@pytest.mark.parametrize(("classes", "unassigned"), [(3, 255), (300, 65535)])
+def test_a_semantic_label_png_comes_with_its_class_list(tmp_path, classes, unassigned):
+    import json
+
+    from PIL import Image
+
+    from vocabseg.outputs import write_prediction
+
+    vocab = _vocab(*[f"class {i}" for i in range(classes)])
+    semantic = np.full((20, 30), classes - 1, np.int32)
+    semantic[:5] = -1  # no class
+    pred = Prediction(20, 30, list(vocab.class_names), semantic=semantic)
+    written = write_prediction(tmp_path, "photo", np.zeros((20, 30, 3), np.uint8), pred, vocab)
+    listing = tmp_path / "semantic" / "photo.json"
+    assert listing in written and not list(tmp_path.rglob("*.part"))
+    described = json.loads(listing.read_text())
+    labels = np.asarray(Image.open(tmp_path / "semantic" / described["file_name"]))
+    names = {c["id"]: c["name"] for c in described["categories"]}
+    assert described["unassigned"] == unassigned and labels[0, 0] == unassigned
+    assert names[int(labels[-1, -1])] == f"class {classes - 1}" and len(names) == classes

@@ -81,7 +81,9 @@ def test_upload_type_segment_in_chromium(served, tmp_path, capsys):
             page.locator("#vocabulary textarea").fill("; ".join(WORDS[:1] + [f"{w} [stuff]" for w in WORDS[1:]]))
             page.locator("#run").click()  # the first click, on what the page opened with
             sync_api.expect(page.locator("#status")).to_contain_text("segment(s) of 3 class(es)", timeout=30_000)
-            sync_api.expect(page.locator("#downloads")).to_contain_text(re.compile(r"semantic_labels\s*\.png"))
+            for name in ("semantic_labels.png", "semantic_classes.json"):
+                stem, suffix = name.split(".")
+                sync_api.expect(page.locator("#downloads")).to_contain_text(re.compile(rf"{stem}\s*\.{suffix}"))
             page.screenshot(path=str(tmp_path / "first_click.png"), full_page=True)
 
             page.locator("#model input").click()  # another family: the task follows the model
@@ -96,7 +98,8 @@ def test_upload_type_segment_in_chromium(served, tmp_path, capsys):
             rows = [row.split("\n")[0] for row in page.locator("#segments [role=row]").all_inner_texts()[1:]]
             assert rows and set(rows) <= set(WORDS), rows  # segments of typed classes only (header skipped)
             downloads = page.locator("#downloads")
-            for name in ("panoptic.png", "panoptic.json", "semantic_labels.png", "instances_rle.json"):
+            for name in ("panoptic.png", "panoptic.json", "semantic_labels.png", "semantic_classes.json",
+                         "instances_rle.json"):
                 stem, suffix = name.split(".")
                 sync_api.expect(downloads).to_contain_text(re.compile(rf"{stem}\s*\.{suffix}"))  # spans split it
             page.screenshot(path=str(tmp_path / "demo.png"), full_page=True)

@@ -36,7 +36,8 @@ def test_all_tasks_give_overlay_table_and_every_download(session):
     assert result.rows and all(row[0] in {"red disc", "blue disc", "background"} for row in result.rows)
     assert sum(row[2] for row in result.rows) <= 96 * 128
     names = [Path(f).name for f in result.files]
-    assert names == ["panoptic.png", "panoptic.json", "semantic_labels.png", "instances_rle.json", "overlay.png"]
+    assert names == ["panoptic.png", "panoptic.json", "semantic_labels.png", "semantic_classes.json",
+                     "instances_rle.json", "overlay.png"]
     np.testing.assert_array_equal(np.asarray(Image.open(result.files[-1])), result.overlay)  # the page's picture
     run_folder = Path(result.files[0]).parent
     assert sorted(p.name for p in run_folder.rglob("*") if p.is_file()) == sorted(names)  # nothing else left
@@ -50,9 +51,11 @@ def test_semantic_rows_have_no_score_and_every_output_is_downloadable(session):
     result = session.segment(synthetic_photo(seed=1), VOCAB, "tiny", "semantic")
     assert result.rows and all(row[1] is None for row in result.rows)
     assert sum(row[2] for row in result.rows) == 96 * 128  # every pixel has a class
-    assert len(result.files) == 5
+    assert len(result.files) == 6
     labels = np.asarray(Image.open(result.files[2]))
     assert labels.shape == (96, 128) and set(np.unique(labels)) <= {0, 1, 2}
+    classes = json.loads(Path(result.files[3]).read_text())  # what each label value means
+    assert [c["name"] for c in classes["categories"]] == ["red disc", "blue disc", "background"]
 
 
 @pytest.mark.parametrize(("image", "vocab", "model", "expected"), [

@@ -56,7 +56,7 @@ class DemoResult:
 
     overlay: np.ndarray | None = None  # [H, W, 3] uint8 with labels and legend
     rows: list[list[Any]] = field(default_factory=list)  # TABLE_HEADERS per segment or class
-    files: list[str] = field(default_factory=list)  # downloads: panoptic PNG + JSON, label PNG, RLE JSON, overlay
+    files: list[str] = field(default_factory=list)  # downloads: panoptic PNG + JSON, labels PNG + JSON, RLE, overlay
     message: str = ""  # one line for the page: what was done, or what to fix
 
 
@@ -192,7 +192,8 @@ class DemoSession:
 
 # write_prediction's layout -> the names offered for download
 DOWNLOAD_NAMES = {"panoptic/result.png": "panoptic.png", "panoptic/result.json": "panoptic.json",
-                  "semantic/result.png": "semantic_labels.png", "instance/result.json": "instances_rle.json"}
+                  "semantic/result.png": "semantic_labels.png", "semantic/result.json": "semantic_classes.json",
+                  "instance/result.json": "instances_rle.json"}
 
 
 def only_task(pred: Any, task: str) -> Any:
