@@ -49,6 +49,6 @@ def test_the_text_classifier_embeds_with_the_variants_templates(tmp_path):
                                             templates=encoder.templates).embeddings
     direct = torch.nn.functional.normalize(single.text_encoder().encode(["a photo of a cat", "a photo of a road"]),
                                            dim=-1)
-    torch.testing.assert_close(embedded["single"], direct, rtol=1e-5, atol=1e-6)  # the official single embedding
+    torch.testing.assert_close(embedded["single"], direct, rtol=1e-4, atol=1e-5)  # the official single embedding
     assert not torch.allclose(embedded["multi"], embedded["single"], atol=1e-4)  # not the first entry read back
     assert len(list(tmp_path.rglob("*.pt"))) == 2
