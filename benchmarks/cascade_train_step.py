@@ -18,13 +18,13 @@ import torch.nn.functional as F
 from steps import summary, time_steps
 
 from vocabseg.models import get_family
-from vocabseg.models.cascade_clip.loss import CascadeCriterion
 from vocabseg.text import TextClassifier, TextEmbeddings, Vocabulary, parse_vocabulary
-from vocabseg.train.dense_data import ClassSplit, DenseCollate, DenseTrainDataset
+from vocabseg.train.cascade_clip.data import ClassSplit, DenseCollate, DenseTrainDataset
+from vocabseg.train.cascade_clip.loss import CascadeCriterion
+from vocabseg.train.cascade_clip.transforms import MMSegAugment
 from vocabseg.train.loop import LoopSettings, Trainer
 from vocabseg.train.optim import build_optimizer, build_scheduler
 from vocabseg.train.sources import SyntheticShapes
-from vocabseg.train.transforms_mmseg import MMSegAugment
 
 
 def random_classifier(classes: int, embed_dim: int) -> tuple[TextClassifier, Vocabulary]:

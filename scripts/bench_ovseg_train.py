@@ -68,8 +68,8 @@ def stage_a(args, folder: Path, device: torch.device) -> dict:
 
 
 def stage_b(args, folder: Path, device: torch.device) -> dict:
-    from vocabseg.mining.miner import MiningSettings, SegmenterMatcher, mine_image
     from vocabseg.testing import synthetic_photo
+    from vocabseg.train.ovseg.mining.miner import MiningSettings, SegmenterMatcher, mine_image
 
     trainer = proposal_trainer(args, folder, device)
     model = trainer.model
@@ -89,9 +89,9 @@ def stage_b(args, folder: Path, device: torch.device) -> dict:
 
 
 def clip_stage(stage: str, args, folder: Path, device: torch.device) -> dict:
-    from vocabseg.mining.pairs import PairWriter
     from vocabseg.train.ovseg.adapt import ClipTrainer
     from vocabseg.train.ovseg.config import stage_config_from_dict
+    from vocabseg.train.ovseg.mining.pairs import PairWriter
 
     pairs = folder / "pairs"
     if not (pairs / "pairs.jsonl").is_file():

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import io
 import json
-import logging
 from types import SimpleNamespace
 
 import numpy as np
@@ -51,17 +50,16 @@ def test_predict_all_tasks_writes_consistent_files(tiny_checkpoint, photo, tmp_p
     assert not list(out.rglob("*.part"))
 
 
-def test_predict_skips_finished_images(tiny_checkpoint, photo, tmp_path, caplog):
+def test_predict_skips_finished_images(tiny_checkpoint, photo, tmp_path, capsys):
     out = tmp_path / "o"
     args = ["predict", str(photo), "--model", str(tiny_checkpoint), "--vocab", "cat", "--output", str(out)]
     assert main(args) == 0
     assert json.loads((out / "run.json").read_text())["identity"]["vocabulary"] == ["cat"]
     assert (out / "run.done").read_text() == "street\n"
     (out / "street_overlay.png").write_bytes(b"kept")  # a skipped image is not rewritten
-    with caplog.at_level(logging.INFO, logger="vocabseg"):
-        assert main(args) == 0
-    skipped = [r for r in caplog.records if "skipping 1 image(s)" in r.getMessage()]
-    assert skipped and skipped[0].name.startswith("vocabseg") and skipped[0].levelno == logging.INFO
+    capsys.readouterr()
+    assert main(args) == 0
+    assert "skipping 1 image(s)" in capsys.readouterr().err
     assert (out / "street_overlay.png").read_bytes() == b"kept"
 
 
@@ -140,15 +138,14 @@ def test_a_truncated_jpeg_fails_before_the_model_loads(truncated_jpeg, tiny_chec
     assert not out.exists()
 
 
-def test_skip_errors_records_the_bad_image_and_goes_on(truncated_jpeg, tiny_checkpoint, tmp_path, caplog):
+def test_skip_errors_records_the_bad_image_and_goes_on(truncated_jpeg, tiny_checkpoint, tmp_path, capsys):
     out = tmp_path / "o"
-    with caplog.at_level(logging.WARNING, logger="vocabseg"):
-        assert main(["predict", str(truncated_jpeg.parent), "--model", str(tiny_checkpoint), "--vocab", "cat",
-                     "--batch-size", "2", "--skip-errors", "--output", str(out)]) == 0
+    assert main(["predict", str(truncated_jpeg.parent), "--model", str(tiny_checkpoint), "--vocab", "cat",
+                 "--batch-size", "2", "--skip-errors", "--output", str(out)]) == 0
     assert sorted(p.name for p in out.glob("*_overlay.png")) == ["street_overlay.png", "zebra_overlay.png"]
     errors = json.loads((out / "errors.json").read_text())
     assert [e["path"] for e in errors] == [str(truncated_jpeg)] and "\n" not in errors[0]["reason"]
-    assert any("skipped 1 image(s)" in r.getMessage() for r in caplog.records)
+    assert "skipped 1 image(s)" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("case", ["not_writable", "under_a_file", "disk_full"])
@@ -219,12 +216,12 @@ def test_models_lists_every_official_variant_with_its_family(capsys):
     assert "A-150 mIoU 34.1" in next(line for line in listing if line.startswith("fcclip_convnext_large_coco "))
 
 
-def test_quiet_hides_the_progress_notes(tiny_checkpoint, photo, tmp_path, caplog):
+def test_quiet_hides_the_progress_notes(tiny_checkpoint, photo, tmp_path, capsys):
     args = ["predict", str(photo), "--model", str(tiny_checkpoint), "--vocab", "cat", "--output", str(tmp_path / "o")]
     assert main(args) == 0
-    with caplog.at_level(logging.INFO, logger="vocabseg"):
-        assert main(["--quiet", *args]) == 0
-    assert not [r for r in caplog.records if r.name.startswith("vocabseg") and r.levelno < logging.WARNING]
+    capsys.readouterr()
+    assert main(["--quiet", *args]) == 0
+    assert "skipping" not in capsys.readouterr().err  # the rerun's progress note
 
 
 def test_predict_in_batches_covers_every_image(tiny_checkpoint, photo, tmp_path):
@@ -279,3 +276,19 @@ def test_wrong_clip_weights_and_unknown_device_say_what_to_fix(tiny_checkpoint, 
     assert "not an open_clip state dict of tiny_convnext" in capsys.readouterr().err
     assert main([*base, "--device", "banana"]) == 2
     assert "unknown device 'banana'; use cpu, cuda or cuda:N" in capsys.readouterr().err
+
+
+def test_predict_recursive_keeps_subfolders_apart(tiny_checkpoint, photo, tmp_path, capsys):
+    for sub in ("day1", "day2"):
+        (photo.parent / sub).mkdir()
+        Image.fromarray(synthetic_photo(40, 50, seed=len(sub))).save(photo.parent / sub / "street.png")
+    out = tmp_path / "o"
+    args = ["predict", str(photo.parent), "--model", str(tiny_checkpoint), "--vocab", "cat", "--task", "semantic",
+            "--output", str(out)]
+    assert main(args) == 0
+    assert "subfolders are skipped (--recursive includes them)" in capsys.readouterr().err
+    assert main([*args, "--recursive"]) == 0  # the top-level image is done already; the two others are added
+    assert sorted((out / "run.done").read_text().splitlines()) == ["day1/street", "day2/street", "street"]
+    for name in ("street", "day1/street", "day2/street"):
+        assert (out / f"{name}_overlay.png").is_file() and (out / "semantic" / f"{name}.png").is_file()
+    assert Image.open(out / "semantic" / "day1" / "street.png").size == (50, 40)

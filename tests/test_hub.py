@@ -2,7 +2,9 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import stat
 from pathlib import Path
 
 import numpy as np
@@ -10,6 +12,7 @@ import pytest
 import torch
 
 from vocabseg import hub
+from vocabseg.checkpoints import push_checkpoint
 from vocabseg.cli import main
 from vocabseg.errors import CheckpointError, ConfigError
 from vocabseg.models import FAMILIES
@@ -131,7 +134,7 @@ def test_bad_names_and_folders_are_one_line_errors(tmp_path, pushed):
 
 def test_push_needs_exactly_one_target(tiny_checkpoint):
     with pytest.raises(ConfigError, match="exactly one"):
-        hub.push_checkpoint(str(tiny_checkpoint))
+        push_checkpoint(str(tiny_checkpoint))
 
 
 def test_push_to_a_repo_uploads_a_card_naming_it(tiny_checkpoint, monkeypatch):
@@ -142,7 +145,7 @@ def test_push_to_a_repo_uploads_a_card_naming_it(tiny_checkpoint, monkeypatch):
         return f"https://huggingface.co/{repo_id}"
 
     monkeypatch.setattr(hub, "push", fake_push)
-    assert hub.push_checkpoint(str(tiny_checkpoint), repo_id="me/tiny") == "https://huggingface.co/me/tiny"
+    assert push_checkpoint(str(tiny_checkpoint), repo_id="me/tiny") == "https://huggingface.co/me/tiny"
     assert sorted(uploaded) == ["README.md", "config.json", "model.safetensors"]
     assert 'from_pretrained("hf-hub:me/tiny")' in uploaded["README.md"].decode()
 
@@ -163,10 +166,21 @@ def test_every_family_round_trips_through_a_shared_folder(family, tmp_path):
 
     checkpoint = save_tiny_checkpoint(tmp_path / "tiny.pth", family=family)
     original = parse_checkpoint(read_checkpoint(checkpoint), source="original")
-    folder = hub.push_checkpoint(str(checkpoint), local_dir=str(tmp_path / "shared"))
+    folder = push_checkpoint(str(checkpoint), local_dir=str(tmp_path / "shared"))
     shared = parse_checkpoint(hub.read_pretrained(folder), source="shared")
     assert shared.family.name == family and shared.config == original.config
     assert shared.settings == original.settings and shared.train_vocabulary == original.train_vocabulary
     assert shared.state_dict.keys() == original.state_dict.keys()
     for key, value in original.state_dict.items():
         assert torch.equal(shared.state_dict[key], value), key
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o002])
+def test_shared_files_honour_the_umask(tiny_checkpoint, tmp_path, umask):
+    previous = os.umask(umask)
+    try:
+        assert main(["-q", "push", str(tiny_checkpoint), "--local-dir", str(tmp_path / "shared")]) == 0
+    finally:
+        os.umask(previous)
+    modes = {p.name: stat.S_IMODE(p.stat().st_mode) for p in (tmp_path / "shared").iterdir()}
+    assert modes == dict.fromkeys(["README.md", "config.json", "model.safetensors"], 0o666 & ~umask), modes

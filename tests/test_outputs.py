@@ -1,6 +1,8 @@
 """Overlays people can read: glyphs for non-Latin class names, a legend, a note when nothing was found."""
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 
@@ -23,10 +25,10 @@ def _glyph(char: str) -> np.ndarray:
     return np.asarray(mask).reshape(mask.size[1], mask.size[0])
 
 
-@pytest.mark.parametrize("text", ["café", "собака", "猫"])
+@pytest.mark.parametrize("text", ["café", "собака", "αλεπού", "猫"])
 def test_class_names_get_real_glyphs(text):
-    if text == "猫" and font_name() != "WenQuanYi Micro Hei":
-        pytest.skip(f"the label font ({font_name()}) has no CJK glyphs")
+    if text == "猫" and fonts.font_path() == str(fonts.BUNDLED):
+        pytest.skip(f"no CJK font on this machine (apt-get install fonts-noto-cjk); the label font is {font_name()}")
     box = _glyph(MISSING)
     for char in text:
         assert label_font(32).getmask(char).getbbox() is not None, char
@@ -92,14 +94,65 @@ def test_labels_sit_inside_non_convex_regions():
     assert ring[y, x] and np.hypot(y - 100, x - 100) == pytest.approx(70, abs=3)
 
 
-def test_font_falls_back_to_pillow_when_no_font_package_is_installed(monkeypatch):
-    monkeypatch.setattr(fonts, "FONT_RESOURCES", (("vocabseg_no_such_font_package", "x.ttf"),))
-    for cached in (fonts._font_source, fonts.label_font):
+@pytest.fixture()
+def no_system_fonts(monkeypatch):
+    """A machine with no CJK font, fontconfig or font folder (the lookups run again, then again after)."""
+    monkeypatch.setattr(fonts, "_fontconfig_cjk", lambda: None)
+    monkeypatch.setattr(fonts, "FONT_DIRS", ())
+    for cached in (fonts.font_path, fonts.label_font):
         cached.cache_clear()
-    try:
-        assert fonts.font_name() != "WenQuanYi Micro Hei" and fonts.label_font(20).getbbox("car") is not None
-        assert overlay(np.zeros((64, 64, 3), np.uint8), Prediction(64, 64, ["car"]), _vocab("car")).any()
-    finally:
-        monkeypatch.undo()
-        for cached in (fonts._font_source, fonts.label_font):
-            cached.cache_clear()
+    yield monkeypatch
+    monkeypatch.undo()
+    for cached in (fonts.font_path, fonts.label_font):
+        cached.cache_clear()
+
+
+def test_without_system_fonts_the_bundled_dejavu_draws_the_labels(no_system_fonts):
+    assert fonts.font_path() == str(fonts.BUNDLED) and font_name() == "DejaVu Sans"
+    license_text = (fonts.BUNDLED.parent / "DejaVuSans-LICENSE.txt").read_text()
+    assert "Bitstream" in license_text and "Permission is hereby granted" in license_text
+    for char in "éжλ":
+        assert not np.array_equal(_glyph(char), _glyph(MISSING)), char
+
+
+def test_font_falls_back_to_pillow_when_even_the_bundled_font_is_missing(no_system_fonts, tmp_path):
+    no_system_fonts.setattr(fonts, "BUNDLED", tmp_path / "missing.ttf")
+    assert fonts.font_path() is None and font_name() != "DejaVu Sans"  # Pillow's own (Aileron with FreeType)
+    assert fonts.label_font(20).getbbox("car") is not None
+    assert overlay(np.zeros((64, 64, 3), np.uint8), Prediction(64, 64, ["car"]), _vocab("car")).any()
+
+
+def test_the_label_font_comes_from_no_python_font_package():
+    """paperang-p2-fonts-cjk (a thermal-printer library's font package) was a core dependency: a supply-chain
+    risk for a font. The font is now the system's or vocabseg's own file."""
+    from pathlib import Path
+
+    tomllib = pytest.importorskip("tomllib")  # Python 3.11+
+    pyproject = tomllib.loads((Path(__file__).parents[1] / "pyproject.toml").read_text())
+    every = [*pyproject["project"]["dependencies"], *sum(pyproject["project"]["optional-dependencies"].values(), [])]
+    assert not [d for d in every if "font" in d.lower()], every
+    path = fonts.font_path()
+    assert path is not None and "site-packages" not in path and "paperang" not in path, path
+    assert path == str(fonts.BUNDLED) or any(path.startswith(os.path.expanduser(d)) for d in fonts.FONT_DIRS), path
+
+
+@pytest.mark.parametrize(("classes", "unassigned"), [(3, 255), (300, 65535)])
+def test_a_semantic_label_png_comes_with_its_class_list(tmp_path, classes, unassigned):
+    import json
+
+    from PIL import Image
+
+    from vocabseg.outputs import write_prediction
+
+    vocab = _vocab(*[f"class {i}" for i in range(classes)])
+    semantic = np.full((20, 30), classes - 1, np.int32)
+    semantic[:5] = -1  # no class
+    pred = Prediction(20, 30, list(vocab.class_names), semantic=semantic)
+    written = write_prediction(tmp_path, "photo", np.zeros((20, 30, 3), np.uint8), pred, vocab)
+    listing = tmp_path / "semantic" / "photo.json"
+    assert listing in written and not list(tmp_path.rglob("*.part"))
+    described = json.loads(listing.read_text())
+    labels = np.asarray(Image.open(tmp_path / "semantic" / described["file_name"]))
+    names = {c["id"]: c["name"] for c in described["categories"]}
+    assert described["unassigned"] == unassigned and labels[0, 0] == unassigned
+    assert names[int(labels[-1, -1])] == f"class {classes - 1}" and len(names) == classes

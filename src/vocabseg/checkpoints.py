@@ -6,12 +6,15 @@ Formats read:
 - vocabseg checkpoints v1 (FC-CLIP only): ``{"format": "vocabseg.fcclip", "config",
   "inference", "train_vocabulary", "model"}``;
 - each family's official checkpoints (e.g. detectron2 ``{"model": state_dict}`` as ``.pth`` or
-  ``.pkl``), recognised by the family and converted by its explicit key table.
+  ``.pkl``), recognised by the family and converted by its explicit key table;
+- shared folders (``config.json`` + ``model.safetensors``) and ``hf-hub:`` names, read (and written by
+  :func:`push_checkpoint`) through :mod:`vocabseg.hub`.
 """
 from __future__ import annotations
 
 import logging
 import os
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,15 +22,16 @@ from typing import Any
 import torch
 from torch import nn
 
+from vocabseg import hub
 from vocabseg.downloads import fetch_official_weights
-from vocabseg.errors import CheckpointError
+from vocabseg.errors import CheckpointError, ConfigError
 from vocabseg.fileio import read_checkpoint, save_torch
 from vocabseg.models import FAMILIES, ModelFamily, ModelVariant, Settings, get_family
 from vocabseg.state_dict import check_state_dict
 from vocabseg.zoo import get_variant, list_models
 
-__all__ = ["FORMAT", "FORMAT_V1", "LoadedCheckpoint", "LoadedModel", "load_model", "parse_checkpoint",
-           "read_checkpoint", "resolve_checkpoint", "save_checkpoint"]
+__all__ = ["FORMAT", "FORMAT_V1", "LoadedCheckpoint", "LoadedModel", "checkpoint_header", "load_model",
+           "parse_checkpoint", "push_checkpoint", "read_checkpoint", "resolve_checkpoint", "save_checkpoint"]
 
 FORMAT, VERSION = "vocabseg", 2
 FORMAT_V1 = "vocabseg.fcclip"  # version 1: FC-CLIP only, generic and ensemble settings in one "inference" dict
@@ -111,8 +115,6 @@ def _parse_v1(data: dict, source: str) -> LoadedCheckpoint:
 def resolve_checkpoint(name_or_path: str, *, weights: str | None = None, progress: bool = True) -> LoadedCheckpoint:
     """``name_or_path``: a zoo name (weights from ``weights`` or the cache/download), a checkpoint path,
     a shared folder (``config.json`` + ``model.safetensors``) or ``hf-hub:org/name[@revision]``."""
-    from vocabseg import hub
-
     if name_or_path in list_models():
         variant = get_variant(name_or_path)
         path = Path(weights) if weights else fetch_official_weights(variant, progress=progress)
@@ -158,12 +160,36 @@ def load_weights(model: nn.Module, ckpt: LoadedCheckpoint) -> None:
     model.load_state_dict(ckpt.state_dict, strict=False)
 
 
+def checkpoint_header(family: ModelFamily, config: Any, settings: Settings, train_vocabulary: str) -> dict[str, Any]:
+    """What describes a model in a vocabseg checkpoint (format v2): a ``.pth``'s keys besides "model", and
+    a shared folder's ``config.json``."""
+    return {"format": FORMAT, "version": VERSION, "family": family.name, "config": config.to_dict(),
+            "settings": settings.to_dict(), "train_vocabulary": train_vocabulary}
+
+
 def save_checkpoint(path: str | os.PathLike, model: nn.Module, *, family: ModelFamily, config: Any, settings: Settings,
                     train_vocabulary: str = "coco_panoptic", include_frozen: bool = True,
                     extra: dict | None = None) -> Path:
     """Writes a self-describing vocabseg checkpoint (format v2) atomically."""
     prefixes = family.optional_prefixes
     state = {k: v for k, v in model.state_dict().items() if include_frozen or not (prefixes and k.startswith(prefixes))}
-    payload = {"format": FORMAT, "version": VERSION, "family": family.name, "config": config.to_dict(),
-               "settings": settings.to_dict(), "train_vocabulary": train_vocabulary, "model": state, **(extra or {})}
+    payload = {**checkpoint_header(family, config, settings, train_vocabulary), "model": state, **(extra or {})}
     return save_torch(path, payload)
+
+
+def push_checkpoint(name_or_path: str, *, repo_id: str | None = None, local_dir: str | None = None,
+                    weights: str | None = None, clip_weights: str | None = None, revision: str | None = None,
+                    private: bool = False) -> str:
+    """Loads any checkpoint vocabseg reads and shares it as a folder (``local_dir``) or a hub repo (``repo_id``)."""
+    if (repo_id is None) == (local_dir is None):
+        raise ConfigError("give exactly one of --repo ORG/NAME (the hub) or --local-dir DIR (a folder)")
+    loaded = load_model(name_or_path, weights=weights, clip_weights=clip_weights)
+    header = checkpoint_header(loaded.family, loaded.config, loaded.settings, loaded.train_vocabulary)
+    if local_dir is not None:
+        return str(hub.save_pretrained(local_dir, loaded.model, header=header, title=loaded.family.title,
+                                       source=loaded.source))
+    assert repo_id is not None
+    with tempfile.TemporaryDirectory(prefix="vocabseg-push-") as folder:
+        hub.save_pretrained(folder, loaded.model, header=header, title=loaded.family.title, source=loaded.source,
+                            repo_id=repo_id)
+        return hub.push(Path(folder), repo_id, revision=revision, private=private)

@@ -7,6 +7,9 @@ type keep working.
 """
 from __future__ import annotations
 
+import difflib
+from collections.abc import Iterable
+
 
 class VocabsegError(Exception):
     """Base of every user-facing vocabseg error; the message is one line."""
@@ -34,6 +37,12 @@ class VocabularyError(VocabsegError, ValueError):
 
 class DeviceError(VocabsegError, RuntimeError):
     """A device that does not exist on this machine."""
+
+
+def did_you_mean(word: str, choices: Iterable[str], *, cutoff: float = 0.8) -> str | None:
+    """The choice closest to a mistyped ``word`` (difflib's ratio at least ``cutoff``), else None."""
+    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=cutoff)
+    return close[0] if close else None
 
 
 def first_line(error: BaseException) -> str:

@@ -25,10 +25,25 @@ def atomic_write(path: str | os.PathLike, write: Callable[[Path], Any]) -> Path:
     partial = path.with_name(f".{path.name}.{os.getpid()}.part")
     try:
         write(partial)
+        if partial.is_file():  # some writers (safetensors) create 0600 files: the folder may be meant for sharing
+            os.chmod(partial, 0o666 & ~_umask())
         os.replace(partial, path)
     finally:
         partial.unlink(missing_ok=True)
     return path
+
+
+def _umask() -> int:
+    """The process's umask: what a plain ``open(path, "w")`` would leave readable to others."""
+    try:  # Linux states it without changing it (os.umask would, for a moment, for every thread)
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def save_torch(path: str | os.PathLike, payload: Any) -> Path:

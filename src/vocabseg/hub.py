@@ -8,14 +8,15 @@ downloads (through huggingface_hub's cache, so a second load is offline)::
     README.md           a short model card
 
 ``config.json`` holds exactly the header of a ``.pth`` vocabseg checkpoint, so both load through
-:func:`vocabseg.checkpoints.parse_checkpoint`.
+:func:`vocabseg.checkpoints.parse_checkpoint`. This module knows the folder and the hub, not what a
+checkpoint means: :mod:`vocabseg.checkpoints` reads folders through it and writes them with it
+(``push_checkpoint``), never the other way round.
 """
 from __future__ import annotations
 
 import json
 import os
 import re
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -62,20 +63,17 @@ def check_repo_id(repo_id: str, *, what: str) -> str:
 
 
 # ---- writing ----------------------------------------------------------------------------------
-def save_pretrained(folder: str | os.PathLike, model: nn.Module, *, family: Any, config: Any, settings: Any,
-                    train_vocabulary: str = "coco_panoptic", source: str = "", repo_id: str = "ORG/NAME") -> Path:
-    """Writes ``config.json``, ``model.safetensors`` and ``README.md`` (its example loads ``repo_id``) into
-    ``folder``; returns it."""
-    from vocabseg.checkpoints import FORMAT, VERSION
-
+def save_pretrained(folder: str | os.PathLike, model: nn.Module, *, header: dict[str, Any], title: str,
+                    source: str = "", repo_id: str = "ORG/NAME") -> Path:
+    """Writes ``config.json`` (``header``: a vocabseg checkpoint's header, see
+    :func:`vocabseg.checkpoints.checkpoint_header`), ``model.safetensors`` and ``README.md`` (its example
+    loads ``repo_id``) into ``folder``; returns it."""
     folder = Path(folder)
-    header = {"format": FORMAT, "version": VERSION, "family": family.name, "config": config.to_dict(),
-              "settings": settings.to_dict(), "train_vocabulary": train_vocabulary}
     state = _unshared(model.state_dict())
     atomic_write(folder / WEIGHTS_NAME, lambda p: safetensors.torch.save_file(state, str(p), {"format": "pt"}))
     text = json.dumps(header, indent=1) + "\n"
     atomic_write(folder / CONFIG_NAME, lambda p: p.write_text(text, encoding="utf-8"))
-    card = _model_card(family.title, train_vocabulary, source, repo_id)
+    card = _model_card(title, header.get("train_vocabulary", ""), source, repo_id)
     atomic_write(folder / CARD_NAME, lambda p: p.write_text(card, encoding="utf-8"))
     return folder
 
@@ -117,25 +115,6 @@ def push(folder: Path, repo_id: str, *, revision: str | None = None, private: bo
                               "log in with `hf auth login` (or set HF_TOKEN) and check the network, or write "
                               "the folder with --local-dir and upload it yourself") from None
     return f"https://huggingface.co/{repo_id}"
-
-
-def push_checkpoint(name_or_path: str, *, repo_id: str | None = None, local_dir: str | None = None,
-                    weights: str | None = None, clip_weights: str | None = None, revision: str | None = None,
-                    private: bool = False) -> str:
-    """Loads any checkpoint vocabseg reads and shares it as a folder (``local_dir``) or a hub repo (``repo_id``)."""
-    from vocabseg.checkpoints import load_model
-
-    if (repo_id is None) == (local_dir is None):
-        raise ConfigError("give exactly one of --repo ORG/NAME (the hub) or --local-dir DIR (a folder)")
-    loaded = load_model(name_or_path, weights=weights, clip_weights=clip_weights)
-    kwargs = {"family": loaded.family, "config": loaded.config, "settings": loaded.settings,
-              "train_vocabulary": loaded.train_vocabulary, "source": loaded.source}
-    if local_dir is not None:
-        return str(save_pretrained(local_dir, loaded.model, **kwargs))
-    assert repo_id is not None
-    with tempfile.TemporaryDirectory(prefix="vocabseg-push-") as folder:
-        save_pretrained(folder, loaded.model, **kwargs, repo_id=repo_id)
-        return push(Path(folder), repo_id, revision=revision, private=private)
 
 
 # ---- reading ----------------------------------------------------------------------------------

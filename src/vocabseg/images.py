@@ -1,6 +1,7 @@
 """Reading user images into HxWx3 uint8 RGB arrays."""
 from __future__ import annotations
 
+import logging
 import os
 import warnings
 from pathlib import Path
@@ -9,6 +10,8 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from vocabseg.errors import ImageError
+
+logger = logging.getLogger(__name__)
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"}
 
@@ -81,23 +84,66 @@ def _too_large(path: Path) -> ImageError:
                       f"({2 * (Image.MAX_IMAGE_PIXELS or 0) / 1e6:.0f} MP): resize it before segmenting")
 
 
-def expand_inputs(inputs: list[str]) -> list[Path]:
-    """Paths of images given as files or directories (directories: their image files, sorted)."""
-    paths: list[Path] = []
+def expand_inputs(inputs: list[str], *, recursive: bool = False, exclude: Path | None = None) -> dict[Path, str]:
+    """Images given as files or folders -> the name of each one's outputs (insertion order: the inputs').
+
+    A folder gives its image files, sorted, each named by its stem; with ``recursive``, those of
+    its subfolders too (hidden ones aside), each named by its path relative to the folder without
+    the suffix (``day1/a``), so two ``a.jpg`` in different subfolders write different files.
+    ``exclude`` (the output folder) is never read as input. Without ``recursive``, images in
+    subfolders are skipped, and the message says so.
+    """
+    names: dict[Path, str] = {}
+    skipped: list[Path] = []  # folders whose subfolders hold images that were not read
     for item in inputs:
         path = Path(item)
         if path.is_dir():
-            paths.extend(sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES))
+            found = _folder_images(path, recursive=recursive, exclude=exclude)
+            names.update(found)
+            if not recursive and _has_nested_images(path):
+                skipped.append(path)
         elif path.exists():
-            paths.append(path)
+            names[path] = path.stem
         else:
             raise ImageError(f"input {path} does not exist")
-    if not paths:
-        raise ImageError(f"no images found in {', '.join(inputs)} (looked for {', '.join(sorted(IMAGE_SUFFIXES))})")
+    if not names:
+        nested = f"; images in subfolders of {', '.join(map(str, skipped))} are skipped: add --recursive" if skipped \
+            else ""
+        raise ImageError(f"no images found in {', '.join(inputs)} (looked for {', '.join(sorted(IMAGE_SUFFIXES))})"
+                         + nested)
+    for folder in skipped:
+        logger.info("%s: images in its subfolders are skipped (--recursive includes them)", folder)
+    _check_unique(names)
+    return names
+
+
+def _folder_images(folder: Path, *, recursive: bool, exclude: Path | None) -> dict[Path, str]:
+    """The folder's images (and its subfolders', with ``recursive``), sorted, named by relative path."""
+    pattern = folder.rglob("*") if recursive else folder.iterdir()
+    skip = exclude.resolve() if exclude is not None else None
+    found = {}
+    for path in sorted(pattern):
+        relative = path.relative_to(folder)  # lexical: a name never leaves the output folder
+        if path.suffix.lower() not in IMAGE_SUFFIXES or any(part.startswith(".") for part in relative.parts):
+            continue
+        if skip is not None and path.resolve().is_relative_to(skip):
+            continue
+        if path.is_file():
+            found[path] = relative.with_suffix("").as_posix()
+    return found
+
+
+def _has_nested_images(folder: Path) -> bool:
+    """Whether any subfolder (at any depth) holds an image file; stops at the first."""
+    return any(p.suffix.lower() in IMAGE_SUFFIXES and p.is_file() for sub in folder.iterdir() if sub.is_dir()
+               for p in sub.rglob("*"))
+
+
+def _check_unique(names: dict[Path, str]) -> None:
+    """Outputs are named after the input: two inputs must not share a name."""
     seen: dict[str, Path] = {}
-    for path in paths:  # outputs are named after the stem: two inputs must not share one
-        if path.stem in seen and seen[path.stem] != path:
-            raise ImageError(f"inputs {seen[path.stem]} and {path} would write the same output files "
-                             f"({path.stem}_*); rename one or run them separately")
-        seen[path.stem] = path
-    return list(dict.fromkeys(paths))
+    for path, name in names.items():
+        if name in seen:
+            raise ImageError(f"inputs {seen[name]} and {path} would write the same output files ({name}_*); "
+                             "rename one or run them separately")
+        seen[name] = path

@@ -1,4 +1,4 @@
-"""Writing predictions to disk: overlay PNG, COCO panoptic PNG + JSON, label PNG, COCO RLE JSON.
+"""Writing predictions to disk: overlay PNG, COCO panoptic PNG + JSON, label PNG + its class list, COCO RLE JSON.
 
 Every file is written through ``vocabseg.fileio.atomic_write`` (a temporary name, then a
 rename), so an interrupted run never leaves a half-written file under a final name.
@@ -282,9 +282,12 @@ def write_prediction(output_dir: Path, stem: str, image: np.ndarray, pred: Predi
         written += [png, output_dir / "panoptic" / f"{stem}.json"]
     if pred.semantic is not None:
         dtype = np.uint8 if len(vocab) <= 255 else np.uint16  # the largest value marks unassigned pixels
+        unassigned = int(np.iinfo(dtype).max)
         path = output_dir / "semantic" / f"{stem}.png"
-        save_png(path, np.where(pred.semantic < 0, np.iinfo(dtype).max, pred.semantic).astype(dtype))
-        written.append(path)
+        save_png(path, np.where(pred.semantic < 0, unassigned, pred.semantic).astype(dtype))
+        classes = output_dir / "semantic" / f"{stem}.json"  # what each pixel value means, beside the labels
+        save_json(classes, {"file_name": path.name, "unassigned": unassigned, "categories": categories_json(vocab)})
+        written += [path, classes]
     if pred.instance_masks is not None:
         path = output_dir / "instance" / f"{stem}.json"
         save_json(path, instance_results(stem, pred))

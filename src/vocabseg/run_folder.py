@@ -31,7 +31,7 @@ class RunKind:
 
     title: str  # "a training run"
     markers: tuple[str, ...]  # top-level names (globs) whose presence means a run of this kind is there
-    owned: tuple[str, ...]  # top-level names (globs) of everything the run writes; --overwrite deletes them
+    owned: tuple[str, ...]  # globs (relative to the folder) of everything the run writes; --overwrite deletes them
 
 
 KINDS = {
@@ -39,7 +39,7 @@ KINDS = {
                      ("config.yaml", "resumes.jsonl", "*.pth", "tensorboard", "eval")),
     "predict": RunKind("a prediction run", ("run.json",),
                        ("run.json", "run.done", "run.done.rank*", "errors.json", "errors.json.rank*",
-                        "*_overlay.png", "panoptic", "semantic", "instance")),
+                        "*_overlay.png", "**/*_overlay.png", "panoptic", "semantic", "instance")),  # ** : --recursive
     "eval": RunKind("an evaluation", ("state", "results.json"), ("state", "results.json", "results.md")),
 }
 
@@ -87,7 +87,7 @@ def check_train_folder(folder: Path, *, resume: bool, overwrite: bool) -> bool:
 
 def clear(folder: Path, kind: str) -> list[str]:
     """Deletes everything a run of ``kind`` wrote in ``folder`` (other files stay); returns the names."""
-    removed = sorted({p.name for pattern in KINDS[kind].owned for p in folder.glob(pattern)})
+    removed = sorted({p.relative_to(folder).as_posix() for pattern in KINDS[kind].owned for p in folder.glob(pattern)})
     for name in removed:
         path = folder / name
         if path.is_dir() and not path.is_symlink():

@@ -70,3 +70,19 @@ def test_pascal_context_59_ids_name_the_same_classes() -> None:
 def test_raw_value_table_coco_stuff() -> None:
     table = raw_value_table(get_vocabulary("coco_stuff"), 256, offset=1)
     assert table[0] == 0 and table[11] == 255 and table[12] == 11 and table[181] == 170 and table[255] == 255
+
+
+@pytest.mark.parametrize(("typed", "meant"), [("ade20k_semseg_val", "ade20k_sem_seg_val"),
+                                              ("COCO-panoptic-val", "coco_panoptic_val"),
+                                              ("cascade_voc20_val", "cascade_voc_20_val")])
+def test_a_mistyped_dataset_gets_did_you_mean(typed, meant, capsys) -> None:
+    from vocabseg.cli import main
+
+    with pytest.raises(DatasetError, match=f"did you mean '{meant}'"):
+        get_spec(typed)
+    assert main(["eval", "--model", "fcclip_rn50_coco", "--dataset", typed, "--data-root", "nowhere",
+                 "--output", "nowhere/out"]) == 2  # refused before any model loads
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and f"did you mean '{meant}'?" in err[0]
+    with pytest.raises(DatasetError, match="did you mean 'ade20k_sem_seg_val'"):
+        splits_of("ade20k_semseg_val")

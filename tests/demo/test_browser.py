@@ -44,9 +44,15 @@ def served(tmp_path, monkeypatch):
     from vocabseg.testing import save_tiny_checkpoint
 
     monkeypatch.setenv("VOCABSEG_CACHE", str(tmp_path / "text"))
+    monkeypatch.setenv("VOCABSEG_HOME", str(tmp_path / "home"))  # no cached official weights
     # A seed whose random weights give a few panoptic segments on the photo (most give none or one).
-    checkpoint = save_tiny_checkpoint(tmp_path / "tiny.pth", kind="resnet", seed=2, min_size=128, max_size=256)
-    session = DemoSession([ModelSource("tiny random FC-CLIP", str(checkpoint))], output_root=tmp_path / "out")
+    fcclip = save_tiny_checkpoint(tmp_path / "tiny.pth", kind="resnet", seed=2, min_size=128, max_size=256)
+    cascade = save_tiny_checkpoint(tmp_path / "cascade.pth", family="cascade_clip")
+    # As `vocabseg demo` with zoo models and checkpoints: a zoo model without weights first, then a
+    # Cascade-CLIP checkpoint (semantic output only), then FC-CLIP.
+    sources = [ModelSource("cascade_clip_vitb16_voc20_inductive", "cascade_clip_vitb16_voc20_inductive"),
+               ModelSource("tiny random Cascade-CLIP", str(cascade)), ModelSource("tiny random FC-CLIP", str(fcclip))]
+    session = DemoSession(sources, output_root=tmp_path / "out")
     port = _free_port()
     demo = launch(session, port=port, block=False)
     yield f"http://127.0.0.1:{port}/"
@@ -65,18 +71,35 @@ def test_upload_type_segment_in_chromium(served, tmp_path, capsys):
             page = browser.new_page(viewport={"width": 1400, "height": 1100})
             page.goto(served, wait_until="domcontentloaded")
             sync_api.expect(page).to_have_title("vocabseg demo")
+            sync_api.expect(page.locator("#model input")).to_have_value("tiny random Cascade-CLIP")  # weights here
+            sync_api.expect(page.locator("#status")).to_contain_text("Ready")
+            assert _task_options(page) == ["semantic"] and _checked_task(page) == "semantic"
             page.locator("#photo input[type=file]").set_input_files(str(photo))
             page.locator("#builtin input").click()  # the picker writes a built-in name into the text box
             page.get_by_role("option", name="pascal_voc_20", exact=True).click()
             sync_api.expect(page.locator("#vocabulary textarea")).to_have_value("pascal_voc_20")
             page.locator("#vocabulary textarea").fill("; ".join(WORDS[:1] + [f"{w} [stuff]" for w in WORDS[1:]]))
+            page.locator("#run").click()  # the first click, on what the page opened with
+            sync_api.expect(page.locator("#status")).to_contain_text("segment(s) of 3 class(es)", timeout=30_000)
+            for name in ("semantic_labels.png", "semantic_classes.json"):
+                stem, suffix = name.split(".")
+                sync_api.expect(page.locator("#downloads")).to_contain_text(re.compile(rf"{stem}\s*\.{suffix}"))
+            page.screenshot(path=str(tmp_path / "first_click.png"), full_page=True)
+
+            page.locator("#model input").click()  # another family: the task follows the model
+            page.get_by_role("option", name="tiny random FC-CLIP", exact=True).click()
+            sync_api.expect(page.locator("#task")).to_contain_text("panoptic")
+            sync_api.expect(page.locator("#status")).to_contain_text("FC-CLIP")
+            assert _task_options(page) == ["panoptic", "semantic", "instance", "all"]
+            assert _checked_task(page) == "panoptic"
             page.locator("#run").click()
             sync_api.expect(page.locator("#status")).to_contain_text("segment(s) of 3 class(es)", timeout=30_000)
             sync_api.expect(page.locator("#result img")).to_be_visible()
             rows = [row.split("\n")[0] for row in page.locator("#segments [role=row]").all_inner_texts()[1:]]
             assert rows and set(rows) <= set(WORDS), rows  # segments of typed classes only (header skipped)
             downloads = page.locator("#downloads")
-            for name in ("panoptic.png", "panoptic.json", "semantic_labels.png", "instances_rle.json"):
+            for name in ("panoptic.png", "panoptic.json", "semantic_labels.png", "semantic_classes.json",
+                         "instances_rle.json"):
                 stem, suffix = name.split(".")
                 sync_api.expect(downloads).to_contain_text(re.compile(rf"{stem}\s*\.{suffix}"))  # spans split it
             page.screenshot(path=str(tmp_path / "demo.png"), full_page=True)
@@ -85,6 +108,16 @@ def test_upload_type_segment_in_chromium(served, tmp_path, capsys):
     seconds = time.perf_counter() - started
     SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
     shutil.copy(tmp_path / "demo.png", SCREENSHOT)
+    first = SCREENSHOT.with_name("vocabseg-demo-first-click.png")
+    shutil.copy(tmp_path / "first_click.png", first)
     with capsys.disabled():
-        print(f"\ndemo screenshot: {SCREENSHOT} (page driven in {seconds:.1f} s)")
+        print(f"\ndemo screenshots: {first} (first click), {SCREENSHOT} (page driven in {seconds:.1f} s)")
     assert Image.open(SCREENSHOT).size[0] == 1400
+
+
+def _task_options(page) -> list[str]:
+    return [label.strip() for label in page.locator("#task label").all_inner_texts()]
+
+
+def _checked_task(page) -> str:
+    return page.locator("#task input:checked").get_attribute("value") or ""

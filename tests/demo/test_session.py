@@ -36,7 +36,8 @@ def test_all_tasks_give_overlay_table_and_every_download(session):
     assert result.rows and all(row[0] in {"red disc", "blue disc", "background"} for row in result.rows)
     assert sum(row[2] for row in result.rows) <= 96 * 128
     names = [Path(f).name for f in result.files]
-    assert names == ["panoptic.png", "panoptic.json", "semantic_labels.png", "instances_rle.json", "overlay.png"]
+    assert names == ["panoptic.png", "panoptic.json", "semantic_labels.png", "semantic_classes.json",
+                     "instances_rle.json", "overlay.png"]
     np.testing.assert_array_equal(np.asarray(Image.open(result.files[-1])), result.overlay)  # the page's picture
     run_folder = Path(result.files[0]).parent
     assert sorted(p.name for p in run_folder.rglob("*") if p.is_file()) == sorted(names)  # nothing else left
@@ -50,9 +51,11 @@ def test_semantic_rows_have_no_score_and_every_output_is_downloadable(session):
     result = session.segment(synthetic_photo(seed=1), VOCAB, "tiny", "semantic")
     assert result.rows and all(row[1] is None for row in result.rows)
     assert sum(row[2] for row in result.rows) == 96 * 128  # every pixel has a class
-    assert len(result.files) == 5
+    assert len(result.files) == 6
     labels = np.asarray(Image.open(result.files[2]))
     assert labels.shape == (96, 128) and set(np.unique(labels)) <= {0, 1, 2}
+    classes = json.loads(Path(result.files[3]).read_text())  # what each label value means
+    assert [c["name"] for c in classes["categories"]] == ["red disc", "blue disc", "background"]
 
 
 @pytest.mark.parametrize(("image", "vocab", "model", "expected"), [
@@ -122,10 +125,53 @@ def test_every_family_runs_its_own_task(family, tmp_path, monkeypatch):
     checkpoint = save_tiny_checkpoint(tmp_path / "tiny.pth", family=family)
     session = DemoSession([ModelSource(family, str(checkpoint))], output_root=tmp_path / "out")
     task = session.predictor(family).family.tasks[0]
-    assert session.default_task(family) == task
+    assert session.choose(family).task == task
     result = session.segment(synthetic_photo(), VOCAB, family, task)
     assert result.message.startswith("**Done**") and result.overlay is not None, result.message
     other = next((t for t in ("panoptic", "semantic", "instance") if t not in session.predictor(family).family.tasks),
                  None)
     if other is not None:  # a task the family does not give: said in the page
         assert "pick one of those tasks" in session.segment(synthetic_photo(), VOCAB, family, other).message
+
+
+@pytest.fixture()
+def two_families(tmp_path, monkeypatch) -> DemoSession:
+    """The page of `vocabseg demo` with every zoo model (no weights here) and two checkpoints of two families,
+    a Cascade-CLIP one first (it gives semantic output only)."""
+    monkeypatch.setenv("VOCABSEG_CACHE", str(tmp_path / "text"))
+    monkeypatch.setenv("VOCABSEG_HOME", str(tmp_path / "home"))  # no cached official weights
+    cascade = save_tiny_checkpoint(tmp_path / "cascade.pth", family="cascade_clip")
+    fcclip = save_tiny_checkpoint(tmp_path / "fcclip.pth", seed=2)
+    sources = [ModelSource("cascade_clip_vitb16_voc20_inductive", "cascade_clip_vitb16_voc20_inductive"),
+               ModelSource("cascade.pth", str(cascade)), ModelSource("fcclip.pth", str(fcclip)),
+               ModelSource("fcclip_rn50_coco", "fcclip_rn50_coco")]
+    return DemoSession(sources, output_root=tmp_path / "out")
+
+
+def test_the_page_opens_on_a_model_that_loads_with_a_task_it_gives(two_families):
+    label, choice = two_families.opening()
+    assert label == "cascade.pth"  # the first whose weights are here, not the zoo model listed before it
+    assert choice.loaded and choice.tasks == ("semantic",) and choice.task == "semantic"
+    assert choice.message.startswith("**Ready**") and "Cascade-CLIP" in choice.message
+    first_click = two_families.segment(synthetic_photo(), VOCAB, label, choice.task)
+    assert first_click.message.startswith("**Done**") and first_click.overlay is not None, first_click.message
+
+
+def test_picking_a_model_resets_the_task_to_one_it_gives(two_families):
+    fcclip = two_families.choose("fcclip.pth")
+    assert fcclip.loaded and fcclip.tasks == ("panoptic", "semantic", "instance") and fcclip.task == "panoptic"
+    cascade = two_families.choose("cascade.pth")
+    assert cascade.tasks == ("semantic",) and cascade.task == "semantic"
+    missing = two_families.choose("fcclip_rn50_coco")  # known from the zoo without its weights
+    assert not missing.loaded and missing.task == "panoptic" and missing.message.startswith("**Error**")
+
+
+def test_missing_weights_name_commands_that_work_for_the_family(two_families):
+    from vocabseg.zoo import get_variant
+
+    cascade = two_families.choose("cascade_clip_vitb16_voc20_inductive").message
+    assert "vocabseg download" not in cascade  # Baidu Netdisk only: no program can fetch it
+    assert get_variant("cascade_clip_vitb16_voc20_inductive").weights.url in cascade
+    assert "--weights PATH" in cascade and "\n" not in cascade
+    fcclip = two_families.choose("fcclip_rn50_coco").message
+    assert "`vocabseg download fcclip_rn50_coco`" in fcclip and "--weights PATH" in fcclip

@@ -2,10 +2,10 @@
 from __future__ import annotations
 
 import argparse
-import logging
 import os
 import sys
 
+from vocabseg.cli.logs import cli_logging, verbosity_level
 from vocabseg.errors import VocabsegError, first_line
 
 # Errors whose message is one line that says what to fix: ours, and the operating system's
@@ -25,7 +25,7 @@ def build_parser() -> argparse.ArgumentParser:
     from vocabseg.cli.train import add_train_parser
 
     parser = argparse.ArgumentParser(prog="vocabseg", description="Open-vocabulary image segmentation")
-    parser.add_argument("-q", "--quiet", action="store_true", help="print only warnings and errors")
+    add_verbosity_arguments(parser, default=False)
     sub = parser.add_subparsers(dest="command", required=True)
     add_predict_parsers(sub)
     add_eval_parser(sub)
@@ -35,38 +35,38 @@ def build_parser() -> argparse.ArgumentParser:
     add_hub_parser(sub)
     add_export_parser(sub)
     add_demo_parser(sub)
+    for command in _subcommands(parser):
+        # SUPPRESS: a subcommand that is not given -q leaves the value of `vocabseg -q CMD` alone
+        add_verbosity_arguments(command, default=argparse.SUPPRESS)
     return parser
 
 
-class _StderrHandler(logging.StreamHandler):
-    """Writes to whatever ``sys.stderr`` is at the time of each message.
-
-    ``main`` may run several times in one process (tests, notebooks) while ``sys.stderr`` is
-    swapped; a handler holding the first stream would write into a closed one later.
-    """
-
-    @property
-    def stream(self):
-        return sys.stderr
-
-    @stream.setter
-    def stream(self, value) -> None:  # StreamHandler.__init__ assigns it; the property wins
-        pass
+def add_verbosity_arguments(parser: argparse.ArgumentParser, *, default: object) -> None:
+    """-q/-v, accepted before the subcommand and after it (``vocabseg predict ... -q``)."""
+    group = parser.add_mutually_exclusive_group()
+    group.add_argument("-q", "--quiet", action="store_true", default=default, help="print only warnings and errors")
+    group.add_argument("-v", "--verbose", action="store_true", default=default, help="print debug notes too")
 
 
-def configure_logging(quiet: bool = False) -> None:
-    """Messages of the ``vocabseg`` logger on stderr; the root logger is left alone."""
-    logger = logging.getLogger("vocabseg")
-    if not any(isinstance(h, _StderrHandler) for h in logger.handlers):
-        handler = _StderrHandler()
-        handler.setFormatter(logging.Formatter("%(message)s"))
-        logger.addHandler(handler)
-    logger.setLevel(logging.WARNING if quiet else logging.INFO)
+def _subcommands(parser: argparse.ArgumentParser) -> list[argparse.ArgumentParser]:
+    """Every (nested) subcommand's parser, e.g. `predict` and `data prepare`."""
+    found = []
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for command in dict.fromkeys(action.choices.values()):  # aliases share one parser
+                found += [command, *_subcommands(command)]
+    return found
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    configure_logging(args.quiet)
+    if args.quiet and args.verbose:  # one given before the subcommand, the other after it
+        build_parser().error("-q/--quiet and -v/--verbose contradict each other; give one")
+    with cli_logging(verbosity_level(args.quiet, args.verbose)):
+        return _run(args)
+
+
+def _run(args: argparse.Namespace) -> int:
     try:
         status = args.func(args)
     except USER_ERRORS as error:

@@ -5,6 +5,7 @@ import argparse
 from pathlib import Path
 
 from vocabseg.cli.common import add_model_arguments, load_predictor, positive_int
+from vocabseg.cli.logs import third_party_warnings
 
 
 def image_size(text: str) -> tuple[int, int]:
@@ -30,11 +31,12 @@ def cmd_export(args: argparse.Namespace) -> None:
     predictor = load_predictor(args)
     predictor.set_vocabulary(args.vocab)
     height, width = args.size
-    program = export_program(predictor, height=height, width=width, batch_size=args.batch_size)
-    if output.suffix == ".onnx":
-        save_onnx(program, output)
-    else:
-        save_program(program, output)
+    with third_party_warnings(f"export to {output.suffix[1:]}"):  # torch.export's and onnxscript's notes
+        program = export_program(predictor, height=height, width=width, batch_size=args.batch_size)
+        if output.suffix == ".onnx":
+            save_onnx(program, output)
+        else:
+            save_program(program, output)
     sidecar = save_description(describe_export(predictor, program), output.with_suffix(".json"))
     print(f"wrote {output} ({width}x{height}, {len(predictor.vocabulary)} classes) and {sidecar}")
 

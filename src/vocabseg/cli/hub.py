@@ -5,7 +5,7 @@ import argparse
 
 
 def cmd_push(args: argparse.Namespace) -> None:
-    from vocabseg.hub import push_checkpoint
+    from vocabseg.checkpoints import push_checkpoint
 
     where = push_checkpoint(args.model, repo_id=args.repo, local_dir=args.local_dir, weights=args.weights,
                             clip_weights=args.clip_weights, revision=args.revision, private=args.private)

@@ -34,19 +34,20 @@ def cmd_predict(args: argparse.Namespace) -> None:
     from vocabseg.run_folder import owned_folder
     from vocabseg.runs import check_output_folder, read_done
 
-    paths = expand_inputs(args.inputs)
     output = Path(args.output)
+    names = expand_inputs(args.inputs, recursive=args.recursive, exclude=output)  # image -> its outputs' name
+    paths = list(names)
     _check_task(args)  # from the zoo or the checkpoint's header: before anything is loaded or written
     resolve_device(dist.rank_device(args.device))
-    check_output_folder(output, [p for p in paths if p.stem not in read_done(output)])  # a first estimate
+    check_output_folder(output, [p for p in paths if names[p] not in read_done(output)])  # a first estimate
     args.device = dist.rank_device(args.device)
     created_group = dist.join_from_env(backend="gloo", timeout=_JOB_TIMEOUT)  # barriers and small gathers only
     try:
         rank, world = dist.rank_and_world()
         if not args.skip_errors:  # a bad or truncated file fails here, before the model loads
-            _decode_all([p for p in _shard(paths, args.batch_size, rank, world) if p.stem not in read_done(output)])
+            _decode_all([p for p in _shard(paths, args.batch_size, rank, world) if names[p] not in read_done(output)])
         with owned_folder(output, "vocabseg predict"):
-            _predict_folder(args, paths, output, rank, world)
+            _predict_folder(args, names, output, rank, world)
     finally:
         if created_group:
             dist.cleanup()
@@ -60,7 +61,8 @@ def _shard(paths: list[Path], batch_size: int, rank: int, world: int) -> list[Pa
     return [p for index, p in enumerate(paths) if (index // batch_size) % world == rank]
 
 
-def _predict_folder(args: argparse.Namespace, paths: list[Path], output: Path, rank: int, world: int) -> None:
+def _predict_folder(args: argparse.Namespace, names: dict[Path, str], output: Path, rank: int, world: int) -> None:
+    """This rank's share of ``names`` (image -> its outputs' name), written into ``output``."""
     from tqdm import tqdm
 
     from vocabseg import distributed as dist
@@ -70,9 +72,10 @@ def _predict_folder(args: argparse.Namespace, paths: list[Path], output: Path, r
     from vocabseg.runs import ERRORS_FILE, RunRecord, count_rank_done, merge_rank_files, previous_done, run_identity
 
     dist.on_main_first(lambda: check_kind(output, "predict"))
-    done = previous_done(output, [p.stem for p in paths], overwrite=args.overwrite)
-    todo = [p for p in paths if p.stem not in done]
-    mine = [p for p in _shard(paths, args.batch_size, rank, world) if p.stem not in done]
+    paths = list(names)
+    done = previous_done(output, list(names.values()), overwrite=args.overwrite)
+    todo = [p for p in paths if names[p] not in done]
+    mine = [p for p in _shard(paths, args.batch_size, rank, world) if names[p] not in done]
     if args.fast:
         args.settings.append(("precision", "bf16"))
     predictor = load_predictor(args)
@@ -85,7 +88,7 @@ def _predict_folder(args: argparse.Namespace, paths: list[Path], output: Path, r
     identity = run_identity(predictor, vocab, tasks, args.batch_size)
     if args.text_embeddings:  # other embeddings, other results
         identity["text_embeddings"] = sha256_of(Path(args.text_embeddings))
-    order = [p.stem for p in paths]
+    order = [names[p] for p in paths]
     dist.on_main_first(lambda: record.start(identity, source, done, overwrite=args.overwrite, order=order))
     if len(todo) < len(paths) and rank == 0:  # said only once the run is known to be the one that did them
         logger.info("skipping %d image(s) already done in %s (--overwrite to redo)", len(paths) - len(todo), output)
@@ -95,8 +98,8 @@ def _predict_folder(args: argparse.Namespace, paths: list[Path], output: Path, r
             images = [image for _, image in loaded]
             predictions = predictor.predict(images, task=tasks, batch_size=args.batch_size) if images else []
             for (path, image), prediction in zip(loaded, predictions, strict=True):
-                write_prediction(output, path.stem, image, prediction, vocab)
-                record.mark_done(path.stem)  # after all of the image's files: a half-written image is redone
+                write_prediction(output, names[path], image, prediction, vocab)
+                record.mark_done(names[path])  # after all of the image's files: a half-written image is redone
             if rank == 0:  # the job's progress: under torchrun, every rank's done file
                 bar.update(len(chunk) if world == 1 else count_rank_done(output) - bar.n)
         dist.barrier()  # every rank's images are written
@@ -236,6 +239,9 @@ def cmd_download(args: argparse.Namespace) -> None:
 def add_predict_parsers(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("predict", help="segment images with a vocabulary")
     p.add_argument("inputs", nargs="+", help="image files or directories")
+    p.add_argument("--recursive", action="store_true",
+                   help="also read the images in subfolders of input directories; outputs keep their relative "
+                        "paths (day1/a.jpg -> OUTPUT/day1/a_overlay.png, ...)")
     add_model_arguments(p)
     p.add_argument("--fast", action="store_true",
                    help="fast mode: bf16 autocast and channels-last (--set precision=bf16; the default on "

@@ -19,6 +19,7 @@ from vocabseg.data.errors import DatasetError
 from vocabseg.data.readers import read_cityscapes, read_panoptic_json, read_semantic_folder
 from vocabseg.data.records import Dataset, Record
 from vocabseg.data.spec import SplitSpec, check_tasks
+from vocabseg.errors import did_you_mean
 from vocabseg.text.zero_shot import unseen_classes
 
 _PAN_SEM_INS = ("panoptic", "semantic", "instance")
@@ -242,7 +243,8 @@ def list_datasets() -> list[str]:
 def get_spec(name: str) -> SplitSpec:
     """The ``SplitSpec`` of a registered split (no file is touched)."""
     if name not in DATASETS:
-        raise DatasetError(f"unknown dataset {name!r}; registered: {', '.join(list_datasets())}")
+        raise DatasetError(f"unknown dataset {name!r};{_suggestion(name, list_datasets())} registered: "
+                           f"{', '.join(list_datasets())}")
     return DATASETS[name]()
 
 
@@ -277,7 +279,12 @@ def splits_of(name: str) -> list[str]:
     splits = [n for n in list_datasets() if n.endswith("_val") and get_spec(n).prepare == name]
     if not splits:
         families = sorted({get_spec(n).prepare for n in DATASETS})
-        raise DatasetError(
-            f"unknown dataset {name!r}; use a split ({', '.join(list_datasets())}) or a family ({', '.join(families)})"
-        )
+        raise DatasetError(f"unknown dataset {name!r};{_suggestion(name, [*list_datasets(), *families])} use a split "
+                           f"({', '.join(list_datasets())}) or a family ({', '.join(families)})")
     return splits
+
+
+def _suggestion(name: str, known: list[str]) -> str:
+    """`` did you mean 'x'?`` for a near miss of a known name (case and dashes aside), else ""."""
+    close = did_you_mean(name.lower().replace("-", "_"), known)
+    return f" did you mean {close!r}?" if close else ""

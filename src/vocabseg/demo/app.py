@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from vocabseg.demo.examples import PHOTOS, example_photos
-from vocabseg.demo.session import MODES, TABLE_HEADERS, DemoSession
+from vocabseg.demo.session import MODES, TABLE_HEADERS, DemoSession, ModelChoice
 from vocabseg.errors import ConfigError
 
 TYPE_YOUR_OWN = "(type your own)"
@@ -33,6 +33,7 @@ def build_demo(session: DemoSession, *, examples_dir: str | Path | None = None) 
 
     gr = _gradio()
     labels = list(session.sources)
+    opening, choice = session.opening()  # a model that loads and its own task: the first click works
     with gr.Blocks(title="vocabseg demo", analytics_enabled=False) as demo:
         gr.Markdown(INTRO)
         with gr.Row():
@@ -46,20 +47,24 @@ def build_demo(session: DemoSession, *, examples_dir: str | Path | None = None) 
                                 label="example photos (scikit-image)")
                 builtin = gr.Dropdown([TYPE_YOUR_OWN, *list_vocabularies()], value=TYPE_YOUR_OWN,
                                       label="or a built-in vocabulary", elem_id="builtin")
-                model = gr.Dropdown(labels, value=labels[0], label="model", elem_id="model")
-                task = gr.Radio(["panoptic", "semantic", "instance", "all"], value=session.default_task(labels[0]),
-                                label="task", elem_id="task")
+                model = gr.Dropdown(labels, value=opening, label="model", elem_id="model")
+                task = gr.Radio(task_choices(choice), value=choice.task, label="task", elem_id="task")
                 mode = gr.Radio(list(MODES), value="exact", label="mode (fast: bf16, slightly different numbers)",
                                 elem_id="mode")
                 run = gr.Button("Segment", variant="primary", elem_id="run")
             with gr.Column():
-                status = gr.Markdown(elem_id="status")
+                status = gr.Markdown(choice.message, elem_id="status")
                 result = gr.Image(label="segmentation", type="numpy", interactive=False, elem_id="result")
                 table = gr.Dataframe(headers=TABLE_HEADERS, label="segments", interactive=False, elem_id="segments")
                 files = gr.File(label="downloads", file_count="multiple", interactive=False, elem_id="downloads")
 
         builtin.change(lambda name: gr.update() if name == TYPE_YOUR_OWN else name, builtin, vocab)
-        model.change(lambda label: session.default_task(label), model, task)
+
+        def pick(label):  # the task resets to one the model gives; the status says whether it is ready
+            picked = session.choose(label)
+            return gr.update(choices=task_choices(picked), value=picked.task), picked.message
+
+        model.change(pick, model, [task, status])
 
         tracker = gr.Progress(track_tqdm=True)  # Gradio finds it as a default argument; it also shows tqdm bars
 
@@ -71,6 +76,11 @@ def build_demo(session: DemoSession, *, examples_dir: str | Path | None = None) 
 
         run.click(segment, [image, vocab, model, task, mode], [result, table, files, status])
     return demo
+
+
+def task_choices(choice: ModelChoice) -> list[str]:
+    """The task picker's entries for a model: its tasks, and "all" where it gives several."""
+    return [*choice.tasks, "all"] if len(choice.tasks) > 1 else list(choice.tasks)
 
 
 def launch(session: DemoSession, *, host: str = "127.0.0.1", port: int | None = None, share: bool = False,

@@ -37,13 +37,26 @@ class ModelSource:
     clip_weights: str | None = None
 
 
+_HERE, _MAYBE, _MISSING = 0, 1, 2  # a model's weights: on this machine, maybe in the hub cache, not here
+
+
+@dataclass(frozen=True)
+class ModelChoice:
+    """What the page shows for a picked model."""
+
+    tasks: tuple[str, ...]  # the tasks its model gives (the task picker's choices)
+    task: str  # the one selected: the model's own output
+    message: str  # one line: ready, or why it cannot run and how to fix that
+    loaded: bool  # whether the model loaded (a click on Segment will run)
+
+
 @dataclass
 class DemoResult:
     """What the page shows after one run."""
 
     overlay: np.ndarray | None = None  # [H, W, 3] uint8 with labels and legend
     rows: list[list[Any]] = field(default_factory=list)  # TABLE_HEADERS per segment or class
-    files: list[str] = field(default_factory=list)  # downloads: panoptic PNG + JSON, label PNG, RLE JSON, overlay
+    files: list[str] = field(default_factory=list)  # downloads: panoptic PNG + JSON, labels PNG + JSON, RLE, overlay
     message: str = ""  # one line for the page: what was done, or what to fix
 
 
@@ -60,15 +73,55 @@ class DemoSession:
         self._predictors: dict[str, Any] = {}
         self._runs = 0
 
-    def default_task(self, label: str) -> str:
-        """The model's own output (its family's first task), known without loading it where possible."""
+    def opening(self) -> tuple[str, ModelChoice]:
+        """The model the page opens on and its choice: the first that loads, those whose weights are on this
+        machine tried first, so the first click works. None loads: the first model, with the reason."""
+        order = sorted(self.sources, key=self._availability)  # stable: the command line's order within a rank
+        for label in order:
+            if self._availability(label) == _MISSING:
+                break
+            choice = self.choose(label)
+            if choice.loaded:
+                return label, choice
+        return order[0], self.choose(order[0])
+
+    def choose(self, label: str) -> ModelChoice:
+        """What the page shows when ``label`` is picked: the tasks its model gives, its own output (the
+        family's first task) selected. The model is loaded (and kept) to know them; one that cannot load
+        keeps the tasks its family is known to give, with the one-line reason."""
+        try:
+            family = self.predictor(label).family
+        except (VocabsegError, OSError) as error:
+            tasks = self._known_tasks(label)
+            return ModelChoice(tasks, tasks[0], f"**Error**: {first_line(error)}", loaded=False)
+        return ModelChoice(family.tasks, family.tasks[0],
+                           f"**Ready**: {label} ({family.title}; gives {', '.join(family.tasks)})", loaded=True)
+
+    def _known_tasks(self, label: str) -> tuple[str, ...]:
+        """The tasks of a model known without loading it (a zoo name's family), else every task."""
         from vocabseg.models import TASKS, get_family
         from vocabseg.zoo import get_variant, list_models
 
+        if label in self.sources and self.sources[label].name_or_path in list_models():
+            return get_family(get_variant(self.sources[label].name_or_path).family).tasks
+        return tuple(TASKS)
+
+    def _availability(self, label: str) -> int:
+        """How likely a model is to load: its weights on this machine, maybe in the hub cache, or missing."""
+        from vocabseg.downloads import cache_dir
+        from vocabseg.zoo import get_variant, list_models
+
+        source = self.sources[label]
         if label in self._predictors:
-            return self._predictors[label].family.tasks[0]
-        name = self.sources[label].name_or_path
-        return get_family(get_variant(name).family).tasks[0] if name in list_models() else TASKS[0]
+            return _HERE
+        if source.weights:
+            return _HERE if Path(source.weights).exists() else _MISSING
+        if source.name_or_path in list_models():
+            spec = get_variant(source.name_or_path).weights
+            return _HERE if spec is not None and (cache_dir() / spec.filename).exists() else _MISSING
+        if source.name_or_path.startswith("hf-hub:"):
+            return _MAYBE
+        return _HERE if Path(source.name_or_path).exists() else _MISSING
 
     def predictor(self, label: str) -> Any:
         """The model of a picker entry, loaded once; a missing or unreadable checkpoint raises CheckpointError."""
@@ -139,7 +192,8 @@ class DemoSession:
 
 # write_prediction's layout -> the names offered for download
 DOWNLOAD_NAMES = {"panoptic/result.png": "panoptic.png", "panoptic/result.json": "panoptic.json",
-                  "semantic/result.png": "semantic_labels.png", "instance/result.json": "instances_rle.json"}
+                  "semantic/result.png": "semantic_labels.png", "semantic/result.json": "semantic_classes.json",
+                  "instance/result.json": "instances_rle.json"}
 
 
 def only_task(pred: Any, task: str) -> Any:
@@ -174,12 +228,18 @@ def _cached_official(name: str) -> str | None:
 
     if name not in list_models():
         return None  # a checkpoint path or hf-hub: name
-    spec = get_variant(name).weights
+    variant = get_variant(name)
+    spec = variant.weights
     target = cache_dir() / spec.filename if spec else None
-    if target is None or not target.exists():
-        raise CheckpointError(f"the weights of {name} are not on this machine: run `vocabseg download {name}`, or "
-                              f"start the demo with `vocabseg demo --model {name} --weights PATH`")
-    return str(target)
+    if target is not None and target.exists():
+        return str(target)
+    passing = f"start the demo with `vocabseg demo --model {name} --weights PATH`"
+    if spec is not None and spec.manual:  # a share page no program can fetch: `vocabseg download` cannot help
+        raise CheckpointError(f"the weights of {name} are not on this machine and only a person can download "
+                              f"them ({spec.manual}): get the file from {spec.url}, then {passing} or save it "
+                              f"as {target}")
+    raise CheckpointError(f"the weights of {name} are not on this machine: run `vocabseg download {name}`, or "
+                          f"{passing}")
 
 
 def _check_image(image: np.ndarray | None) -> np.ndarray:

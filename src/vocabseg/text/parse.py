@@ -15,12 +15,11 @@ one-class vocabulary.
 """
 from __future__ import annotations
 
-import difflib
 import os
 import re
 from pathlib import Path
 
-from vocabseg.errors import VocabularyError
+from vocabseg.errors import VocabularyError, did_you_mean
 from vocabseg.text.builtin import (
     get_vocabulary,
     list_vocabularies,
@@ -142,10 +141,10 @@ def _reject_near_miss(spec: str, matches: tuple[str, ...]) -> None:
             f"vocabulary {spec!r} is ambiguous; did you mean {' or '.join(map(repr, matches))}? ({quoting})"
         )
     known = {**{n: n for n in list_vocabularies()}, **vocabulary_aliases()}
-    close = difflib.get_close_matches(normalize_vocabulary_name(spec), known, n=1, cutoff=0.8)
+    close = did_you_mean(normalize_vocabulary_name(spec), known)
     if close:
         raise VocabularyError(
-            f"unknown vocabulary {spec!r}; did you mean {known[close[0]]!r}? valid names: "
+            f"unknown vocabulary {spec!r}; did you mean {known[close]!r}? valid names: "
             f"{', '.join(list_vocabularies())} (or a file path, or inline classes like 'cat; dog'; {quoting})"
         )
 

@@ -25,8 +25,8 @@ DEFAULT_TEMPLATES: tuple[str, ...] = (
 )
 
 # Cascade-CLIP's 15 templates (its get_embedding.ipynb, used for the Context-59 and COCO-Stuff
-# embeddings). ``build_text_classifier`` combines them the official way: each prompt embedding
-# L2-normalised, the mean over templates, L2-normalised again (one name per class, so per class).
+# embeddings; the variants' ``prompt_templates``). ``build_text_classifier`` combines them the official
+# way: each prompt embedding L2-normalised, the mean over templates, L2-normalised again.
 CASCADE_CLIP_TEMPLATES: tuple[str, ...] = (
     "a photo of a {}.",
     "a photo of a small {}.",
@@ -44,7 +44,8 @@ CASCADE_CLIP_TEMPLATES: tuple[str, ...] = (
     "This is the {} in the scene.",
     "This is one {} in the scene.",
 )
-# The single template of the official VOC-20 embeddings (voc12_single.npy): no final period.
+# The single template of the official VOC-20 embeddings (voc12_single.npy): no final period. With one
+# template the mean changes nothing, so the official single-prompt embedding comes out.
 CASCADE_CLIP_SINGLE_TEMPLATE: tuple[str, ...] = ("a photo of a {}",)
 
 

@@ -20,10 +20,11 @@ from vocabseg.text import (
 )
 from vocabseg.text.vocabulary import join_synonyms
 from vocabseg.text.zero_shot import seen_subset
+from vocabseg.train.cascade_clip.data import DenseCollate, DenseTrainDataset, resolve_split
+from vocabseg.train.cascade_clip.transforms import MMSegAugment
 from vocabseg.train.checkpoint import load_backbone_weights, load_init_weights
 from vocabseg.train.config import DataSection, SolverSection, TrainConfig
 from vocabseg.train.data import Batch, TrainDataset
-from vocabseg.train.dense_data import DenseCollate, DenseTrainDataset, resolve_split
 from vocabseg.train.evaluation import benchmark_eval_fn
 from vocabseg.train.loop import EvalFn, LoopSettings, Trainer
 from vocabseg.train.optim import build_optimizer, build_scheduler, scale_schedule
@@ -36,7 +37,6 @@ from vocabseg.train.sources import (
     read_label_folder,
     read_panoptic_folder,
 )
-from vocabseg.train.transforms_mmseg import MMSegAugment
 from vocabseg.zoo import get_variant
 
 DATA_FORMATS = {

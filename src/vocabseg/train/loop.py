@@ -27,9 +27,9 @@ from vocabseg.checkpoints import save_checkpoint
 from vocabseg.errors import CheckpointError, ConfigError
 from vocabseg.models import ModelFamily, SegmentationModel, Settings
 from vocabseg.text import TextClassifier
+from vocabseg.train.cascade_clip.data import DenseTrainDataset
 from vocabseg.train.checkpoint import RESUME_SCHEDULE_RULE, TRAINER_KEY, read_training_checkpoint, resume_changes
 from vocabseg.train.data import Batch, PadCollate, StreamSampler, TrainDataset, build_loader
-from vocabseg.train.dense_data import DenseTrainDataset
 from vocabseg.train.rng import CRITERION, derive_seed, rng_state, seed_everything, set_rng_state
 
 if TYPE_CHECKING:

@@ -6,10 +6,10 @@ import pytest
 import torch
 
 from vocabseg.errors import ConfigError
+from vocabseg.train.cascade_clip.data import ClassSplit, DenseCollate, DenseExample, resolve_split, split_targets
+from vocabseg.train.cascade_clip.transforms import MMSegAugment, mmseg_augment, random_crop, random_resize, rescale_size
 from vocabseg.train.data import SampleKey
-from vocabseg.train.dense_data import ClassSplit, DenseCollate, DenseExample, resolve_split, split_targets
 from vocabseg.train.optim import poly_lr_factor
-from vocabseg.train.transforms_mmseg import MMSegAugment, mmseg_augment, random_crop, random_resize, rescale_size
 
 IGNORE = 255
 
@@ -112,7 +112,7 @@ def test_poly_schedule_with_warmup_is_mmcvs():
 
 def test_class_255_of_a_large_vocabulary_is_not_taken_for_unlabelled():
     from vocabseg.data.records import Segment
-    from vocabseg.train.dense_data import class_map
+    from vocabseg.train.cascade_clip.data import class_map
     from vocabseg.train.sources import RawExample
 
     ids = np.array([[0, 1, 2]])  # void, segment 1 (class 255), segment 2 (class 3)

@@ -9,8 +9,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from vocabseg.models.cascade_clip.loss import CascadeCriterion, one_hot_targets
-from vocabseg.models.cascade_clip.pseudo_labels import pseudo_label_map, with_pseudo_labels
+from vocabseg.train.cascade_clip.loss import CascadeCriterion, one_hot_targets
+from vocabseg.train.cascade_clip.pseudo_labels import pseudo_label_map, with_pseudo_labels
 
 # Official SegLossPlus on one 512x512 crop (goldens made with the official code, see
 # docs/dev/cascade_clip_official_pipeline.md): the 32x32 logits of the head (recovered exactly from the stored

@@ -4,8 +4,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from vocabseg.mining.pairs import PairWriter
 from vocabseg.train.ovseg.config import StageConfig, stage_config_from_dict
+from vocabseg.train.ovseg.mining.pairs import PairWriter
 
 NOUNS = ("cat", "dog", "car", "tree", "sky", "road", "cup", "boat")
 MEAN_FILL = (122, 116, 104)  # CLIP's mean colour, 0-255

@@ -3,8 +3,9 @@ for Zero-Shot Semantic Segmentation"), top-down:
 
 config (architecture + test-time settings) -> build -> model (prompted CLIP ViT, cascaded decoders,
 sliding-window inference) with its parts: vpt_vit (visual prompts, level projections) and
-cascade_decoder -> convert (official mmseg checkpoints) -> variants (the six released models)
--> loss and pseudo_labels (training).
+cascade_decoder -> convert (official mmseg checkpoints) -> variants (the six released models).
+Its training (data, mmseg augmentation, loss, transductive pseudo-labels) lives in
+``vocabseg.train.cascade_clip``, imported only when a criterion is built.
 """
 from __future__ import annotations
 
@@ -19,7 +20,6 @@ from vocabseg.clip.load import load_clip_state
 from vocabseg.models.cascade_clip.build import build_cascade_clip
 from vocabseg.models.cascade_clip.config import CascadeCLIPConfig, CascadeCLIPSettings
 from vocabseg.models.cascade_clip.convert import KEY_TABLE, OFFICIAL_TELLTALE, guess_variant
-from vocabseg.models.cascade_clip.loss import build_cascade_criterion
 from vocabseg.models.cascade_clip.model import CascadeCLIP, CascadeOutput
 from vocabseg.models.cascade_clip.variants import VARIANTS, tiny_config
 from vocabseg.models.protocol import FamilyBase, InferenceConfig, ModelVariant, Settings
@@ -76,6 +76,8 @@ class CascadeCLIPFamily(FamilyBase):
 
     def build_criterion(self, config: CascadeCLIPConfig, loss: Any) -> nn.Module:
         """Sigmoid focal (x100) + dice on the summed mask logits, as the official recipe."""
+        from vocabseg.train.cascade_clip.loss import build_cascade_criterion  # training code: not for inference
+
         return build_cascade_criterion(config, loss)
 
     def benchmark_overrides(self, vocabulary: str, train_vocabulary: str | None = None

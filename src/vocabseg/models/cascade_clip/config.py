@@ -4,6 +4,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 
 from vocabseg.models.protocol import config_from_dict
+from vocabseg.text.templates import CASCADE_CLIP_TEMPLATES
 
 # mmseg's ImageNet normalisation of 0-255 RGB input (the official configs' img_norm_cfg)
 IMAGENET_PIXEL_MEAN = (123.675, 116.28, 103.53)
@@ -32,6 +33,9 @@ class CascadeCLIPConfig:
     drop_path_rate: float = 0.1  # stochastic depth over the ViT blocks in training (linear in depth)
     pixel_mean: tuple[float, float, float] = IMAGENET_PIXEL_MEAN
     pixel_std: tuple[float, float, float] = IMAGENET_PIXEL_STD
+    # The prompts each class name is embedded with (averaged): what the official embeddings of the
+    # variant's dataset used, in training as at test (VOC-20: one template; Context-59, COCO-Stuff: 15).
+    prompt_templates: tuple[str, ...] = CASCADE_CLIP_TEMPLATES
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -22,7 +22,6 @@ from vocabseg.models.cascade_clip.config import CascadeCLIPConfig, CascadeCLIPSe
 from vocabseg.models.cascade_clip.vpt_vit import LevelProjections, VisualFeatures, VisualPrompts, encode_windows
 from vocabseg.models.protocol import InputBatch, QueryOutput, ResizeAndPad, Settings
 from vocabseg.text.classifier import TextClassifier
-from vocabseg.text.templates import CASCADE_CLIP_TEMPLATES
 
 # Dense scores held for one image: classes x resized pixels (4 bytes each). An extreme aspect
 # ratio (a 100:1 strip becomes 512 x 51200) would otherwise take tens of GB.
@@ -53,10 +52,10 @@ class CascadeCLIP(nn.Module):
                             self.config.pixel_std, size_divisibility=1, resize_backend="cv2")
 
     def text_encoder(self) -> TextEncoder:
-        """The CLIP text tower with Cascade-CLIP's 15 templates."""
+        """The CLIP text tower with the variant's prompt templates (their set is part of the cache key)."""
         encoder = clip_text_encoder(self.clip, clip_model_name=self.config.clip_model_name,
                                     custom_clip=self.config.clip_config is not None)
-        return encoder._replace(templates=CASCADE_CLIP_TEMPLATES)
+        return encoder._replace(templates=self.config.prompt_templates)
 
     def trainable_parameter_names(self) -> list[str]:
         return [name for name, param in self.named_parameters() if param.requires_grad]

@@ -16,12 +16,17 @@ from collections.abc import Callable
 
 from vocabseg.models.cascade_clip.config import CascadeCLIPConfig, CascadeCLIPSettings
 from vocabseg.models.protocol import InferenceConfig, ModelVariant, Settings, WeightsSpec
+from vocabseg.text.templates import CASCADE_CLIP_SINGLE_TEMPLATE, CASCADE_CLIP_TEMPLATES
 
-# dataset key -> (prompt tokens, full vocabulary, seen-only vocabulary, README name)
+# dataset key -> (prompt tokens, prompt templates, full vocabulary, seen-only vocabulary, README name).
+# Templates: those of the official text embeddings each config loads (get_embedding.ipynb): VOC-20
+# voc12_single.npy (one template), Context-59 and COCO-Stuff *_multi.npy (the 15).
 _DATASETS = {
-    "voc20": (10, "cascade_voc_20", "cascade_voc_20_seen", "PASCAL VOC 2012 (20 classes, 5 unseen)"),
-    "context59": (35, "cascade_context_59", "cascade_context_59_seen", "Pascal Context (59 classes, 10 unseen)"),
-    "coco171": (50, "cascade_coco_stuff_171", "cascade_coco_stuff_171_seen",
+    "voc20": (10, CASCADE_CLIP_SINGLE_TEMPLATE, "cascade_voc_20", "cascade_voc_20_seen",
+              "PASCAL VOC 2012 (20 classes, 5 unseen)"),
+    "context59": (35, CASCADE_CLIP_TEMPLATES, "cascade_context_59", "cascade_context_59_seen",
+                  "Pascal Context (59 classes, 10 unseen)"),
+    "coco171": (50, CASCADE_CLIP_TEMPLATES, "cascade_coco_stuff_171", "cascade_coco_stuff_171_seen",
                 "COCO-Stuff 164K (171 classes, 15 unseen)"),
 }
 # (dataset, setting) -> (Baidu share, access code, mIoU seen, mIoU unseen), official README
@@ -36,12 +41,12 @@ _RELEASES = {
 
 
 def _variant(dataset: str, setting: str) -> ModelVariant:
-    tokens, vocabulary, seen_vocabulary, title = _DATASETS[dataset]
+    tokens, templates, vocabulary, seen_vocabulary, title = _DATASETS[dataset]
     share, code, seen, unseen = _RELEASES[(dataset, setting)]
     name = f"cascade_clip_vitb16_{dataset}_{setting}"
     return ModelVariant(
         name=name, family="cascade_clip",
-        config=CascadeCLIPConfig(prompt_tokens=tokens),
+        config=CascadeCLIPConfig(prompt_tokens=tokens, prompt_templates=templates),
         settings=Settings(InferenceConfig(min_size=512, max_size=1_000_000),
                           CascadeCLIPSettings(seen_offset=0.1 if setting == "inductive" else 0.0)),
         weights=WeightsSpec(f"{name}.pth", f"{share}?pwd={code}", includes_clip=True,

@@ -35,7 +35,6 @@ from vocabseg import distributed as dist
 from vocabseg.clip.text import encode_tokens
 from vocabseg.errors import CheckpointError, ConfigError
 from vocabseg.fileio import read_checkpoint, save_torch
-from vocabseg.mining.pairs import read_pairs
 from vocabseg.train.data import StreamSampler, build_loader
 from vocabseg.train.loop import AMP_DTYPES, wrap_ddp
 from vocabseg.train.ovseg.clip_model import (
@@ -46,6 +45,7 @@ from vocabseg.train.ovseg.clip_model import (
     save_clip,
 )
 from vocabseg.train.ovseg.config import StageConfig
+from vocabseg.train.ovseg.mining.pairs import read_pairs
 from vocabseg.train.ovseg.pairs import PairBatch, PairDataset, collate_pairs
 from vocabseg.train.rng import derive_seed, rng_state, seed_everything, set_rng_state
 

@@ -19,8 +19,8 @@ from PIL import Image
 from torch.utils.data import Dataset
 
 from vocabseg.errors import DatasetError
-from vocabseg.mining.pairs import Pair
 from vocabseg.train.data import SampleKey
+from vocabseg.train.ovseg.mining.pairs import Pair
 
 
 class PairSample(NamedTuple):

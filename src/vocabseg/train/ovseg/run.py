@@ -24,7 +24,7 @@ def run_stage(config: StageConfig, *, resume: str | None = None, keep_history: b
         stop_at: stop after this iteration, as a killed run would (tests).
     """
     if config.stage == "mine":
-        from vocabseg.mining.miner import mine_from_config
+        from vocabseg.train.ovseg.mining.miner import mine_from_config
 
         return mine_from_config(config)
     if config.stage == "assemble":

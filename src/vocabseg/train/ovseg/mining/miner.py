@@ -22,9 +22,9 @@ from open_clip.constants import OPENAI_DATASET_MEAN, OPENAI_DATASET_STD
 from vocabseg import distributed as dist
 from vocabseg.errors import ImageError
 from vocabseg.images import load_image
-from vocabseg.mining.captions import read_captions
-from vocabseg.mining.nouns import extract_nouns
-from vocabseg.mining.pairs import PairWriter
+from vocabseg.train.ovseg.mining.captions import read_captions
+from vocabseg.train.ovseg.mining.nouns import extract_nouns
+from vocabseg.train.ovseg.mining.pairs import PairWriter
 
 logger = logging.getLogger(__name__)
 
@@ -181,7 +181,7 @@ class SegmenterMatcher:
 def mine_from_config(config) -> MiningSummary:
     """Runs the ``mine`` stage of a StageConfig into ``config.output`` (resuming what is there)."""
     from vocabseg.checkpoints import load_model
-    from vocabseg.mining.nouns import _tagger
+    from vocabseg.train.ovseg.mining.nouns import _tagger
 
     m = config.mine
     _tagger()  # fail fast without the mining extra

@@ -11,7 +11,7 @@ The pipeline of the official mmseg-based recipes (Cascade-CLIP's ``train_pipelin
 4. ``PhotoMetricDistortion()``: brightness, contrast (first or last), saturation and hue in
    HSV, each with probability 1/2, on uint8 with clipping.
 5. Normalisation and padding to the crop size (image 0 after normalisation, labels ignored)
-   happen in the batch collation (:class:`vocabseg.train.dense_data.DenseCollate`).
+   happen in the batch collation (:class:`vocabseg.train.cascade_clip.data.DenseCollate`).
 
 Randomness comes only from the ``numpy.random.Generator`` passed in; the draws are those of
 mmseg (same distributions), not its global-state stream.

@@ -31,7 +31,7 @@ from torch import nn
 
 from vocabseg.losses.maskformer import sigmoid_focal_loss
 from vocabseg.losses.set_criterion import _num_masks_per_rank, dice_loss
-from vocabseg.models.cascade_clip.pseudo_labels import with_pseudo_labels
+from vocabseg.train.cascade_clip.pseudo_labels import with_pseudo_labels
 
 Targets = list[dict[str, torch.Tensor]]
 

@@ -11,10 +11,10 @@ from open_clip.constants import OPENAI_DATASET_MEAN, OPENAI_DATASET_STD
 from PIL import Image
 
 from vocabseg.errors import DatasetError
-from vocabseg.mining.captions import read_captions
-from vocabseg.mining.miner import MiningSettings, Proposals, mine
-from vocabseg.mining.nouns import extract_nouns
-from vocabseg.mining.pairs import PairWriter, read_pairs, read_skips
+from vocabseg.train.ovseg.mining.captions import read_captions
+from vocabseg.train.ovseg.mining.miner import MiningSettings, Proposals, mine
+from vocabseg.train.ovseg.mining.nouns import extract_nouns
+from vocabseg.train.ovseg.mining.pairs import PairWriter, read_pairs, read_skips
 
 COLOURS = {"red": (230, 20, 20), "blue": (20, 20, 230), "green": (20, 230, 20)}
 NOUN_COLOUR = {"ball": "red", "box": "blue", "tree": "green", "table": None}  # table: no region of its colour
@@ -185,7 +185,7 @@ def test_mining_without_the_extra_names_it(monkeypatch):
     import builtins
 
     from vocabseg.errors import ConfigError
-    from vocabseg.mining import nouns
+    from vocabseg.train.ovseg.mining import nouns
 
     real_import = builtins.__import__
 

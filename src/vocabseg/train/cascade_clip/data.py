@@ -24,12 +24,12 @@ import torch
 from torch.utils.data import Dataset
 
 from vocabseg.errors import ConfigError
-from vocabseg.models.cascade_clip.pseudo_labels import PSEUDO_CLASSES, UNSEEN_PIXELS  # the keys its criterion reads
 from vocabseg.preprocess import normalize_and_pad
+from vocabseg.train.cascade_clip.pseudo_labels import PSEUDO_CLASSES, UNSEEN_PIXELS  # the keys its criterion reads
+from vocabseg.train.cascade_clip.transforms import MMSegAugment, mmseg_augment
 from vocabseg.train.data import Batch, SampleKey
 from vocabseg.train.sources import RawExample
 from vocabseg.train.transforms import VOID_ID
-from vocabseg.train.transforms_mmseg import MMSegAugment, mmseg_augment
 
 
 @dataclass(frozen=True)
