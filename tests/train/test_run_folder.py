@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import logging
 import os
 import signal
 import subprocess
@@ -67,12 +66,12 @@ def test_resume_with_another_learning_rate_is_refused_naming_it(train_args, tmp_
     assert _hashes(tmp_path / "run") == before
 
 
-def test_resume_with_a_longer_run_is_accepted_and_recorded(train_args, tmp_path, caplog):
+def test_resume_with_a_longer_run_is_accepted_and_recorded(train_args, tmp_path, capsys):
     assert main([*train_args, "solver.max_iter=1"]) == 0
     config = (tmp_path / "run" / "config.yaml").read_text()
-    with caplog.at_level(logging.INFO, logger="vocabseg"):
-        assert main([*train_args, "solver.max_iter=2", "solver.checkpoint_period=2", "--resume"]) == 0
-    assert "a poly schedule is recomputed over the new max_iter" in caplog.text
+    capsys.readouterr()
+    assert main([*train_args, "solver.max_iter=2", "solver.checkpoint_period=2", "--resume"]) == 0
+    assert "a poly schedule is recomputed over the new max_iter" in capsys.readouterr().err
     assert (tmp_path / "run" / "config.yaml").read_text() == config  # the run as started
     records = [json.loads(line) for line in (tmp_path / "run" / "resumes.jsonl").read_text().splitlines()]
     assert len(records) == 1 and records[0]["iteration"] == 1
