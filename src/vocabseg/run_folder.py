@@ -15,10 +15,13 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import shutil
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from vocabseg import distributed as dist
 from vocabseg.errors import ConfigError
@@ -35,8 +38,12 @@ class RunKind:
 
 
 KINDS = {
-    "train": RunKind("a training run", ("config.yaml", "last.pth", "model_final.pth", "model_*.pth"),
+    # vocabseg train, OVSeg's CLIP stages (adapt, prompt: clip_final.pth) included
+    "train": RunKind("a training run", ("config.yaml", "last.pth", "model_final.pth", "model_*.pth", "clip_final.pth"),
                      ("config.yaml", "resumes.jsonl", "*.pth", "tensorboard", "eval")),
+    # OVSeg's mine stage: a pair folder (vocabseg.mining.pairs)
+    "mine": RunKind("a mined pair folder", ("mining.json", "pairs*.jsonl", "done*.txt"),
+                    ("mining.json", "pairs*.jsonl", "done*.txt", "skipped*.jsonl", "crops", "resumes.jsonl")),
     "predict": RunKind("a prediction run", ("run.json",),
                        ("run.json", "run.done", "run.done.rank*", "errors.json", "errors.json.rank*",
                         "*_overlay.png", "panoptic", "semantic", "instance")),
@@ -69,20 +76,31 @@ def check_kind(folder: Path, kind: str) -> None:
                               f"{KINDS[kind].title}; choose another --output")
 
 
-def check_train_folder(folder: Path, *, resume: bool, overwrite: bool) -> bool:
-    """Whether ``folder`` holds a training run to continue or replace; refuses it without either flag.
+def check_train_folder(folder: Path, *, resume: bool, overwrite: bool, kind: str = "train") -> bool:
+    """Whether ``folder`` holds a run of ``kind`` (train, mine) to continue or replace; refuses it without either flag.
 
     Raises:
         ConfigError: a run is there and neither --resume nor --overwrite was given (or both were).
     """
     if resume and overwrite:
         raise ConfigError("--resume and --overwrite contradict each other; give one")
-    check_kind(folder, "train")
-    names = found(folder, "train")
+    check_kind(folder, kind)
+    names = found(folder, kind)
     if names and not (resume or overwrite):
-        raise ConfigError(f"--output {folder} holds a training run ({_listed(names)}); add --resume to continue "
-                          "it, --overwrite to replace it, or choose another --output")
+        raise ConfigError(f"--output {folder} holds {KINDS[kind].title} ({_listed(names)}); add --resume to "
+                          "continue it, --overwrite to replace it, or choose another --output")
     return bool(names)
+
+
+def record_resume(folder: Path, changes: list[dict], **where: Any) -> None:
+    """Appends one line to ``FOLDER/resumes.jsonl``: when, where the run resumed (``where``), what changed.
+
+    ``config.yaml`` (``mining.json``) keeps the settings the run started with; this file is the rest
+    of its record.
+    """
+    entry = {"time": time.strftime("%Y-%m-%d %H:%M:%S"), **where, "changes": changes}
+    with open(folder / "resumes.jsonl", "a", encoding="utf-8") as f:
+        f.write(json.dumps(entry, default=str) + "\n")
 
 
 def clear(folder: Path, kind: str) -> list[str]:
@@ -123,4 +141,4 @@ def owned_folder(folder: Path, command: str) -> Iterator[Path]:
             folder.rmdir()
 
 
-__all__ = ["KINDS", "LOCK_FILE", "check_kind", "check_train_folder", "clear", "found", "owned_folder"]
+__all__ = ["KINDS", "LOCK_FILE", "check_kind", "check_train_folder", "clear", "found", "owned_folder", "record_resume"]

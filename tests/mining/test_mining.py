@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from open_clip.constants import OPENAI_DATASET_MEAN, OPENAI_DATASET_STD
 from PIL import Image
 
-from vocabseg.errors import DatasetError
+from vocabseg.errors import ConfigError, DatasetError
 from vocabseg.mining.captions import read_captions
 from vocabseg.mining.miner import MiningSettings, Proposals, mine
 from vocabseg.mining.nouns import extract_nouns
@@ -125,7 +125,7 @@ def test_mining_resumes_where_it_stopped(dataset, tmp_path):
     assert second.already_done == 1 and second.mined == 1  # a.png not redone; b.png mined again, once
     assert sorted((p.image, p.noun) for p in read_pairs(root)) == [
         ("a.png", "ball"), ("a.png", "box"), ("a.png", "table"), ("b.png", "park"), ("b.png", "tree")]
-    with pytest.raises(DatasetError, match="was mined with other settings \\(v\\)"):
+    with pytest.raises(ConfigError, match="mining.json was made with other settings \\(v: 1 -> 2\\)"):
         PairWriter(root, settings={"v": 2})
 
 
