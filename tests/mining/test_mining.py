@@ -177,7 +177,7 @@ def test_mine_stage_runs_a_tiny_segmenter_and_resumes(dataset, tmp_path, one_thr
     assert first.mined + first.skipped == 3  # a.png, b.png and the missing gone.png
     assert {p.image for p in read_pairs(tmp_path / "mined")} <= {"a.png", "b.png"}
     config.mine.limit = None
-    second = run_stage(config)
+    second = run_stage(config, resume="auto")
     assert second.already_done == 3 and second.mined + second.skipped == 2
 
 

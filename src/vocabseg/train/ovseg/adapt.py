@@ -218,7 +218,7 @@ class ClipTrainer:
         if dist.is_main_process():
             logger.info("%s iter %d/%d  loss %.4f  lr %.3g  scale %.2f  %.2f it/s", self.config.stage, self.iteration,
                         self.max_iter, loss, self.optimizer.param_groups[0]["lr"],
-                        float(self.clip.logit_scale.exp()), speed)
+                        float(self.clip.logit_scale.detach().exp()), speed)
         return now, self.iteration
 
     # ---- checkpoints ------------------------------------------------------------------------------
