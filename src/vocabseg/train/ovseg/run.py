@@ -59,7 +59,7 @@ def _mine(config: StageConfig, *, resume: str | None, overwrite: bool):
         with owned_folder(output, "vocabseg train (mine)"):
             held = dist.on_main_first(lambda: check_train_folder(output, resume=resume is not None,
                                                                  overwrite=overwrite, kind="mine"))
-            return mine_in_folder(config, inputs, device, resumed=bool(held), overwrite=overwrite)
+            return mine_in_folder(config, inputs, device, resumed=bool(held) and not overwrite, overwrite=overwrite)
     finally:
         dist.cleanup()
 
