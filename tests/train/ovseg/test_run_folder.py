@@ -4,6 +4,10 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
+import socket
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -15,6 +19,8 @@ from vocabseg.fileio import read_checkpoint
 from vocabseg.locks import LOCK_FILE, RunLock
 from vocabseg.testing import save_tiny_checkpoint
 from vocabseg.train.ovseg.run import run_stage
+
+from ..conftest import SRC
 
 
 @pytest.fixture()
@@ -119,3 +125,40 @@ def test_assemble_refuses_an_existing_checkpoint_without_overwrite(stage_args, t
     assert main([*args, "--resume"]) == 2 and "--resume does not apply to the assemble stage" in _one_line(capsys)
     assert main([*args, "--overwrite"]) == 0
     assert target.read_bytes() != b"an earlier assemble"
+
+
+def _two_ranks_of_cli(args: list[str]) -> list[tuple[int, str]]:
+    """(exit status, stderr) of each of two gloo ranks running ``vocabseg ARGS``, as torchrun starts them."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    procs = []
+    for rank in range(2):
+        env = {**os.environ, "RANK": str(rank), "LOCAL_RANK": str(rank), "WORLD_SIZE": "2", "MASTER_ADDR": "127.0.0.1",
+               "MASTER_PORT": str(port), "OMP_NUM_THREADS": "1",
+               "PYTHONPATH": f"{SRC}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
+        procs.append(subprocess.Popen([sys.executable, "-m", "vocabseg.cli", *args], env=env, stdout=subprocess.PIPE,
+                                      stderr=subprocess.PIPE, text=True))
+    try:
+        return [(p.wait(timeout=240), p.communicate()[1]) for p in procs]
+    finally:
+        for proc in procs:  # a rank left waiting for a dead peer must not outlive the test
+            proc.kill()
+
+
+@pytest.mark.slow  # two launches of two processes (~30 s on 2 cores)
+def test_the_ranks_of_a_torchrun_stage_share_one_lock(stage_args, tmp_path):
+    args = [*stage_args, "solver.max_iter=2", "solver.batch_per_gpu=4"]  # 8 = 4 per rank x 2 ranks
+    holder = RunLock(tmp_path / "run", "vocabseg train (adapt)")
+    holder.acquire()  # another job uses the folder: rank 0 finds it taken, rank 1 hears it from rank 0
+    try:
+        refused = _two_ranks_of_cli(args)
+    finally:
+        holder.release()
+    for rank, (rc, err) in enumerate(refused):
+        assert rc == 2 and "is in use by vocabseg train (adapt) (pid" in err.strip().splitlines()[-1], (rank, err)
+    assert list((tmp_path / "run").iterdir()) == []
+    results = _two_ranks_of_cli(args)  # rank 0 takes the lock for both; rank 1 trains beside it
+    assert [rc for rc, _ in results] == [0, 0], results
+    assert sorted(p.name for p in (tmp_path / "run").iterdir()) == ["clip_final.pth", "config.yaml", "last.pth"]
+    assert read_checkpoint(tmp_path / "run" / "last.pth")["world_size"] == 2
