@@ -1,11 +1,12 @@
-"""The one rule for every command that writes a run folder (train, predict, eval).
+"""The one rule for every command that writes a run folder (train and OVSeg's stages, predict, eval).
 
 - A folder is owned by one process at a time (:mod:`vocabseg.locks`); a torchrun job's rank 0
   takes the lock for the whole job and the other ranks learn the outcome from it.
 - A folder holding a run of another command is refused, ``--overwrite`` included: one command
   never deletes what another wrote.
 - A folder holding a run of the same command continues it only where the command says so
-  (``train --resume``; ``predict`` and ``eval`` when their recorded identity matches), is
+  (``train --resume``, OVSeg's mine stage included; ``predict`` and ``eval`` when their recorded
+  identity matches; what a resume may change is each command's ``train.checkpoint.ResumeRule``), is
   cleared by ``--overwrite`` (everything that run wrote, so no files of two runs mix) or is
   refused in one line naming what is there.
 - Nothing is written before the arguments are checked: the lock (which creates the folder) is
