@@ -243,7 +243,7 @@ class ClipTrainer:
                                              rule=CLIP_STAGE_RESUME)
         mine = {"stage": self.config.stage, "pairs": len(self.dataset), "global_batch": self.global_batch}
         changed = [f"{k}: {state.get(k)!r} -> {v!r}" for k, v in mine.items() if state.get(k) != v]
-        if self.max_iter < state.get("max_iter", 0):  # e.g. fewer solver.epochs
+        if self.max_iter < state["max_iter"]:  # e.g. fewer solver.epochs
             changed.append(f"max_iter: {state.get('max_iter')!r} -> {self.max_iter!r}")
         if changed:
             raise CheckpointError(f"{path} belongs to another run ({'; '.join(changed)}); "
@@ -272,7 +272,7 @@ class ClipTrainer:
             logger.info("resumed %s from %s at iteration %d", self.config.stage, path, self.iteration)
             for change in self.resume_changes:
                 logger.info("resume changes %s: %r -> %r", change["key"], change["old"], change["new"])
-            if self.max_iter != state.get("max_iter"):
+            if self.max_iter != state["max_iter"]:
                 logger.info("%s", CLIP_SCHEDULE_RULE)
 
 
