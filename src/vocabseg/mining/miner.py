@@ -229,6 +229,7 @@ def mine_in_folder(config, inputs: MiningInputs, device: torch.device, *, resume
         dist.on_main_first(lambda: clear(Path(config.output), "mine"))
     settings = MiningSettings(m.mask_threshold, m.min_objectness, m.min_score, m.captions_per_image)
     writer = PairWriter(config.output, settings=mining_record(config), shard=dist.get_rank())
+    dist.barrier()  # every rank has read the done lists before any rank adds to them
     if resumed and dist.is_main_process():
         record_resume(Path(config.output), writer.changes, images_done=len(writer.done))
     matcher = SegmenterMatcher(loaded.model, loaded.settings, mask_threshold=m.mask_threshold,

@@ -162,3 +162,34 @@ def test_the_ranks_of_a_torchrun_stage_share_one_lock(stage_args, tmp_path):
     assert [rc for rc, _ in results] == [0, 0], results
     assert sorted(p.name for p in (tmp_path / "run").iterdir()) == ["clip_final.pth", "config.yaml", "last.pth"]
     assert read_checkpoint(tmp_path / "run" / "last.pth")["world_size"] == 2
+
+
+@pytest.mark.slow  # two launches of two processes (~30 s on 2 cores)
+def test_a_torchrun_mining_job_resumes_its_pair_folder_each_image_once(tmp_path):
+    from PIL import Image
+
+    from vocabseg.mining.pairs import done_images
+    from vocabseg.testing import synthetic_photo
+
+    images = tmp_path / "images"
+    images.mkdir()
+    names = [f"{k}.png" for k in range(5)]
+    for k, name in enumerate(names):
+        Image.fromarray(synthetic_photo(48, 64, seed=k)).save(images / name)
+    captions = tmp_path / "captions.jsonl"
+    captions.write_text("".join(json.dumps({"image": n, "caption": "A dog and a ball on the grass."}) + "\n"
+                                for n in names))
+    segmenter = save_tiny_checkpoint(tmp_path / "seg.pth", family="ovseg")
+    args = ["train", "--preset", "ovseg_mine_coco", "--output", str(tmp_path / "mined"), "device=cpu",
+            f"mine.images={images}", f"mine.captions={captions}", f"mine.segmenter={segmenter}",
+            "mine.mask_threshold=0.0"]
+    first = _two_ranks_of_cli([*args, "mine.limit=3"])  # rank 0 mines 0, 2; rank 1 mines 1
+    assert [rc for rc, _ in first] == [0, 0], first
+    assert (tmp_path / "mined" / "done-1.txt").read_text() == "1.png\n"
+    again = _two_ranks_of_cli([*args, "--resume"])  # the rest, dealt to the ranks again
+    assert [rc for rc, _ in again] == [0, 0], again
+    done = [line for p in sorted((tmp_path / "mined").glob("done*.txt")) for line in p.read_text().splitlines()]
+    assert sorted(done) == names and done_images(tmp_path / "mined") == set(names)  # each image once
+    records = [json.loads(line) for line in (tmp_path / "mined" / "resumes.jsonl").read_text().splitlines()]
+    assert len(records) == 1 and records[0]["images_done"] == 3  # rank 0 alone records the resume
+    assert not (tmp_path / "mined" / LOCK_FILE).exists()
