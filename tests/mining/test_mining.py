@@ -246,6 +246,8 @@ def test_a_pair_folder_is_continued_only_with_resume_and_replaced_with_overwrite
     from vocabseg.cli import main
 
     mined = tmp_path / "mined"
+    assert main([*mine_args, "--resume-from", str(tmp_path / "seg.pth")]) == 2
+    assert "--resume-from does not apply to the mine stage" in _one_line(capsys) and not mined.exists()
     assert main([*mine_args, "mine.limit=2"]) == 0
     capsys.readouterr()  # its summary
     before = _hashes(mined)
