@@ -1,11 +1,12 @@
-"""The one rule for every command that writes a run folder (train, predict, eval).
+"""The one rule for every command that writes a run folder (train and OVSeg's stages, predict, eval).
 
 - A folder is owned by one process at a time (:mod:`vocabseg.locks`); a torchrun job's rank 0
   takes the lock for the whole job and the other ranks learn the outcome from it.
 - A folder holding a run of another command is refused, ``--overwrite`` included: one command
   never deletes what another wrote.
 - A folder holding a run of the same command continues it only where the command says so
-  (``train --resume``; ``predict`` and ``eval`` when their recorded identity matches), is
+  (``train --resume``, OVSeg's mine stage included; ``predict`` and ``eval`` when their recorded
+  identity matches; what a resume may change is each command's ``train.checkpoint.ResumeRule``), is
   cleared by ``--overwrite`` (everything that run wrote, so no files of two runs mix) or is
   refused in one line naming what is there.
 - Nothing is written before the arguments are checked: the lock (which creates the folder) is
@@ -15,10 +16,13 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import shutil
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from vocabseg import distributed as dist
 from vocabseg.errors import ConfigError
@@ -35,8 +39,12 @@ class RunKind:
 
 
 KINDS = {
-    "train": RunKind("a training run", ("config.yaml", "last.pth", "model_final.pth", "model_*.pth"),
+    # vocabseg train, OVSeg's CLIP stages (adapt, prompt: clip_final.pth) included
+    "train": RunKind("a training run", ("config.yaml", "last.pth", "model_final.pth", "model_*.pth", "clip_final.pth"),
                      ("config.yaml", "resumes.jsonl", "*.pth", "tensorboard", "eval")),
+    # OVSeg's mine stage: a pair folder (vocabseg.train.ovseg.mining.pairs)
+    "mine": RunKind("a mined pair folder", ("mining.json", "pairs*.jsonl", "done*.txt"),
+                    ("mining.json", "pairs*.jsonl", "done*.txt", "skipped*.jsonl", "crops", "resumes.jsonl")),
     "predict": RunKind("a prediction run", ("run.json",),
                        ("run.json", "run.done", "run.done.rank*", "errors.json", "errors.json.rank*",
                         "*_overlay.png", "**/*_overlay.png", "panoptic", "semantic", "instance")),  # ** : --recursive
@@ -69,20 +77,31 @@ def check_kind(folder: Path, kind: str) -> None:
                               f"{KINDS[kind].title}; choose another --output")
 
 
-def check_train_folder(folder: Path, *, resume: bool, overwrite: bool) -> bool:
-    """Whether ``folder`` holds a training run to continue or replace; refuses it without either flag.
+def check_train_folder(folder: Path, *, resume: bool, overwrite: bool, kind: str = "train") -> bool:
+    """Whether ``folder`` holds a run of ``kind`` (train, mine) to continue or replace; refuses it without either flag.
 
     Raises:
         ConfigError: a run is there and neither --resume nor --overwrite was given (or both were).
     """
     if resume and overwrite:
         raise ConfigError("--resume and --overwrite contradict each other; give one")
-    check_kind(folder, "train")
-    names = found(folder, "train")
+    check_kind(folder, kind)
+    names = found(folder, kind)
     if names and not (resume or overwrite):
-        raise ConfigError(f"--output {folder} holds a training run ({_listed(names)}); add --resume to continue "
-                          "it, --overwrite to replace it, or choose another --output")
+        raise ConfigError(f"--output {folder} holds {KINDS[kind].title} ({_listed(names)}); add --resume to "
+                          "continue it, --overwrite to replace it, or choose another --output")
     return bool(names)
+
+
+def record_resume(folder: Path, changes: list[dict], **where: Any) -> None:
+    """Appends one line to ``FOLDER/resumes.jsonl``: when, where the run resumed (``where``), what changed.
+
+    ``config.yaml`` (``mining.json``) keeps the settings the run started with; this file is the rest
+    of its record.
+    """
+    entry = {"time": time.strftime("%Y-%m-%d %H:%M:%S"), **where, "changes": changes}
+    with open(folder / "resumes.jsonl", "a", encoding="utf-8") as f:
+        f.write(json.dumps(entry, default=str) + "\n")
 
 
 def clear(folder: Path, kind: str) -> list[str]:
@@ -123,4 +142,4 @@ def owned_folder(folder: Path, command: str) -> Iterator[Path]:
             folder.rmdir()
 
 
-__all__ = ["KINDS", "LOCK_FILE", "check_kind", "check_train_folder", "clear", "found", "owned_folder"]
+__all__ = ["KINDS", "LOCK_FILE", "check_kind", "check_train_folder", "clear", "found", "owned_folder", "record_resume"]

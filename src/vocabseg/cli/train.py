@@ -23,7 +23,8 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
                         help="continue the run in OUTPUT from its last.pth (starts a new run if there is none)")
     parser.add_argument("--resume-from", metavar="PATH", help="continue a run from this training checkpoint")
     parser.add_argument("--overwrite", action="store_true",
-                        help="delete the training run in OUTPUT (checkpoints, config.yaml, logs) and start a new one")
+                        help="delete the training run in OUTPUT (checkpoints, config.yaml, logs; a mined pair "
+                             "folder's pairs and crops) and start a new one")
     parser.add_argument("--init", metavar="PATH",
                         help="start from these weights (a vocabseg or official checkpoint of the preset's family), "
                              "as the preset's model.init; fresh optimizer and schedule")
@@ -91,7 +92,7 @@ def run_training(argv_or_config: list[str] | TrainConfig, *, resume: str | None 
 def _train_in_folder(config: TrainConfig, output: Path, device, *, resume: str | None, init: str | None, eval_fn,
                      keep_history: bool, overwrite: bool):
     """Builds, resumes or starts the run in its (locked, checked) folder and trains it."""
-    from vocabseg.run_folder import clear
+    from vocabseg.run_folder import clear, record_resume
     from vocabseg.train.build import build_trainer  # heavy imports only when training
     from vocabseg.train.checkpoint import resume_path
 
@@ -105,20 +106,9 @@ def _train_in_folder(config: TrainConfig, output: Path, device, *, resume: str |
         if checkpoint is None or not (output / "config.yaml").exists():
             save_config(config, output / "config.yaml")  # the run's settings as started; kept by resumes
         if checkpoint is not None:
-            record_resume(output, checkpoint, trainer.iteration, trainer.resume_changes)
+            record_resume(output, trainer.resume_changes, checkpoint=str(checkpoint), iteration=trainer.iteration)
     trainer.train()
     return trainer
-
-
-def record_resume(output: Path, checkpoint: Path, iteration: int, changes: list[dict]) -> None:
-    """Appends one line to ``OUTPUT/resumes.jsonl``: when, from which checkpoint and iteration, what changed."""
-    import json
-    import time
-
-    entry = {"time": time.strftime("%Y-%m-%d %H:%M:%S"), "checkpoint": str(checkpoint), "iteration": iteration,
-             "changes": changes}
-    with open(output / "resumes.jsonl", "a", encoding="utf-8") as f:
-        f.write(json.dumps(entry, default=str) + "\n")
 
 
 def _run_ovseg_stage(args: argparse.Namespace, *, keep_history: bool):
@@ -131,7 +121,7 @@ def _run_ovseg_stage(args: argparse.Namespace, *, keep_history: bool):
                           "or mine.segmenter / assemble.segmenter instead")
     config = load_stage_config(args.preset, args.overrides)
     config.output = args.output or config.output
-    return run_stage(config, resume=_resume_arg(args), keep_history=keep_history)
+    return run_stage(config, resume=_resume_arg(args), overwrite=args.overwrite, keep_history=keep_history)
 
 
 def _resume_arg(args: argparse.Namespace) -> str | None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import re
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -133,17 +134,32 @@ def flat_settings(config: dict, prefix: str = "") -> dict[str, Any]:
     return flat
 
 
-def _may_change(key: str) -> bool:
-    return any(key == allowed or (allowed.endswith(".*") and key.startswith(allowed[:-1]))
-               for allowed in RESUME_MAY_CHANGE)
+@dataclass(frozen=True)
+class ResumeRule:
+    """Which settings of a run may differ on its resume (each command that resumes states its own)."""
+
+    may_change: tuple[str, ...]  # dotted keys; "section.*" for a whole section
+    only_longer: tuple[str, ...]  # of those, integer keys that may only grow (a longer run)
+    summary: str  # the list as the refusal states it
+
+    def allows(self, change: dict[str, Any]) -> bool:
+        key = str(change["key"])
+        listed = any(key == allowed or (allowed.endswith(".*") and key.startswith(allowed[:-1]))
+                     for allowed in self.may_change)
+        return listed and (key not in self.only_longer or _longer(change["old"], change["new"]))
+
+
+TRAIN_RESUME = ResumeRule(RESUME_MAY_CHANGE, ("solver.max_iter",),
+                          "periods, worker counts, locations, eval.* and a longer solver.max_iter")
 
 
 def _longer(old: Any, new: Any) -> bool:
     return isinstance(old, int) and isinstance(new, int) and new > old
 
 
-def resume_changes(saved: dict, current: dict, *, source: str | Path) -> list[dict[str, Any]]:
-    """The settings ``current`` changes from the run that wrote a checkpoint, if all may change on resume.
+def resume_changes(saved: dict, current: dict, *, source: str | Path,
+                   rule: ResumeRule = TRAIN_RESUME) -> list[dict[str, Any]]:
+    """The settings ``current`` changes from the run that wrote a checkpoint, if ``rule`` lets all change on resume.
 
     Returns:
         ``[{"key", "old", "new"}, ...]`` (empty: the same settings; no saved config: nothing to compare).
@@ -156,11 +172,10 @@ def resume_changes(saved: dict, current: dict, *, source: str | Path) -> list[di
     old, new = flat_settings(saved), flat_settings(current)
     changes = [{"key": k, "old": old.get(k), "new": new.get(k)} for k in sorted(set(old) | set(new))
                if old.get(k) != new.get(k)]
-    refused = [c for c in changes if not _may_change(str(c["key"])) or (c["key"] == "solver.max_iter"
-                                                                  and not _longer(c["old"], c["new"]))]
+    refused = [c for c in changes if not rule.allows(c)]
     if refused:
         listed = "; ".join(f"{c['key']}: {c['old']!r} -> {c['new']!r}" for c in refused[:3])
-        raise ConfigError(f"--resume: {source} was trained with other settings ({listed}); resume with the run's "
-                          "settings (only periods, worker counts, locations, eval.* and a longer solver.max_iter "
-                          "may change), or start a new run with --overwrite or another --output")
+        raise ConfigError(f"--resume: {source} was made with other settings ({listed}); resume with the run's "
+                          f"settings (only {rule.summary} may change), or start a new run with --overwrite or "
+                          "another --output")
     return changes

@@ -6,6 +6,7 @@ import torch
 
 from vocabseg.cli.train import run_training
 from vocabseg.errors import CheckpointError, ConfigError, DatasetError
+from vocabseg.fileio import read_checkpoint, save_torch
 from vocabseg.train.config import list_presets, read_preset
 from vocabseg.train.ovseg.clip_model import build_stage_clip
 from vocabseg.train.ovseg.config import load_stage_config
@@ -88,5 +89,10 @@ def test_resume_refuses_the_last_pth_of_another_clip(stage_config):
     config = stage_config("prompt", output="depth3", max_iter=2)
     config.clip.mask_prompt_depth = 3
     last = config.output.replace("depth3", "depth2") + "/last.pth"
+    with pytest.raises(ConfigError, match="clip.mask_prompt_depth: 2 -> 3"):  # the settings it records
+        run_stage(config, resume=last)
+    state = read_checkpoint(last)
+    del state["run_config"]  # a last.pth written before checkpoints recorded their settings
+    save_torch(last, state)
     with pytest.raises(CheckpointError, match="do not fit this CLIP \\(e.g. visual.mask_embedding\\)"):
         run_stage(config, resume=last)

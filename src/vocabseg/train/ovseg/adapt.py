@@ -35,6 +35,7 @@ from vocabseg import distributed as dist
 from vocabseg.clip.text import encode_tokens
 from vocabseg.errors import CheckpointError, ConfigError
 from vocabseg.fileio import read_checkpoint, save_torch
+from vocabseg.train.checkpoint import ResumeRule, resume_changes
 from vocabseg.train.data import StreamSampler, build_loader
 from vocabseg.train.loop import AMP_DTYPES, wrap_ddp
 from vocabseg.train.ovseg.clip_model import (
@@ -44,7 +45,7 @@ from vocabseg.train.ovseg.clip_model import (
     param_groups,
     save_clip,
 )
-from vocabseg.train.ovseg.config import StageConfig
+from vocabseg.train.ovseg.config import StageConfig, stage_settings
 from vocabseg.train.ovseg.mining.pairs import read_pairs
 from vocabseg.train.ovseg.pairs import PairBatch, PairDataset, collate_pairs
 from vocabseg.train.rng import derive_seed, rng_state, seed_everything, set_rng_state
@@ -52,6 +53,14 @@ from vocabseg.train.rng import derive_seed, rng_state, seed_everything, set_rng_
 STATE_FORMAT = "vocabseg-clip-train-v1"
 MAX_LOGIT_SCALE = math.log(100)  # official clamp after every step
 logger = logging.getLogger(__name__)
+
+# What a resume of a CLIP stage may change (as vocabseg train's RESUME_MAY_CHANGE): where things are,
+# how often the loop reports, data-loading workers, and a longer solver.max_iter (CLIP_SCHEDULE_RULE).
+CLIP_STAGE_RESUME = ResumeRule(
+    ("output", "device", "data.root", "data.num_workers", "solver.log_period", "solver.checkpoint_period",
+     "solver.max_iter"), ("solver.max_iter",), "periods, worker counts, locations and a longer solver.max_iter")
+CLIP_SCHEDULE_RULE = ("a longer solver.max_iter continues the schedule: the cosine decay is recomputed over the "
+                      "new max_iter from the resumed iteration")
 
 
 def contrastive_loss(images: torch.Tensor, texts: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
@@ -105,6 +114,7 @@ class ClipTrainer:
         self.iteration, self.position = 0, 0
         self.output = Path(config.output)
         self.history: list[float] | None = [] if keep_history else None
+        self.resume_changes: list[dict[str, Any]] = []  # settings a resume changed: [{"key", "old", "new"}]
         seed_everything(self.solver.seed + dist.get_rank())
 
     @property
@@ -208,7 +218,7 @@ class ClipTrainer:
         if dist.is_main_process():
             logger.info("%s iter %d/%d  loss %.4f  lr %.3g  scale %.2f  %.2f it/s", self.config.stage, self.iteration,
                         self.max_iter, loss, self.optimizer.param_groups[0]["lr"],
-                        float(self.clip.logit_scale.exp()), speed)
+                        float(self.clip.logit_scale.detach().exp()), speed)
         return now, self.iteration
 
     # ---- checkpoints ------------------------------------------------------------------------------
@@ -222,16 +232,19 @@ class ClipTrainer:
             "global_batch": self.global_batch, "max_iter": self.max_iter, "trainable": trainable,
             "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
             "scaler": self.scaler.state_dict(), "iteration": self.iteration, "position": self.position,
-            "rng": rngs, "world_size": dist.get_world_size()})
+            "rng": rngs, "world_size": dist.get_world_size(), "run_config": stage_settings(self.config)})
 
     def resume(self, path: str | Path) -> None:
         """Continues from a ``last.pth`` of the same stage, pair folder and effective batch."""
         state = read_checkpoint(path)
         if state.get("format") != STATE_FORMAT:
             raise CheckpointError(f"{path} is not a checkpoint of the OVSeg CLIP stages; give the run's last.pth")
-        mine = {"stage": self.config.stage, "pairs": len(self.dataset), "global_batch": self.global_batch,
-                "max_iter": self.max_iter}
+        self.resume_changes = resume_changes(state.get("run_config") or {}, stage_settings(self.config), source=path,
+                                             rule=CLIP_STAGE_RESUME)
+        mine = {"stage": self.config.stage, "pairs": len(self.dataset), "global_batch": self.global_batch}
         changed = [f"{k}: {state.get(k)!r} -> {v!r}" for k, v in mine.items() if state.get(k) != v]
+        if self.max_iter < state["max_iter"]:  # e.g. fewer solver.epochs
+            changed.append(f"max_iter: {state.get('max_iter')!r} -> {self.max_iter!r}")
         if changed:
             raise CheckpointError(f"{path} belongs to another run ({'; '.join(changed)}); "
                                   "resume with the preset and overrides that wrote it")
@@ -246,6 +259,10 @@ class ClipTrainer:
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         self.scaler.load_state_dict(state["scaler"])
+        if self.max_iter != state["max_iter"]:  # a longer run: the next step's rate from the new schedule
+            factor = cosine_factor(self.scheduler.last_epoch, warmup=self.solver.warmup_iters, total=self.max_iter)
+            for group, base in zip(self.optimizer.param_groups, self.scheduler.base_lrs):
+                group["lr"] = base * factor
         self.iteration, self.position = state["iteration"], state["position"]
         if len(state["rng"]) == dist.get_world_size():
             set_rng_state(state["rng"][dist.get_rank()])
@@ -253,6 +270,10 @@ class ClipTrainer:
             seed_everything(derive_seed(self.solver.seed, self.iteration, dist.get_rank()))
         if dist.is_main_process():
             logger.info("resumed %s from %s at iteration %d", self.config.stage, path, self.iteration)
+            for change in self.resume_changes:
+                logger.info("resume changes %s: %r -> %r", change["key"], change["old"], change["new"])
+            if self.max_iter != state["max_iter"]:
+                logger.info("%s", CLIP_SCHEDULE_RULE)
 
 
 def _accum_steps(config: StageConfig) -> int:

@@ -40,8 +40,16 @@ def assemble_checkpoint(segmenter: str, clip_file: str, output: str | Path) -> P
     return path
 
 
-def assemble_from_config(config: StageConfig) -> Path:
-    """``output`` is the checkpoint file to write (``.pth`` added when it has no suffix)."""
+def assemble_from_config(config: StageConfig, *, overwrite: bool = False) -> Path:
+    """``output`` is the checkpoint file to write (``.pth`` added when it has no suffix).
+
+    Raises:
+        ConfigError: the file exists (an earlier assemble) and ``overwrite`` is not set: the run-folder
+            rule for a file target, checked before anything is read.
+    """
     output = Path(config.output)
-    return assemble_checkpoint(config.assemble.segmenter, config.assemble.clip,
-                               output if output.suffix else output.with_suffix(".pth"))
+    output = output if output.suffix else output.with_suffix(".pth")
+    if output.exists() and not overwrite:
+        raise ConfigError(f"--output {output} exists (an earlier assemble); add --overwrite to replace it "
+                          "or choose another --output")
+    return assemble_checkpoint(config.assemble.segmenter, config.assemble.clip, output)

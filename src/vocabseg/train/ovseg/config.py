@@ -87,6 +87,17 @@ class StageConfig:
         return dataclasses.asdict(self)
 
 
+# The sections each stage reads (besides stage, output, device): what makes two of its runs the same run.
+STAGE_SECTIONS = {"mine": ("mine",), "adapt": ("clip", "data", "solver"), "prompt": ("clip", "data", "solver"),
+                  "assemble": ("assemble",)}
+
+
+def stage_settings(config: StageConfig) -> dict:
+    """The settings of ``config`` its stage reads, nested as in the preset (a resume compares these)."""
+    used = ("stage", "output", "device", *STAGE_SECTIONS[config.stage])
+    return {key: value for key, value in config.to_dict().items() if key in used}
+
+
 def is_stage_preset(data: dict) -> bool:
     """True for a preset of these stages (it has a top-level ``stage`` key)."""
     return "stage" in data

@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from open_clip.constants import OPENAI_DATASET_MEAN, OPENAI_DATASET_STD
 from PIL import Image
 
-from vocabseg.errors import DatasetError
+from vocabseg.errors import ConfigError, DatasetError
 from vocabseg.train.ovseg.mining.captions import read_captions
 from vocabseg.train.ovseg.mining.miner import MiningSettings, Proposals, mine
 from vocabseg.train.ovseg.mining.nouns import extract_nouns
@@ -125,7 +125,7 @@ def test_mining_resumes_where_it_stopped(dataset, tmp_path):
     assert second.already_done == 1 and second.mined == 1  # a.png not redone; b.png mined again, once
     assert sorted((p.image, p.noun) for p in read_pairs(root)) == [
         ("a.png", "ball"), ("a.png", "box"), ("a.png", "table"), ("b.png", "park"), ("b.png", "tree")]
-    with pytest.raises(DatasetError, match="was mined with other settings \\(v\\)"):
+    with pytest.raises(ConfigError, match="mining.json was made with other settings \\(v: 1 -> 2\\)"):
         PairWriter(root, settings={"v": 2})
 
 
@@ -177,7 +177,7 @@ def test_mine_stage_runs_a_tiny_segmenter_and_resumes(dataset, tmp_path, one_thr
     assert first.mined + first.skipped == 3  # a.png, b.png and the missing gone.png
     assert {p.image for p in read_pairs(tmp_path / "mined")} <= {"a.png", "b.png"}
     config.mine.limit = None
-    second = run_stage(config)
+    second = run_stage(config, resume="auto")
     assert second.already_done == 3 and second.mined + second.skipped == 2
 
 
@@ -215,3 +215,70 @@ def test_two_mining_ranks_write_the_same_dataset_as_one(dataset, tmp_path):
     assert (tmp_path / "two" / "pairs-1.jsonl").is_file()
     assert read_pairs(tmp_path / "two") == read_pairs(tmp_path / "one")
     assert sorted(map(str, read_skips(tmp_path / "two"))) == sorted(map(str, read_skips(tmp_path / "one")))
+
+
+@pytest.fixture
+def mine_args(dataset, tmp_path, one_thread) -> list[str]:
+    """`vocabseg train` of the mine stage with a tiny random OVSeg segmenter into tmp_path/mined, 2 images."""
+    from vocabseg.testing import save_tiny_checkpoint
+
+    images, captions_file = dataset
+    segmenter = save_tiny_checkpoint(tmp_path / "seg.pth", family="ovseg")
+    return ["train", "--preset", "ovseg_mine_coco", "--output", str(tmp_path / "mined"), "device=cpu",
+            f"mine.images={images}", f"mine.captions={captions_file}", f"mine.segmenter={segmenter}",
+            "mine.mask_threshold=0.0"]
+
+
+def _hashes(folder) -> dict[str, str]:
+    import hashlib
+
+    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def _one_line(capsys) -> str:
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1, err
+    return err[0]
+
+
+def test_a_pair_folder_is_continued_only_with_resume_and_replaced_with_overwrite(mine_args, tmp_path, capsys):
+    from vocabseg.cli import main
+
+    mined = tmp_path / "mined"
+    assert main([*mine_args, "--resume-from", str(tmp_path / "seg.pth")]) == 2
+    assert "--resume-from does not apply to the mine stage" in _one_line(capsys) and not mined.exists()
+    assert main([*mine_args, "mine.limit=2"]) == 0
+    capsys.readouterr()  # its summary
+    before = _hashes(mined)
+    assert main([*mine_args, "mine.limit=2"]) == 2  # a rerun without --resume
+    line = _one_line(capsys)
+    assert "holds a mined pair folder (done.txt, mining.json, pairs.jsonl)" in line and "--resume" in line
+    assert main([*mine_args, "mine.limit=2", "mine.mask_threshold=0.5", "--resume"]) == 2  # other pairs
+    assert "mask_threshold: 0.0 -> 0.5" in _one_line(capsys)
+    assert _hashes(mined) == before
+    assert main([*mine_args, "--resume"]) == 0  # the rest of the images; those done stay done
+    done = (mined / "done.txt").read_text().splitlines()
+    assert sorted(done) == ["a.png", "b.png", "c.png", "d.png", "gone.png"] and len(done) == 5  # each once
+    records = [json.loads(line) for line in (mined / "resumes.jsonl").read_text().splitlines()]
+    assert len(records) == 1 and records[0]["images_done"] == 3
+    assert records[0]["changes"] == [{"key": "limit", "old": 2, "new": None}]
+    assert json.loads((mined / "mining.json").read_text())["limit"] == 2  # as the folder started
+    assert main([*mine_args, "mine.limit=1", "--overwrite"]) == 0
+    assert sorted((mined / "done.txt").read_text().splitlines()) == ["a.png", "gone.png"]  # nothing of the old run
+    assert not (mined / "resumes.jsonl").exists()
+    assert all(p.name.startswith("a_") for p in (mined / "crops").iterdir())
+
+
+def test_a_pair_folder_being_mined_is_refused_naming_the_miner(mine_args, tmp_path, capsys):
+    from vocabseg.cli import main
+    from vocabseg.locks import RunLock
+
+    holder = RunLock(tmp_path / "mined", "vocabseg train (mine)")
+    holder.acquire()  # another mining process is writing the folder
+    try:
+        assert main([*mine_args, "mine.limit=1", "--resume"]) == 2
+    finally:
+        holder.release()
+    assert "is in use by vocabseg train (mine) (pid" in _one_line(capsys)
+    assert list((tmp_path / "mined").iterdir()) == []  # nothing written

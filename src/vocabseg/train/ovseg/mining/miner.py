@@ -178,9 +178,17 @@ class SegmenterMatcher:
         return F.normalize(self._classifier(nouns).embeddings.float(), dim=-1)  # one row per noun
 
 
-def mine_from_config(config) -> MiningSummary:
-    """Runs the ``mine`` stage of a StageConfig into ``config.output`` (resuming what is there)."""
-    from vocabseg.checkpoints import load_model
+class MiningInputs(NamedTuple):
+    captions: dict[str, list[str]]  # image name -> its captions (those to mine)
+    missing: list[str]  # captioned images absent from mine.images
+
+
+def read_mining_inputs(config) -> MiningInputs:
+    """The ``mine`` stage's captions and images, checked before anything is written.
+
+    Raises:
+        ConfigError: the mining extra is missing. DatasetError: captions or images that do not fit.
+    """
     from vocabseg.train.ovseg.mining.nouns import _tagger
 
     m = config.mine
@@ -188,25 +196,48 @@ def mine_from_config(config) -> MiningSummary:
     captions, missing = read_captions(m.captions, m.images, per_image=m.captions_per_image)
     if m.limit is not None:
         captions = {k: captions[k] for k in sorted(captions)[: m.limit]}
-    device = dist.init_from_env(device=config.device)
-    try:
-        loaded = load_model(m.segmenter, clip_weights=m.clip_weights)
-        if loaded.family.name != "ovseg":
-            from vocabseg.errors import ConfigError
+    return MiningInputs(captions, missing)
 
-            raise ConfigError(f"mine.segmenter={m.segmenter} is {loaded.family.title}; mining needs an OVSeg segmenter")
-        settings = MiningSettings(m.mask_threshold, m.min_objectness, m.min_score, m.captions_per_image)
-        record = {**asdict(settings), "segmenter": str(m.segmenter), "captions": str(m.captions),
-                  "images": str(m.images), "clip_weights": m.clip_weights}
-        writer = PairWriter(config.output, settings=record, shard=dist.get_rank())
-        matcher = SegmenterMatcher(loaded.model, loaded.settings, mask_threshold=m.mask_threshold,
-                                   min_objectness=m.min_objectness, chunk=m.chunk, device=device)
-        summary = mine(m.images, captions, writer, matcher, settings, missing=missing, rank=dist.get_rank(),
-                       world_size=dist.get_world_size())
-        dist.barrier()
-        if dist.is_main_process():
-            logger.info("mining: %d images gave %d pairs, %d skipped, %d were done before (%s)", summary.mined,
-                        summary.pairs, summary.skipped, summary.already_done, config.output)
-        return summary
-    finally:
-        dist.cleanup()
+
+def mining_record(config) -> dict[str, Any]:
+    """What ``mining.json`` records of a StageConfig: the settings and sources that make the pairs what they are,
+    and (MINING_RESUME) what a resume may change."""
+    m = config.mine
+    settings = MiningSettings(m.mask_threshold, m.min_objectness, m.min_score, m.captions_per_image)
+    return {**asdict(settings), "segmenter": str(m.segmenter), "captions": str(m.captions), "images": str(m.images),
+            "clip_weights": m.clip_weights, "limit": m.limit, "chunk": m.chunk, "device": config.device}
+
+
+def mine_in_folder(config, inputs: MiningInputs, device: torch.device, *, resumed: bool,
+                   overwrite: bool) -> MiningSummary:
+    """Runs the ``mine`` stage into its (locked, checked) pair folder ``config.output``.
+
+    Args:
+        resumed: the folder holds a pair folder continued with --resume (its done images are kept;
+            rank 0 records the resume in resumes.jsonl).
+        overwrite: delete the old pair folder first (rank 0, before any rank writes).
+    """
+    from vocabseg.checkpoints import load_model
+    from vocabseg.errors import ConfigError
+    from vocabseg.run_folder import clear, record_resume
+
+    m = config.mine
+    loaded = load_model(m.segmenter, clip_weights=m.clip_weights)
+    if loaded.family.name != "ovseg":
+        raise ConfigError(f"mine.segmenter={m.segmenter} is {loaded.family.title}; mining needs an OVSeg segmenter")
+    if overwrite:
+        dist.on_main_first(lambda: clear(Path(config.output), "mine"))
+    settings = MiningSettings(m.mask_threshold, m.min_objectness, m.min_score, m.captions_per_image)
+    writer = PairWriter(config.output, settings=mining_record(config), shard=dist.get_rank())
+    dist.barrier()  # every rank has read the done lists before any rank adds to them
+    if resumed and dist.is_main_process():
+        record_resume(Path(config.output), writer.changes, images_done=len(writer.done))
+    matcher = SegmenterMatcher(loaded.model, loaded.settings, mask_threshold=m.mask_threshold,
+                               min_objectness=m.min_objectness, chunk=m.chunk, device=device)
+    summary = mine(m.images, inputs.captions, writer, matcher, settings, missing=inputs.missing,
+                   rank=dist.get_rank(), world_size=dist.get_world_size())
+    dist.barrier()
+    if dist.is_main_process():
+        logger.info("mining: %d images gave %d pairs, %d skipped, %d were done before (%s)", summary.mined,
+                    summary.pairs, summary.skipped, summary.already_done, config.output)
+    return summary

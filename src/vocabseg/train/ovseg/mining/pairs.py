@@ -2,7 +2,8 @@
 
 Layout of a pair folder::
 
-    mining.json     the settings and sources that made it (a rerun with others is refused)
+    mining.json     the settings and sources that made it (a resume with others is refused, MINING_RESUME)
+    resumes.jsonl   one line per resume: when, images done, the accepted changes
     pairs.jsonl     one pair per line: {"image", "crop", "mask", "noun", "score", "caption"}
     done.txt        images whose pairs are all written (one name a line)
     skipped.jsonl   images that gave no pair, and why: {"image", "reason"}
@@ -25,6 +26,11 @@ from PIL import Image
 
 from vocabseg.errors import DatasetError
 from vocabseg.fileio import atomic_write
+from vocabseg.train.checkpoint import ResumeRule, resume_changes
+
+# What may differ when a pair folder is mined further (mining.json keys): how many of the captioned
+# images are mined (those done stay done), regions per CLIP pass, the device.
+MINING_RESUME = ResumeRule(("limit", "chunk", "device"), (), "mine.limit, mine.chunk and device")
 
 
 @dataclass(frozen=True)
@@ -42,8 +48,8 @@ class PairWriter:
 
     def __init__(self, root: str | Path, *, settings: dict, shard: int = 0):
         self.root = Path(root)
-        (self.root / "crops").mkdir(parents=True, exist_ok=True)
-        self._check_settings(settings)
+        self.changes = self._check_settings(settings)  # other settings are refused before the folder is touched
+        (self.root / "crops").mkdir(exist_ok=True)
         suffix = f"-{shard}" if shard else ""
         self.pairs_file, self.done_file = self.root / f"pairs{suffix}.jsonl", self.root / f"done{suffix}.txt"
         self.skipped_file = self.root / f"skipped{suffix}.jsonl"
@@ -52,16 +58,15 @@ class PairWriter:
         self.done = done_images(self.root)
         self._drop_unfinished()
 
-    def _check_settings(self, settings: dict) -> None:
+    def _check_settings(self, settings: dict) -> list[dict]:
+        """The changes ``settings`` makes to the folder's ``mining.json`` (refused beyond MINING_RESUME)."""
         path = self.root / "mining.json"
-        if path.is_file():
-            before = json.loads(path.read_text(encoding="utf-8"))
-            changed = sorted(k for k in set(before) | set(settings) if before.get(k) != settings.get(k))
-            if changed:
-                raise DatasetError(f"{self.root} was mined with other settings ({', '.join(changed)}); "
-                                   "use another output folder or delete this one")
-        else:
-            atomic_write(path, lambda p: p.write_text(json.dumps(settings, indent=1), encoding="utf-8"))
+        if path.is_file():  # kept as the folder started; resumes.jsonl records what changed since
+            return resume_changes(json.loads(path.read_text(encoding="utf-8")), settings, source=path,
+                                  rule=MINING_RESUME)
+        self.root.mkdir(parents=True, exist_ok=True)
+        atomic_write(path, lambda p: p.write_text(json.dumps(settings, indent=1), encoding="utf-8"))
+        return []
 
     def _drop_unfinished(self) -> None:
         path = self.pairs_file
