@@ -19,6 +19,11 @@ SIZES = [(60, 80), (72, 96), (50, 70)]  # (height, width) of the three photos
 
 
 @pytest.fixture(scope="module")
+def vocab() -> str:
+    return VOCAB
+
+
+@pytest.fixture(scope="module")
 def workdir(tmp_path_factory) -> Path:
     return tmp_path_factory.mktemp("integ")
 
