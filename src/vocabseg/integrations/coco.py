@@ -66,7 +66,8 @@ def categories(run: RunFolder) -> list[dict[str, Any]]:
 
 def instances_json(run: RunFolder, file_names: dict[str, str]) -> dict[str, Any]:
     """COCO object annotations: RLE segmentation, bbox [x, y, w, h], area and score per non-empty instance."""
-    images, annotations = [], []
+    images: list[dict[str, Any]] = []
+    annotations: list[dict[str, Any]] = []
     for image_id, stem in enumerate(run.stems, start=1):
         height, width = run.image_size(stem)
         images.append({"id": image_id, "file_name": file_names[stem], "height": height, "width": width})
@@ -85,7 +86,8 @@ def instances_json(run: RunFolder, file_names: dict[str, str]) -> dict[str, Any]
 
 def panoptic_json(run: RunFolder, file_names: dict[str, str]) -> dict[str, Any]:
     """One COCO panoptic JSON: per image the PNG's name (in RUN_FOLDER/panoptic) and its segments_info."""
-    images, annotations = [], []
+    images: list[dict[str, Any]] = []
+    annotations: list[dict[str, Any]] = []
     for image_id, stem in enumerate(run.stems, start=1):
         pred = run.prediction(stem, ("panoptic",))
         assert pred.panoptic is not None
