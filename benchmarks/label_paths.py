@@ -1,11 +1,12 @@
 """Throughput of each way to label a folder (README "Label a dataset"): images/s on this machine.
 
-    python benchmarks/label_paths.py [--model tiny|PATH --weights ...] [--images 12] [--size 480x640]
+    python benchmarks/label_paths.py [--model tiny|PATH --weights ...] [--images 32] [--size 480x640]
 
 Paths: `vocabseg predict` in-process; Ray Data on a local cluster (2 actors x 1 thread); FiftyOne
 `apply_predictor`; then the conversions of a run folder (COCO export, FiftyOne import) and
 `Prediction.to_supervision()`. Each model path runs on 2 and on N images: images/s is
-(N - 2) / (t_N - t_2), so model loading and actor start-up cancel out. The tiny model is
+(N - 2) / (t_N - t_2), so model loading and actor start-up cancel out (N of 32 or more
+keeps the start-up's jitter, a few seconds for Ray, small against the work). The tiny model is
 vocabseg.testing's seeded FC-CLIP (ConvNeXt-atto CLIP), tested at the photos' own size.
 """
 from __future__ import annotations
@@ -49,7 +50,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--model", default="tiny")
     parser.add_argument("--weights")
-    parser.add_argument("--images", type=int, default=12)
+    parser.add_argument("--images", type=int, default=32)
     parser.add_argument("--size", default="480x640", help="HEIGHTxWIDTH of the synthetic photos")
     parser.add_argument("--skip", nargs="*", default=[], choices=["predict", "ray", "fiftyone"])
     parser.add_argument("--threads", type=int, default=1,
