@@ -1,6 +1,8 @@
 """`Prediction.to_supervision()` against the real supervision package."""
 from __future__ import annotations
 
+import sys
+
 import numpy as np
 import pytest
 
@@ -38,3 +40,11 @@ def test_semantic_only_is_one_line_error(predictor, photos):
     pred = predictor.predict(str(photos[0]), task="semantic")
     with pytest.raises(ConfigError, match="task='instance'"):
         pred.to_supervision()
+
+
+def test_missing_supervision_is_one_line_naming_the_extra(predictor, photos, monkeypatch):
+    pred = predictor.predict(str(photos[0]), task="instance")
+    monkeypatch.setitem(sys.modules, "supervision", None)  # what an install without the extra gives: ImportError
+    with pytest.raises(ConfigError) as error:
+        pred.to_supervision()
+    assert str(error.value) == 'supervision is not installed: pip install "vocabseg[supervision]"'
