@@ -43,6 +43,12 @@ class Prediction:
     instance_scores: np.ndarray | None = None  # [N] float32
     instance_classes: np.ndarray | None = None  # [N] int64 class index
 
+    def to_supervision(self) -> Any:
+        """A ``supervision.Detections`` of the instances (else the panoptic segments); needs ``[supervision]``."""
+        from vocabseg.integrations.supervision import to_detections
+
+        return to_detections(self)
+
 
 @dataclass
 class RawOutput:

@@ -20,6 +20,7 @@ def build_parser() -> argparse.ArgumentParser:
     from vocabseg.cli.demo import add_demo_parser
     from vocabseg.cli.eval import add_eval_parser
     from vocabseg.cli.export import add_export_parser
+    from vocabseg.cli.export_labels import add_export_labels_parser
     from vocabseg.cli.hub import add_hub_parser
     from vocabseg.cli.predict import add_predict_parsers
     from vocabseg.cli.train import add_train_parser
@@ -34,6 +35,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_bench_parser(sub)
     add_hub_parser(sub)
     add_export_parser(sub)
+    add_export_labels_parser(sub)
     add_demo_parser(sub)
     for command in _subcommands(parser):
         # SUPPRESS: a subcommand that is not given -q leaves the value of `vocabseg -q CMD` alone
