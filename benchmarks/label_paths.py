@@ -2,7 +2,8 @@
 
     python benchmarks/label_paths.py [--model tiny|PATH --weights ...] [--images 32] [--size 480x640]
 
-Paths: `vocabseg predict` in-process; Ray Data on a local cluster (2 actors x 1 thread); FiftyOne
+Paths: `vocabseg predict` in-process; the same under `torchrun --nproc_per_node 2` (1 thread a
+rank); Ray Data on a local cluster (2 actors x 1 thread); FiftyOne
 `apply_predictor`; then the conversions of a run folder (COCO export, FiftyOne import) and
 `Prediction.to_supervision()`. Each model path runs on 2 and on N images: images/s is
 (N - 2) / (t_N - t_2), so model loading and actor start-up cancel out (N of 32 or more
@@ -52,7 +53,7 @@ def main() -> None:
     parser.add_argument("--weights")
     parser.add_argument("--images", type=int, default=32)
     parser.add_argument("--size", default="480x640", help="HEIGHTxWIDTH of the synthetic photos")
-    parser.add_argument("--skip", nargs="*", default=[], choices=["predict", "ray", "fiftyone"])
+    parser.add_argument("--skip", nargs="*", default=[], choices=["predict", "torchrun", "ray", "fiftyone"])
     parser.add_argument("--threads", type=int, default=1,
                         help="torch threads of the in-process paths (Ray: 2 actors of 1 thread each)")
     args = parser.parse_args()
@@ -80,12 +81,30 @@ def main() -> None:
              timed(lambda: predict(large, root / "pN")))
     else:
         predict(large, root / "pN")
+    if "torchrun" not in args.skip:
+        torchrun_rate(model_args, small, large, args.images, root)
     if "ray" not in args.skip:
         ray_rate(model, args.weights, small, large, args.images)
     conversions(root / "pN", large, args.images, root)
     if "fiftyone" not in args.skip:
         fiftyone_rate(model, args.weights, small, large, args.images, height, width)
     shutil.rmtree(root, ignore_errors=True)
+
+
+def torchrun_rate(model_args: list[str], small: Path, large: Path, count: int, root: Path) -> None:
+    """`vocabseg predict` sharded over two ranks of one thread each (the job's start-up cancels out)."""
+    import subprocess
+    import sys
+
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+
+    def job(folder: Path, out: Path) -> None:
+        command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "-m", "vocabseg.cli",
+                   "-q", "predict", str(folder), *model_args, "--vocab", VOCAB, "--task", "all", "--output", str(out)]
+        subprocess.run(command, env=env, check=True, stdout=subprocess.DEVNULL)
+
+    rate("torchrun predict, 2 ranks of 1 thread", count, timed(lambda: job(small, root / "t2")),
+         timed(lambda: job(large, root / "tN")))
 
 
 def ray_rate(model: str, weights: str | None, small: Path, large: Path, count: int) -> None:
