@@ -101,14 +101,14 @@ def test_an_unknown_deviation_mode_prints_dashes():
     assert backbone.split() == ["backbone", "1.000", "1.000", "1.00x", "-"]
 
 
-def test_predict_fast_flag_records_bf16(checkpoint, tmp_path, monkeypatch):
+def test_predict_fast_flag_records_fast(checkpoint, tmp_path, monkeypatch):
     from PIL import Image
 
     monkeypatch.setenv("VOCABSEG_CACHE", str(tmp_path / "text"))
     Image.fromarray(synthetic_photo(60, 90)).save(tmp_path / "a.png")
     assert main(["predict", str(tmp_path / "a.png"), "--model", str(checkpoint), "--vocab", VOCAB, "--fast",
                  "--task", "semantic", "--output", str(tmp_path / "out")]) == 0
-    assert '"precision": "bf16"' in (tmp_path / "out" / "run.json").read_text()
+    assert '"precision": "fast"' in (tmp_path / "out" / "run.json").read_text()
 
 
 def test_fast_semantic_scores_coarse_masks_and_mostly_agrees_with_exact():

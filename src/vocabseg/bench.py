@@ -26,7 +26,7 @@ import torch
 from vocabseg.predictor import Prediction, Predictor, RawOutput, resolve_device
 from vocabseg.text import TextEmbeddingCache
 
-MODES = {"exact": "fp32", "fast": "bf16"}  # benchmark mode -> InferenceConfig.precision
+MODES = {"exact": "fp32", "fast": "fast", "bf16": "bf16"}  # benchmark mode -> InferenceConfig.precision
 CAPTURE_BYTES = 2 ** 28  # per stage: tensors kept from exact mode to compare fast mode with
 
 

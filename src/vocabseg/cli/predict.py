@@ -34,7 +34,7 @@ def cmd_predict(args: argparse.Namespace) -> None:
     if not args.skip_errors:
         _decode_all(todo)  # a bad or truncated file fails here, before the model loads
     if args.fast:
-        args.settings.append(("precision", "bf16"))
+        args.settings.append(("precision", "fast"))
     predictor = load_predictor(args)
     vocab = predictor.set_vocabulary(args.vocab, text_embeddings=args.text_embeddings)
     # Default: the family's first task, its paper's own output (FC-CLIP panoptic, OVSeg semantic).
@@ -156,8 +156,9 @@ def add_predict_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("inputs", nargs="+", help="image files or directories")
     add_model_arguments(p)
     p.add_argument("--fast", action="store_true",
-                   help="fast mode: bf16 autocast and channels-last (--set precision=bf16; the default on "
-                        "CUDA); `vocabseg bench` prints its deviation from exact fp32")
+                   help="fast mode (--set precision=fast; the default on CUDA): bf16 where the device computes "
+                        "it natively, else float32 with the fast algorithms; `vocabseg bench` prints the "
+                        "choice and its deviation from exact fp32")
     p.add_argument("--vocab",
                    help="built-in name, file, or inline 'car; person; road [stuff]' (default: COCO+ADE+LVIS)")
     p.add_argument("--text-embeddings", metavar="NPY",
