@@ -22,7 +22,7 @@ from vocabseg.postprocess import (
     panoptic_inference,
     semantic_labels,
 )
-from vocabseg.precision import inference_precision, is_fast, to_float32
+from vocabseg.precision import Recipe, choose_recipe, inference_precision, to_float32
 from vocabseg.preprocess import crop_and_resize, normalize_and_pad, resize_image
 from vocabseg.segments import Segment
 from vocabseg.text import TextClassifier, TextEmbeddingCache, Vocabulary, default_vocabulary, resolve_vocabulary
@@ -65,11 +65,10 @@ class RawOutput:
         return F.interpolate(pred[None], size=size, mode="bilinear", align_corners=False)[0]
 
     def query_mask_logits(self) -> QueryMasks:
-        """The rows of :attr:`mask_logits`, made a few queries at a time; equal to them up to float32
+        """The rows of :attr:`mask_logits`, made a few queries at a time into buffers reused from
+        call to call (each call's block is valid until the next); equal to them up to float32
         rounding (each query's map is resized on its own, whichever queries share a call)."""
-        return QueryMasks(lambda queries: crop_and_resize(self.padded_mask_logits(queries), self.input_size,
-                                                          self.output_size),
-                          self.pred_masks.shape[0], self.output_size, self.pred_masks.device)
+        return QueryMasks(_ReusedResize(self), self.pred_masks.shape[0], self.output_size, self.pred_masks.device)
 
     @cached_property
     def mask_logits(self) -> torch.Tensor:
@@ -79,6 +78,43 @@ class RawOutput:
         :meth:`Predictor.postprocess` reads :meth:`query_mask_logits` instead.
         """
         return crop_and_resize(self.padded_mask_logits(), self.input_size, self.output_size)
+
+
+class _ReusedResize:
+    """:meth:`RawOutput.padded_mask_logits` then :func:`crop_and_resize` of a few queries, written
+    into two buffers kept from call to call: at a 12 MP output a fresh block of 8 queries is
+    400 MB, and allocating one per call made the kernel zero new pages each time (system time
+    above the compute). The same kernels as :func:`F.interpolate` (out= variant): the same bits."""
+
+    def __init__(self, raw: RawOutput):
+        self.raw = raw
+        self.padded: torch.Tensor | None = None  # flat float buffers, grown on demand
+        self.resized: torch.Tensor | None = None
+
+    def __call__(self, queries: torch.Tensor) -> torch.Tensor:
+        raw, count = self.raw, int(queries.shape[0])
+        pred = raw.pred_masks[queries]  # [n, h, w] at the mask stride
+        padded_size = (raw.mask_stride * pred.shape[-2], raw.mask_stride * pred.shape[-1])
+        self.padded, padded = _view(self.padded, (1, count, *padded_size), pred)
+        torch._C._nn.upsample_bilinear2d(pred[None], padded_size, False, None, None,  # type: ignore[call-arg]
+                                         out=padded)  # the out= overload is missing from the stubs
+        cropped = padded[:, :, : raw.input_size[0], : raw.input_size[1]]
+        if tuple(cropped.shape[-2:]) == tuple(raw.output_size):  # as crop_and_resize: no same-size resize
+            return cropped[0]
+        self.resized, resized = _view(self.resized, (1, count, *raw.output_size), pred)
+        torch._C._nn.upsample_bilinear2d(cropped, raw.output_size, False, None, None,  # type: ignore[call-arg]
+                                         out=resized)
+        return resized[0]
+
+
+def _view(buffer: torch.Tensor | None, shape: tuple[int, ...], like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(the buffer, grown if it is too small; a contiguous ``shape`` view of its start)."""
+    numel = 1
+    for size in shape:
+        numel *= size
+    if buffer is None or buffer.numel() < numel:
+        buffer = torch.empty(numel, dtype=like.dtype, device=like.device)
+    return buffer, buffer[:numel].view(shape)
 
 
 def resolve_device(device: str | torch.device) -> torch.device:
@@ -113,8 +149,8 @@ class Predictor:
         self.vocabulary: Vocabulary | None = None
         self.classifier: TextClassifier | None = None
         self._text_encoder = self.model.text_encoder()
-        # the mode (fast?) the classifier's text was embedded in; None for embeddings read from a file
-        self._embedded_fast: bool | None = None
+        # whether the classifier's text was embedded by the bf16 tower; None for embeddings read from a file
+        self._embedded_bf16: bool | None = None
 
     @classmethod
     def from_pretrained(cls, name_or_path: str, *, weights: str | None = None, clip_weights: str | None = None,
@@ -140,6 +176,11 @@ class Predictor:
         """The family-independent test-time settings (test size, merge thresholds)."""
         return self.settings.inference
 
+    @property
+    def recipe(self) -> Recipe:
+        """How the model runs: exact, or fast in bf16 or float32 (vocabseg.precision's one rule)."""
+        return choose_recipe(self.inference.precision, self.device)
+
     def describe(self) -> dict[str, Any]:
         """What produced this predictor's outputs, JSON-able: family, architecture, settings, training vocabulary."""
         return {"family": self.family.name, "config": self.config.to_dict(), "settings": self.settings.to_dict(),
@@ -148,8 +189,7 @@ class Predictor:
     def with_settings(self, overrides: dict[str, Any] | None) -> Predictor:
         """Changes test-time settings in place (e.g. a benchmark's test size); returns self."""
         self.settings = self.settings.override(overrides)
-        fast = is_fast(self.inference.precision, self.device)
-        if self.vocabulary is not None and self._embedded_fast not in (None, fast):
+        if self.vocabulary is not None and self._embedded_bf16 not in (None, self.recipe.bf16):
             self.set_vocabulary(self.vocabulary, progress=False)  # the text tower's precision follows the mode
         return self
 
@@ -168,16 +208,16 @@ class Predictor:
             width = int(self._text_encoder.encode(["a photo of a cat."]).shape[-1])
             self.classifier = TextClassifier.from_file(text_embeddings, vocab, self.train_vocabulary, width=width,
                                                        device=self.device)
-            self.vocabulary, self._embedded_fast = vocab, None
+            self.vocabulary, self._embedded_bf16 = vocab, None
             return vocab
         prompted = join_synonyms(vocab) if self._text_encoder.join_synonyms else vocab
-        # fast mode: a bf16 text tower, about twice as fast on CPU, with cache entries of its own
-        fast = is_fast(self.inference.precision, self.device)
-        encode, encoder_id = self._text_encoder.for_precision(fast)
+        # bf16 recipe: a bf16 text tower, about twice as fast on native-bf16 CPUs, with cache entries of its own
+        bf16 = self.recipe.bf16
+        encode, encoder_id = self._text_encoder.for_precision(bf16)
         text = self.text_cache.get_or_build(prompted, encode, encoder_id, templates=self._text_encoder.templates,
                                             progress=progress)
         self.classifier = TextClassifier.build(text, vocab, self.train_vocabulary, device=self.device)
-        self.vocabulary, self._embedded_fast = vocab, fast
+        self.vocabulary, self._embedded_bf16 = vocab, bf16
         return vocab
 
     # ---- inference ----------------------------------------------------------------------------
@@ -191,7 +231,7 @@ class Predictor:
         resized = [resize_image(a, policy.min_size, policy.max_size, policy.resize_backend) for a in arrays]
         tensors = [torch.from_numpy(np.ascontiguousarray(r.transpose(2, 0, 1))).to(self.device) for r in resized]
         batch, sizes = normalize_and_pad(tensors, policy.pixel_mean, policy.pixel_std, policy.size_divisibility)
-        with inference_precision(self.model, self.device, is_fast(self.inference.precision, self.device)):
+        with inference_precision(self.model, self.device, self.recipe):
             out: QueryOutput = self.model.inference(InputBatch(batch, sizes, tensors), self.classifier,
                                                     self.settings)
         out = to_float32(out)
@@ -234,7 +274,7 @@ class Predictor:
         vocab = self._require_vocabulary()
         height, width = raw.output_size
         pred = Prediction(height, width, vocab.class_names)
-        fast = is_fast(self.inference.precision, self.device)
+        fast = self.recipe.fast
         masks = _shared_masks(raw, tasks, fast)
         if "semantic" in tasks:
             pred.semantic = self._semantic(raw, tasks, masks, fast=fast).int().cpu().numpy()
