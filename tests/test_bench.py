@@ -149,3 +149,14 @@ def test_embeddings_read_from_a_file_are_kept_across_a_mode_change(checkpoint, t
     assert not torch.equal(predictor.classifier.embeddings, from_file.embeddings)
     predictor.with_settings({"precision": "fp32"})
     assert torch.equal(predictor.classifier.embeddings, from_file.embeddings)
+
+
+def test_post_processing_is_reported_per_megapixel():
+    from vocabseg.bench import post_seconds_per_megapixel
+
+    preds = [Prediction(1000, 2000, []), Prediction(1000, 2000, [])]  # 4 MP in all
+    result = ModeResult("exact", {"backbone": 9.0, "post: panoptic": 1.0, "post: semantic": 1.0}, 11.0, 0.1, 0,
+                        [11.0], {}, [], preds)
+    assert post_seconds_per_megapixel(result) == pytest.approx(0.5)
+    assert "exact: post-processing 0.500 s per megapixel" in format_table([result])
+    assert post_seconds_per_megapixel(_result("exact", {}, np.zeros((2, 2)))) == 0.0  # no post stage timed

@@ -15,7 +15,8 @@ def add_bench_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--weights", help="checkpoint file for a zoo --model")
     p.add_argument("--clip-weights", help="open_clip state dict, for checkpoints without the frozen CLIP")
     p.add_argument("--size", type=_size, default=(800, 1200), help="HxW of the synthetic test image (800x1200)")
-    p.add_argument("--image", help="an image file to use instead of the synthetic one")
+    p.add_argument("--image", help="a photo to use instead of the synthetic one (any size, e.g. a 12 MP phone "
+                                   "photo: post-processing is reported per megapixel)")
     p.add_argument("--vocab", default="ade20k_150", help="vocabulary (default ade20k_150)")
     p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ...")
     p.add_argument("--modes", type=_modes, default=("exact", "fast"),
