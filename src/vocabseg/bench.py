@@ -307,6 +307,10 @@ def _extra_lines(results: list[ModeResult], deviations: dict[str, Deviation]) ->
         per_mp = post_seconds_per_megapixel(r)
         if per_mp is not None:
             lines.append(f"\n{r.mode}: post-processing {per_mp:.3f} s per megapixel of output")
+        if r.raw and "region_sent" in r.raw[0].details:  # OVSeg: masked crops through the CLIP
+            sent = sum(int(raw.details["region_sent"].sum()) for raw in r.raw)
+            regions = sum(int(raw.details["region_valid"].sum()) for raw in r.raw)
+            lines.append(f"\n{r.mode}: {sent} CLIP crops of {regions} proposal regions")
     for mode, dev in deviations.items():
         for name, error in dev.relative_error.items():
             if name in ("mask_cls", "mask logits"):

@@ -33,13 +33,16 @@ class QueryMasks:
     """
 
     def __init__(self, make: Callable[[torch.Tensor], torch.Tensor], num_queries: int, size: tuple[int, int],
-                 device: torch.device, chunk: int = QUERY_CHUNK):
+                 device: torch.device, chunk: int = QUERY_CHUNK,
+                 make_top: Callable[[torch.Tensor, int], torch.Tensor] | None = None):
         self.make, self.num_queries, self.size, self.device = make, num_queries, size, device
         self.chunk = chunk  # queries made per call
+        # optional: (index, stop) -> [n, stop, W], the first ``stop`` rows of ``make(index)``, the same bits
+        self.make_top = make_top
 
     def with_chunk(self, chunk: int) -> QueryMasks:
         """The same masks, made ``chunk`` queries at a time."""
-        return QueryMasks(self.make, self.num_queries, self.size, self.device, chunk)
+        return QueryMasks(self.make, self.num_queries, self.size, self.device, chunk, self.make_top)
 
     @classmethod
     def of(cls, masks: torch.Tensor | QueryMasks) -> QueryMasks:
@@ -55,15 +58,18 @@ class QueryMasks:
 
     def rows(self, start: int, stop: int, out: torch.Tensor | None = None) -> torch.Tensor:
         """[Q, stop - start, W] rows of every query, written into ``out`` when it is large enough
-        (a buffer reused across calls). Costs a pass over all queries at full size (a band resized
-        on its own rounds differently, and near-ties could change labels)."""
+        (a buffer reused across calls). Costs a pass over all queries' first ``stop`` rows with
+        ``make_top``, else at full size (a band resized on its own rounds differently, and
+        near-ties could change labels)."""
         every = torch.arange(self.num_queries, device=self.device)
         shape = (self.num_queries, stop - start, self.size[1])
         numel = shape[0] * shape[1] * shape[2]
         if out is None or out.numel() < numel:
             out = torch.empty(numel, device=self.device)
         band = out.view(-1)[:numel].view(shape)
-        for first, block in self.chunks(every):
+        for first in range(0, self.num_queries, self.chunk):
+            index = every[first:first + self.chunk]
+            block = self.make(index) if self.make_top is None else self.make_top(index, stop)
             band[first:first + block.shape[0]] = block[:, start:stop]
         return band
 

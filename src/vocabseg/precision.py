@@ -40,7 +40,8 @@ class Recipe:
 
     fast: bool  # the fast algorithms (they need no bf16)
     bf16: bool  # bf16 autocast and a bf16 text tower
-    channels_last: bool  # channels-last weights (measured faster with bf16 only)
+    channels_last: bool  # channels-last weights: faster for convolutions in bf16, and in float32 too
+    # (FC-CLIP RN50 backbone, AVX2 kernels: 0.84x of contiguous, CPU time, alternating passes)
     reason: str  # one line for `vocabseg bench`
 
     def describe(self) -> str:
@@ -58,7 +59,7 @@ def choose_recipe(precision: str, device: torch.device) -> Recipe:
     if precision == "bf16":
         return Recipe(True, True, True, "bf16 forced by precision=bf16")
     native, why = native_bf16(device)
-    return Recipe(True, native, native, why)
+    return Recipe(True, native, True, why)
 
 
 def native_bf16(device: torch.device) -> tuple[bool, str]:

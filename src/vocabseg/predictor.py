@@ -68,7 +68,9 @@ class RawOutput:
         """The rows of :attr:`mask_logits`, made a few queries at a time into buffers reused from
         call to call (each call's block is valid until the next); equal to them up to float32
         rounding (each query's map is resized on its own, whichever queries share a call)."""
-        return QueryMasks(_ReusedResize(self), self.pred_masks.shape[0], self.output_size, self.pred_masks.device)
+        resize = _ReusedResize(self)
+        return QueryMasks(resize, self.pred_masks.shape[0], self.output_size, self.pred_masks.device,
+                          make_top=resize.top_rows)
 
     @cached_property
     def mask_logits(self) -> torch.Tensor:
@@ -92,19 +94,62 @@ class _ReusedResize:
         self.resized: torch.Tensor | None = None
 
     def __call__(self, queries: torch.Tensor) -> torch.Tensor:
+        """[n, H, W] logits of ``queries`` at the image size (valid until the next call)."""
+        cropped = self._cropped(queries)
+        if tuple(cropped.shape[-2:]) == tuple(self.raw.output_size):  # as crop_and_resize: no same-size resize
+            return cropped[0]
+        self.resized, resized = _view(self.resized, (*cropped.shape[:2], *self.raw.output_size), cropped)
+        torch._C._nn.upsample_bilinear2d(cropped, self.raw.output_size, False, None, None,  # type: ignore[call-arg]
+                                         out=resized)  # the out= overload is missing from the stubs
+        return resized[0]
+
+    def top_rows(self, queries: torch.Tensor, stop: int) -> torch.Tensor:
+        """[n, >= stop, W]: the first ``stop`` rows of ``self(queries)``, bit for bit, at the cost of
+        those rows only where torch's resize allows it (see :func:`top_rows_plan`), else all rows."""
+        cropped = self._cropped(queries)
+        plan = top_rows_plan((cropped.shape[-2], cropped.shape[-1]), self.raw.output_size, stop)
+        if plan is None:
+            return self(queries)
+        rows_in, scale_h, scale_w = plan
+        self.resized, resized = _view(self.resized, (*cropped.shape[:2], stop, self.raw.output_size[1]), cropped)
+        torch._C._nn.upsample_bilinear2d(cropped[:, :, :rows_in], resized.shape[-2:], False,  # type: ignore
+                                         scale_h, scale_w, out=resized)  # the stubs lack this overload
+        return resized[0]
+
+    def _cropped(self, queries: torch.Tensor) -> torch.Tensor:
+        """[1, n, h_in, w_in]: the queries' logits upsampled to the padded input, padding cropped (a view)."""
         raw, count = self.raw, int(queries.shape[0])
         pred = raw.pred_masks[queries]  # [n, h, w] at the mask stride
         padded_size = (raw.mask_stride * pred.shape[-2], raw.mask_stride * pred.shape[-1])
         self.padded, padded = _view(self.padded, (1, count, *padded_size), pred)
         torch._C._nn.upsample_bilinear2d(pred[None], padded_size, False, None, None,  # type: ignore[call-arg]
-                                         out=padded)  # the out= overload is missing from the stubs
-        cropped = padded[:, :, : raw.input_size[0], : raw.input_size[1]]
-        if tuple(cropped.shape[-2:]) == tuple(raw.output_size):  # as crop_and_resize: no same-size resize
-            return cropped[0]
-        self.resized, resized = _view(self.resized, (1, count, *raw.output_size), pred)
-        torch._C._nn.upsample_bilinear2d(cropped, raw.output_size, False, None, None,  # type: ignore[call-arg]
-                                         out=resized)
-        return resized[0]
+                                         out=padded)
+        return padded[:, :, : raw.input_size[0], : raw.input_size[1]]
+
+
+def top_rows_plan(size: tuple[int, int], output_size: tuple[int, int],
+                  stop: int) -> tuple[int, float, float] | None:
+    """How to make the first ``stop`` rows of a bilinear resize [h, w] -> ``output_size`` exactly as the
+    whole resize does: (input rows to read, scale_h, scale_w for ``upsample_bilinear2d``), or None.
+
+    torch's CPU kernel (not channels-last, output height + width > 128: the generic kernel; below
+    that a separable one that rounds differently) computes each output pixel from its index and
+    the scale alone. Handing it the whole resize's scales (as explicit factors whose reciprocal
+    rounds to the same float32 in / out) and the input rows those output rows read (plus a margin,
+    so the bottom clamp is not hit) gives the same bits for those rows. Tested in test_predictor.
+    """
+    (height, width), (out_h, out_w) = size, output_size
+    if stop >= out_h or stop + out_w <= 128:
+        return None
+    factors = []
+    for n_in, n_out in ((height, out_h), (width, out_w)):
+        scale = np.float32(n_in) / np.float32(n_out)  # the kernel's in / out in float32
+        factor = 1.0 / float(scale)
+        if np.float32(1.0 / factor) != scale:
+            return None
+        factors.append(factor)
+    last = float(np.float32(float(np.float32(height) / np.float32(out_h)) * (stop - 0.5) - 0.5))  # row stop - 1
+    return min(height, max(int(last), 0) + 3), factors[0], factors[1]
 
 
 def _view(buffer: torch.Tensor | None, shape: tuple[int, ...], like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
