@@ -112,8 +112,9 @@ class _ReusedResize:
             return self(queries)
         rows_in, scale_h, scale_w = plan
         self.resized, resized = _view(self.resized, (*cropped.shape[:2], stop, self.raw.output_size[1]), cropped)
+        # the out= overload with scale factors, missing from torch's stubs
         torch._C._nn.upsample_bilinear2d(cropped[:, :, :rows_in], resized.shape[-2:], False,  # type: ignore
-                                         scale_h, scale_w, out=resized)  # the stubs lack this overload
+                                         scale_h, scale_w, out=resized)  # type: ignore[arg-type]
         return resized[0]
 
     def _cropped(self, queries: torch.Tensor) -> torch.Tensor:
