@@ -15,8 +15,8 @@ from typing import NamedTuple
 
 import torch
 
-VOID_THRESHOLD = 0.97  # proposals at least this sure of "no object" send no crop
-IOU_THRESHOLD = 0.9  # masks overlapping this much share one crop
+VOID_THRESHOLD = 0.9  # proposals at least this sure of "no object" send no crop
+IOU_THRESHOLD = 0.8  # masks overlapping this much share one crop (measured: benchmarks/ovseg_region_policy.py)
 
 
 class RegionPlan(NamedTuple):
