@@ -40,8 +40,8 @@ class Recipe:
 
     fast: bool  # the fast algorithms (they need no bf16)
     bf16: bool  # bf16 autocast and a bf16 text tower
-    channels_last: bool  # channels-last weights: faster for convolutions in bf16, and in float32 too
-    # (FC-CLIP RN50 backbone, AVX2 kernels: 0.84x of contiguous, CPU time, alternating passes)
+    channels_last: bool  # channels-last weights: with bf16 only. In float32 (AVX2 kernels) it made the
+    # FC-CLIP RN50 backbone 0.84x but Cascade-CLIP's ViT 1.05x, and fast must never be slower than exact
     reason: str  # one line for `vocabseg bench`
 
     def describe(self) -> str:
@@ -59,7 +59,7 @@ def choose_recipe(precision: str, device: torch.device) -> Recipe:
     if precision == "bf16":
         return Recipe(True, True, True, "bf16 forced by precision=bf16")
     native, why = native_bf16(device)
-    return Recipe(True, native, True, why)
+    return Recipe(True, native, native, why)
 
 
 def native_bf16(device: torch.device) -> tuple[bool, str]:
