@@ -101,14 +101,14 @@ def test_an_unknown_deviation_mode_prints_dashes():
     assert backbone.split() == ["backbone", "1.000", "1.000", "1.00x", "-"]
 
 
-def test_predict_fast_flag_records_bf16(checkpoint, tmp_path, monkeypatch):
+def test_predict_fast_flag_records_fast(checkpoint, tmp_path, monkeypatch):
     from PIL import Image
 
     monkeypatch.setenv("VOCABSEG_CACHE", str(tmp_path / "text"))
     Image.fromarray(synthetic_photo(60, 90)).save(tmp_path / "a.png")
     assert main(["predict", str(tmp_path / "a.png"), "--model", str(checkpoint), "--vocab", VOCAB, "--fast",
                  "--task", "semantic", "--output", str(tmp_path / "out")]) == 0
-    assert '"precision": "bf16"' in (tmp_path / "out" / "run.json").read_text()
+    assert '"precision": "fast"' in (tmp_path / "out" / "run.json").read_text()
 
 
 def test_fast_semantic_scores_coarse_masks_and_mostly_agrees_with_exact():
@@ -149,3 +149,14 @@ def test_embeddings_read_from_a_file_are_kept_across_a_mode_change(checkpoint, t
     assert not torch.equal(predictor.classifier.embeddings, from_file.embeddings)
     predictor.with_settings({"precision": "fp32"})
     assert torch.equal(predictor.classifier.embeddings, from_file.embeddings)
+
+
+def test_post_processing_is_reported_per_megapixel():
+    from vocabseg.bench import post_seconds_per_megapixel
+
+    preds = [Prediction(1000, 2000, []), Prediction(1000, 2000, [])]  # 4 MP in all
+    result = ModeResult("exact", {"backbone": 9.0, "post: panoptic": 1.0, "post: semantic": 1.0}, 11.0, 0.1, 0,
+                        [11.0], {}, [], preds)
+    assert post_seconds_per_megapixel(result) == pytest.approx(0.5)
+    assert "exact: post-processing 0.500 s per megapixel" in format_table([result])
+    assert post_seconds_per_megapixel(_result("exact", {}, np.zeros((2, 2)))) == 0.0  # no post stage timed

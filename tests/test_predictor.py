@@ -203,3 +203,20 @@ def test_images_over_max_pixels_are_refused_with_the_fix(predictor):
         assert predictor.run([synthetic_photo(50, 90)])[0].output_size == (50, 90)
     finally:
         predictor.with_settings({"max_pixels": 100_000_000})
+
+
+@pytest.mark.parametrize("size, output", [((200, 267), (900, 1200)), ((37, 50), (123, 77)), ((64, 48), (60, 40)),
+                                          ((50, 60), (500, 40)), ((31, 45), (31, 45))])
+def test_top_rows_of_the_resized_masks_are_the_same_bits(size, output):
+    from vocabseg.predictor import RawOutput
+
+    g = torch.Generator().manual_seed(0)
+    pred = torch.randn(3, size[0] // 4 + 1, size[1] // 4 + 1, generator=g) * 5  # padding cropped below
+    raw = RawOutput(torch.zeros(3, 2), pred, 4, size, output)
+    full = raw.query_mask_logits().make(torch.arange(3)).clone()
+    assert torch.equal(full, raw.mask_logits)
+    masks = raw.query_mask_logits()
+    for stop in sorted({1, 2, 7, output[0] // 3, output[0] // 2 + 1, output[0] - 1, output[0]}):
+        top = masks.make_top(torch.arange(3), stop)
+        assert torch.equal(top[:, :stop], full[:, :stop]), stop
+        assert torch.equal(masks.rows(stop // 2, stop), full[:, stop // 2:stop])

@@ -26,7 +26,7 @@ import torch
 from vocabseg.predictor import Prediction, Predictor, RawOutput, resolve_device
 from vocabseg.text import TextEmbeddingCache
 
-MODES = {"exact": "fp32", "fast": "bf16"}  # benchmark mode -> InferenceConfig.precision
+MODES = {"exact": "fp32", "fast": "fast", "bf16": "bf16"}  # benchmark mode -> InferenceConfig.precision
 CAPTURE_BYTES = 2 ** 28  # per stage: tensors kept from exact mode to compare fast mode with
 
 
@@ -303,6 +303,14 @@ def format_table(results: list[ModeResult], deviations: dict[str, Deviation] | N
 
 def _extra_lines(results: list[ModeResult], deviations: dict[str, Deviation]) -> str:
     lines = [f"\n{r.mode}: totals of the repeats {', '.join(f'{t:.2f}' for t in r.repeats)} s" for r in results]
+    for r in results:
+        per_mp = post_seconds_per_megapixel(r)
+        if per_mp is not None:
+            lines.append(f"\n{r.mode}: post-processing {per_mp:.3f} s per megapixel of output")
+        if r.raw and "region_sent" in r.raw[0].details:  # OVSeg: masked crops through the CLIP
+            sent = sum(int(raw.details["region_sent"].sum()) for raw in r.raw)
+            regions = sum(int(raw.details["region_valid"].sum()) for raw in r.raw)
+            lines.append(f"\n{r.mode}: {sent} CLIP crops of {regions} proposal regions")
     for mode, dev in deviations.items():
         for name, error in dev.relative_error.items():
             if name in ("mask_cls", "mask logits"):
@@ -310,6 +318,13 @@ def _extra_lines(results: list[ModeResult], deviations: dict[str, Deviation]) ->
         if dev.semantic_agreement is not None:
             lines.append(f"\n{mode}: semantic label agreement with exact {100 * dev.semantic_agreement:.3f} %")
     return "".join(lines)
+
+
+def post_seconds_per_megapixel(result: ModeResult) -> float | None:
+    """All post-processing tasks' seconds over the output megapixels of the batch (None: no output)."""
+    pixels = sum(p.height * p.width for p in result.predictions)
+    post = sum(seconds for name, seconds in result.stages.items() if name.startswith("post: "))
+    return post / (pixels / 1e6) if pixels else None
 
 
 def _cell(seconds: float | None) -> str:

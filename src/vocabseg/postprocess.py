@@ -33,13 +33,16 @@ class QueryMasks:
     """
 
     def __init__(self, make: Callable[[torch.Tensor], torch.Tensor], num_queries: int, size: tuple[int, int],
-                 device: torch.device, chunk: int = QUERY_CHUNK):
+                 device: torch.device, chunk: int = QUERY_CHUNK,
+                 make_top: Callable[[torch.Tensor, int], torch.Tensor] | None = None):
         self.make, self.num_queries, self.size, self.device = make, num_queries, size, device
         self.chunk = chunk  # queries made per call
+        # optional: (index, stop) -> [n, stop, W], the first ``stop`` rows of ``make(index)``, the same bits
+        self.make_top = make_top
 
     def with_chunk(self, chunk: int) -> QueryMasks:
         """The same masks, made ``chunk`` queries at a time."""
-        return QueryMasks(self.make, self.num_queries, self.size, self.device, chunk)
+        return QueryMasks(self.make, self.num_queries, self.size, self.device, chunk, self.make_top)
 
     @classmethod
     def of(cls, masks: torch.Tensor | QueryMasks) -> QueryMasks:
@@ -53,16 +56,21 @@ class QueryMasks:
         for start in range(0, index.shape[0], self.chunk):
             yield start, self.make(index[start:start + self.chunk])
 
-    def rows(self, start: int, stop: int) -> torch.Tensor:
-        """[Q, stop - start, W] rows of every query. Costs a pass over all queries at full size (a
-        band resized on its own would round differently, and near-ties could change labels)."""
+    def rows(self, start: int, stop: int, out: torch.Tensor | None = None) -> torch.Tensor:
+        """[Q, stop - start, W] rows of every query, written into ``out`` when it is large enough
+        (a buffer reused across calls). Costs a pass over all queries' first ``stop`` rows with
+        ``make_top``, else at full size (a band resized on its own rounds differently, and
+        near-ties could change labels)."""
         every = torch.arange(self.num_queries, device=self.device)
-        band: torch.Tensor | None = None
-        for first, block in self.chunks(every):
-            if band is None:  # one copy of each block's rows, straight into the band
-                band = block.new_empty((self.num_queries, block[:, start:stop].shape[1], block.shape[-1]))
+        shape = (self.num_queries, stop - start, self.size[1])
+        numel = shape[0] * shape[1] * shape[2]
+        if out is None or out.numel() < numel:
+            out = torch.empty(numel, device=self.device)
+        band = out.view(-1)[:numel].view(shape)
+        for first in range(0, self.num_queries, self.chunk):
+            index = every[first:first + self.chunk]
+            block = self.make(index) if self.make_top is None else self.make_top(index, stop)
             band[first:first + block.shape[0]] = block[:, start:stop]
-        assert band is not None  # Q >= 1
         return band
 
 
@@ -147,13 +155,18 @@ def _pixelwise_argmax(class_probs: torch.Tensor, mask_probs: torch.Tensor, chunk
 
 def _tiled_semantic_labels(mask_cls: torch.Tensor, masks: QueryMasks, chunk: int, class_probs: torch.Tensor | None,
                            tile_elements: int) -> torch.Tensor:
-    """:func:`semantic_labels` in row tiles of Q x rows x W <= ``tile_elements`` logits (pixels are independent)."""
+    """:func:`semantic_labels` in row tiles of Q x rows x W <= ``tile_elements`` logits (pixels are independent).
+
+    One band buffer serves every tile, and its sigmoid is taken in place: a fresh gigabyte per
+    tile made the kernel zero new pages each time (most of a big photo's time was system time)."""
     height, width = masks.size
     step = max(1, tile_elements // max(1, masks.num_queries * width))
+    probs = query_class_probs(mask_cls, class_probs)  # [Q, K]
     labels = torch.empty((height, width), dtype=torch.int64, device=masks.device)
+    band: torch.Tensor | None = None
     for top in range(0, height, step):
-        labels[top:top + step] = semantic_labels(mask_cls, masks.rows(top, top + step), chunk=chunk,
-                                                 class_probs=class_probs)
+        band = masks.rows(top, min(height, top + step), out=band)
+        labels[top:top + step] = _pixelwise_argmax(probs, torch.sigmoid(band, out=band), chunk)
     return labels
 
 
@@ -176,8 +189,10 @@ def panoptic_inference(
     Queries predicting void or scoring below ``object_mask_threshold`` are dropped;
     each pixel goes to the query with the highest score x mask probability; a query
     keeps its segment only if at least ``overlap_threshold`` of its own mask
-    (prob >= 0.5) survives; stuff segments of one class are merged. Two passes over the
-    kept queries' masks (winners, then segments) hold one chunk of them at a time.
+    (prob >= 0.5) survives; stuff segments of one class are merged. One pass over the kept
+    queries' masks, a chunk at a time, gathers every pixel's owner, whether the owner's own
+    mask covers it, and each query's own area; the segments are then decided per query from
+    those counts and drawn with one lookup (the reference's per-query loop, vectorised).
     """
     masks = QueryMasks.of(mask_pred)
     num_classes = mask_cls.shape[-1] - 1
@@ -187,48 +202,70 @@ def panoptic_inference(
     result = PanopticSegments(torch.zeros(masks.size, dtype=torch.int32, device=masks.device))
     if kept.shape[0] == 0:
         return result
-    owner = _winning_query(masks, kept, cur_scores)  # [H, W] index into kept
+    owner, owned, own_areas = _winning_query(masks, kept, cur_scores)
     won_areas = torch.bincount(owner.flatten(), minlength=kept.shape[0]).tolist()  # [len(kept)]
-    winners = torch.tensor([k for k, area in enumerate(won_areas) if area > 0], dtype=torch.int64)
+    areas = torch.bincount(owner[owned], minlength=kept.shape[0]).tolist()  # own mask & won, per query
+    segment_of = [0] * kept.shape[0]  # kept query -> segment id (0: none)
     stuff_segment_of_class: dict[int, int] = {}
-    for start, block in masks.chunks(kept[winners.to(kept.device)]):  # queries that win no pixel keep no segment
-        for j, logits in enumerate(block):
-            k = int(winners[start + j])
-            pred_class = int(cur_classes[k])
-            won = owner == k
-            own = logits.sigmoid() >= 0.5
-            mask = won & own
-            won_area, own_area, area = won_areas[k], int(own.sum()), int(mask.sum())
-            if own_area == 0 or area == 0 or won_area / own_area < overlap_threshold:
-                continue
-            thing = bool(is_thing[pred_class])
-            if not thing and pred_class in stuff_segment_of_class:
-                result.segment_map[mask] = stuff_segment_of_class[pred_class]
-                continue
-            segment_id = len(result.segments) + 1
-            if not thing:
-                stuff_segment_of_class[pred_class] = segment_id
-            result.segment_map[mask] = segment_id
-            result.segments.append(Segment(segment_id, pred_class, thing, score=float(cur_scores[k])))
+    for k, (won_area, own_area, area) in enumerate(zip(won_areas, own_areas.tolist(), areas)):
+        if won_area == 0 or own_area == 0 or area == 0 or won_area / own_area < overlap_threshold:
+            continue
+        pred_class = int(cur_classes[k])
+        thing = bool(is_thing[pred_class])
+        if not thing and pred_class in stuff_segment_of_class:
+            segment_of[k] = stuff_segment_of_class[pred_class]
+            continue
+        segment_of[k] = len(result.segments) + 1
+        if not thing:
+            stuff_segment_of_class[pred_class] = segment_of[k]
+        result.segments.append(Segment(segment_of[k], pred_class, thing, score=float(cur_scores[k])))
+    lookup = torch.tensor(segment_of, dtype=torch.int32, device=masks.device)
+    result.segment_map = torch.where(owned, lookup[owner], result.segment_map)
     return result
 
 
-def _winning_query(masks: QueryMasks, kept: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
-    """[H, W] argmax over the kept queries of score x mask probability (the first on ties)."""
-    best: torch.Tensor | None = None
-    owner: torch.Tensor | None = None
+def _winning_query(masks: QueryMasks, kept: torch.Tensor,
+                   scores: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """One pass over the kept queries' masks, a chunk at a time.
+
+    Returns:
+        owner [H, W] int64: argmax over the kept queries of score x mask probability (the first on ties);
+        owned [H, W] bool: the owner's own mask (probability >= 0.5) covers the pixel;
+        own_areas [len(kept)] int64: each query's own mask area.
+    """
+    size, device = masks.size, masks.device
+    best = torch.full(size, -1.0, device=device)  # below any score x probability
+    owner = torch.zeros(size, dtype=torch.int64, device=device)
+    owned = torch.zeros(size, dtype=torch.bool, device=device)
+    own_areas = torch.empty(kept.shape[0], dtype=torch.int64, device=device)
+    # per-pixel results of a chunk, written in place (at 12 MP each is 50-100 MB)
+    value, index = torch.empty(size, device=device), torch.empty(size, dtype=torch.int64, device=device)
+    better, covered = torch.empty(size, dtype=torch.bool, device=device), torch.empty(size, dtype=torch.bool,
+                                                                                       device=device)
+    probs = weighted = own = None
     for start, block in masks.chunks(kept):
-        weighted = scores[start:start + block.shape[0]].view(-1, 1, 1) * block.sigmoid()  # [n, H, W]
+        stop = start + block.shape[0]
+        probs = torch.sigmoid(block, out=_like(probs, block))  # [n, H, W]
+        own = torch.ge(probs, 0.5, out=_like(own, block, torch.bool))
+        own_areas[start:stop] = own.flatten(1).sum(1)
+        weighted = torch.mul(scores[start:stop].view(-1, 1, 1), probs, out=_like(weighted, block))
         # one max() pass gives values and indices (the first maximum, as argmax): several times
         # faster on CPU than argmax followed by a gather
-        value, index = weighted.max(0)
-        if best is None or owner is None:
-            best, owner = value, index
-        else:
-            better = value > best  # strict: an earlier query keeps a tie, as argmax over all
-            best, owner = torch.where(better, value, best), torch.where(better, index + start, owner)
-    assert owner is not None  # at least one query was kept
-    return owner
+        torch.max(weighted, 0, out=(value, index))
+        torch.gather(own, 0, index[None], out=covered[None])
+        torch.gt(value, best, out=better)  # strict: an earlier query keeps a tie, as argmax over all
+        torch.where(better, value, best, out=best)
+        torch.where(better, index.add_(start), owner, out=owner)
+        torch.where(better, covered, owned, out=owned)
+    return owner, owned, own_areas
+
+
+def _like(buffer: torch.Tensor | None, block: torch.Tensor, dtype: torch.dtype | None = None) -> torch.Tensor:
+    """A ``block``-shaped tensor of ``dtype`` backed by ``buffer`` when it is large enough (reused per chunk)."""
+    dtype = dtype or block.dtype
+    if buffer is None or buffer.numel() < block.numel():
+        return torch.empty(block.shape, dtype=dtype, device=block.device)
+    return buffer.view(-1)[:block.numel()].view(block.shape)
 
 
 @dataclass
@@ -262,12 +299,17 @@ def instance_inference(
         top_scores, top_labels, top_queries = top_scores[thing], top_labels[thing], top_queries[thing]
     binary = torch.empty((top_queries.shape[0], *masks.size), dtype=torch.bool, device=masks.device)
     mask_scores = torch.empty_like(top_scores)
-    for start, block in masks.chunks(top_queries):  # [n, H, W] logits
-        inside = (block > 0).float()
-        stop = start + block.shape[0]
-        mask_scores[start:stop] = ((block.sigmoid().flatten(1) * inside.flatten(1)).sum(1)
-                                   / (inside.flatten(1).sum(1) + 1e-6))
-        binary[start:stop] = inside.bool()
+    # a query in several top pairs (one per class) is made once; chunk buffers are reused
+    queries, pair_of = torch.unique(top_queries, return_inverse=True)  # [U], [N] -> index into queries
+    probs = inside = None
+    for start, block in masks.chunks(queries):  # [n, H, W] logits
+        inside = torch.gt(block, 0, out=_like(inside, block, torch.bool))
+        probs = torch.sigmoid(block, out=_like(probs, block))
+        area = inside.flatten(1).sum(1, dtype=torch.float32)  # [n] pixels inside each mask
+        scores = probs.mul_(inside).flatten(1).sum(1) / (area + 1e-6)  # mean probability inside
+        pairs = ((pair_of >= start) & (pair_of < start + block.shape[0])).nonzero()[:, 0]  # this chunk's
+        mask_scores[pairs] = scores[pair_of[pairs] - start]
+        binary[pairs] = inside[pair_of[pairs] - start]
     final_scores = top_scores * mask_scores
     order = final_scores.argsort(descending=True, stable=True)  # best first, by the score users see
     return Instances(binary[order], final_scores[order], top_labels[order])

@@ -1,14 +1,19 @@
-"""Exact and fast inference: what ``InferenceConfig.precision`` switches.
+"""Exact and fast inference: what ``InferenceConfig.precision`` switches, decided in one place.
 
-Exact (fp32) runs every family as its reference code does. Fast (bf16) runs the model under
-bf16 autocast with channels-last weights: convolutions and matrix products in bf16, while the
-families keep the parts that decide masks and classes in float32 (FC-CLIP: deformable
-attention sampling, the ensemble). ``vocabseg bench`` prints how far fast strays from exact.
+Exact ("fp32") runs every family as its reference code does. Fast mode turns on the algorithms
+that trade the last bits for speed (gather deformable attention, fused attention, semantic
+scores at mask resolution, fewer region crops) and, only where the device computes bf16
+natively, bf16 autocast with channels-last weights; the families keep the parts that decide
+masks and classes in float32. Emulated bf16 (an AVX2-only CPU) is 3-10x slower than float32,
+so "fast" picks by hardware (:func:`choose_recipe`); "bf16" forces bf16. ``vocabseg bench``
+prints the decision and how far fast strays from exact.
 """
 from __future__ import annotations
 
 import contextvars
 import dataclasses
+import functools
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING
@@ -29,9 +34,83 @@ def fast_inference() -> bool:
     return _FAST_INFERENCE.get()
 
 
+@dataclasses.dataclass(frozen=True)
+class Recipe:
+    """How a predictor runs its model: what :func:`choose_recipe` decided, and why."""
+
+    fast: bool  # the fast algorithms (they need no bf16)
+    bf16: bool  # bf16 autocast and a bf16 text tower
+    channels_last: bool  # channels-last weights: with bf16 only. In float32 (AVX2 kernels) it made the
+    # FC-CLIP RN50 backbone 0.84x but Cascade-CLIP's ViT 1.05x, and fast must never be slower than exact
+    reason: str  # one line for `vocabseg bench`
+
+    def describe(self) -> str:
+        if not self.fast:
+            return f"exact: fp32, {self.reason}"
+        return f"fast: {'bf16' if self.bf16 else 'fp32'} recipe, {self.reason}"
+
+
+def choose_recipe(precision: str, device: torch.device) -> Recipe:
+    """The one rule: "fp32" exact; "bf16" fast in bf16 (forced); "fast" fast, in bf16 only where
+    the device computes it natively; "auto" as "fast" on CUDA and exact elsewhere."""
+    if precision == "fp32" or (precision == "auto" and device.type != "cuda"):
+        return Recipe(False, False, False, "the reference's numbers" if precision == "fp32" else
+                      "the default off CUDA (--fast for fast mode)")
+    if precision == "bf16":
+        return Recipe(True, True, True, "bf16 forced by precision=bf16")
+    native, why = native_bf16(device)
+    return Recipe(True, native, native, why)
+
+
+def native_bf16(device: torch.device) -> tuple[bool, str]:
+    """(whether ``device`` computes bf16 natively, a phrase saying why).
+
+    CPU: torch's kernels must be the AVX-512 ones (``ATEN_CPU_CAPABILITY`` lowers them), the CPU
+    must have AVX512_BF16 or AMX, and oneDNN must be allowed to use them (``ONEDNN_MAX_CPU_ISA``).
+    """
+    if device.type == "cuda":
+        supported = torch.cuda.is_bf16_supported()
+        return supported, "native bf16 on this GPU" if supported else "no native bf16 on this GPU"
+    if device.type != "cpu":
+        return False, f"bf16 not known to be native on {device.type}"
+    return _cpu_native_bf16(torch.backends.cpu.get_cpu_capability(), os.environ.get("ONEDNN_MAX_CPU_ISA", ""))
+
+
+@functools.cache
+def _cpu_native_bf16(capability: str, onednn_isa: str) -> tuple[bool, str]:
+    flags = _cpu_bf16_flags()
+    if not flags:
+        return False, "no native bf16 on this CPU"
+    if not capability.startswith("AVX512"):
+        return False, f"no native bf16 on this CPU with {capability} kernels (ATEN_CPU_CAPABILITY)"
+    if onednn_isa and not _onednn_bf16_allowed(onednn_isa):
+        return False, f"no native bf16 on this CPU with ONEDNN_MAX_CPU_ISA={onednn_isa}"
+    return True, f"native bf16 on this CPU ({', '.join(flags)})"
+
+
+def _onednn_bf16_allowed(isa: str) -> bool:
+    """Whether oneDNN's ISA cap (e.g. AVX2, AVX512_CORE_BF16, AVX512_CORE_AMX, ALL) includes bf16."""
+    isa = isa.upper()
+    return isa == "ALL" or "BF16" in isa or "AMX" in isa or "AVX10" in isa
+
+
+def _cpu_bf16_flags() -> list[str]:
+    """The CPU's native bf16 features (AVX512_BF16, AMX), from torch's cpuinfo or /proc/cpuinfo."""
+    probes = {"AVX512_BF16": "_is_avx512_bf16_supported", "AMX": "_is_amx_tile_supported"}
+    found = [name for name, probe in probes.items() if getattr(torch.cpu, probe, lambda: False)()]
+    if found or all(hasattr(torch.cpu, probe) for probe in probes.values()):
+        return found
+    try:
+        with open("/proc/cpuinfo") as info:
+            words = set(info.read().split())
+    except OSError:
+        return []
+    return [name for name, flag in (("AVX512_BF16", "avx512_bf16"), ("AMX", "amx_bf16")) if flag in words]
+
+
 def is_fast(precision: str, device: torch.device) -> bool:
-    """bf16 for "bf16", and for "auto" on CUDA (where it roughly halves time and memory)."""
-    return precision == "bf16" or (precision == "auto" and device.type == "cuda")
+    """Whether ``precision`` runs fast mode on ``device`` (see :func:`choose_recipe`)."""
+    return choose_recipe(precision, device).fast
 
 
 def set_memory_format(model: nn.Module, channels_last: bool) -> None:
@@ -43,12 +122,12 @@ def set_memory_format(model: nn.Module, channels_last: bool) -> None:
 
 
 @contextmanager
-def inference_precision(model: nn.Module, device: torch.device, fast: bool) -> Iterator[None]:
-    """Runs the block in fast mode (channels-last weights, bf16 autocast) or exactly (fp32)."""
-    set_memory_format(model, fast)
-    token = _FAST_INFERENCE.set(fast)
+def inference_precision(model: nn.Module, device: torch.device, recipe: Recipe) -> Iterator[None]:
+    """Runs the block by ``recipe``: fast algorithms on or off, bf16 autocast and channels-last or not."""
+    set_memory_format(model, recipe.channels_last)
+    token = _FAST_INFERENCE.set(recipe.fast)
     try:
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=fast):
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=recipe.bf16):
             yield
     finally:
         _FAST_INFERENCE.reset(token)

@@ -22,7 +22,7 @@ from vocabseg.postprocess import (
     panoptic_inference,
     semantic_labels,
 )
-from vocabseg.precision import inference_precision, is_fast, to_float32
+from vocabseg.precision import Recipe, choose_recipe, inference_precision, to_float32
 from vocabseg.preprocess import crop_and_resize, normalize_and_pad, resize_image
 from vocabseg.segments import Segment
 from vocabseg.text import TextClassifier, TextEmbeddingCache, Vocabulary, default_vocabulary, resolve_vocabulary
@@ -71,11 +71,12 @@ class RawOutput:
         return F.interpolate(pred[None], size=size, mode="bilinear", align_corners=False)[0]
 
     def query_mask_logits(self) -> QueryMasks:
-        """The rows of :attr:`mask_logits`, made a few queries at a time; equal to them up to float32
+        """The rows of :attr:`mask_logits`, made a few queries at a time into buffers reused from
+        call to call (each call's block is valid until the next); equal to them up to float32
         rounding (each query's map is resized on its own, whichever queries share a call)."""
-        return QueryMasks(lambda queries: crop_and_resize(self.padded_mask_logits(queries), self.input_size,
-                                                          self.output_size),
-                          self.pred_masks.shape[0], self.output_size, self.pred_masks.device)
+        resize = _ReusedResize(self)
+        return QueryMasks(resize, self.pred_masks.shape[0], self.output_size, self.pred_masks.device,
+                          make_top=resize.top_rows)
 
     @cached_property
     def mask_logits(self) -> torch.Tensor:
@@ -85,6 +86,87 @@ class RawOutput:
         :meth:`Predictor.postprocess` reads :meth:`query_mask_logits` instead.
         """
         return crop_and_resize(self.padded_mask_logits(), self.input_size, self.output_size)
+
+
+class _ReusedResize:
+    """:meth:`RawOutput.padded_mask_logits` then :func:`crop_and_resize` of a few queries, written
+    into two buffers kept from call to call: at a 12 MP output a fresh block of 8 queries is
+    400 MB, and allocating one per call made the kernel zero new pages each time (system time
+    above the compute). The same kernels as :func:`F.interpolate` (out= variant): the same bits."""
+
+    def __init__(self, raw: RawOutput):
+        self.raw = raw
+        self.padded: torch.Tensor | None = None  # flat float buffers, grown on demand
+        self.resized: torch.Tensor | None = None
+
+    def __call__(self, queries: torch.Tensor) -> torch.Tensor:
+        """[n, H, W] logits of ``queries`` at the image size (valid until the next call)."""
+        cropped = self._cropped(queries)
+        if tuple(cropped.shape[-2:]) == tuple(self.raw.output_size):  # as crop_and_resize: no same-size resize
+            return cropped[0]
+        self.resized, resized = _view(self.resized, (*cropped.shape[:2], *self.raw.output_size), cropped)
+        torch._C._nn.upsample_bilinear2d(cropped, self.raw.output_size, False, None, None,  # type: ignore[call-arg]
+                                         out=resized)  # the out= overload is missing from the stubs
+        return resized[0]
+
+    def top_rows(self, queries: torch.Tensor, stop: int) -> torch.Tensor:
+        """[n, >= stop, W]: the first ``stop`` rows of ``self(queries)``, bit for bit, at the cost of
+        those rows only where torch's resize allows it (see :func:`top_rows_plan`), else all rows."""
+        cropped = self._cropped(queries)
+        plan = top_rows_plan((cropped.shape[-2], cropped.shape[-1]), self.raw.output_size, stop)
+        if plan is None:
+            return self(queries)
+        rows_in, scale_h, scale_w = plan
+        self.resized, resized = _view(self.resized, (*cropped.shape[:2], stop, self.raw.output_size[1]), cropped)
+        # the out= overload with scale factors, missing from torch's stubs
+        torch._C._nn.upsample_bilinear2d(cropped[:, :, :rows_in], resized.shape[-2:], False,  # type: ignore
+                                         scale_h, scale_w, out=resized)  # type: ignore[arg-type]
+        return resized[0]
+
+    def _cropped(self, queries: torch.Tensor) -> torch.Tensor:
+        """[1, n, h_in, w_in]: the queries' logits upsampled to the padded input, padding cropped (a view)."""
+        raw, count = self.raw, int(queries.shape[0])
+        pred = raw.pred_masks[queries]  # [n, h, w] at the mask stride
+        padded_size = (raw.mask_stride * pred.shape[-2], raw.mask_stride * pred.shape[-1])
+        self.padded, padded = _view(self.padded, (1, count, *padded_size), pred)
+        torch._C._nn.upsample_bilinear2d(pred[None], padded_size, False, None, None,  # type: ignore[call-arg]
+                                         out=padded)
+        return padded[:, :, : raw.input_size[0], : raw.input_size[1]]
+
+
+def top_rows_plan(size: tuple[int, int], output_size: tuple[int, int],
+                  stop: int) -> tuple[int, float, float] | None:
+    """How to make the first ``stop`` rows of a bilinear resize [h, w] -> ``output_size`` exactly as the
+    whole resize does: (input rows to read, scale_h, scale_w for ``upsample_bilinear2d``), or None.
+
+    torch's CPU kernel (not channels-last, output height + width > 128: the generic kernel; below
+    that a separable one that rounds differently) computes each output pixel from its index and
+    the scale alone. Handing it the whole resize's scales (as explicit factors whose reciprocal
+    rounds to the same float32 in / out) and the input rows those output rows read (plus a margin,
+    so the bottom clamp is not hit) gives the same bits for those rows. Tested in test_predictor.
+    """
+    (height, width), (out_h, out_w) = size, output_size
+    if stop >= out_h or stop + out_w <= 128:
+        return None
+    factors = []
+    for n_in, n_out in ((height, out_h), (width, out_w)):
+        scale = np.float32(n_in) / np.float32(n_out)  # the kernel's in / out in float32
+        factor = 1.0 / float(scale)
+        if np.float32(1.0 / factor) != scale:
+            return None
+        factors.append(factor)
+    last = float(np.float32(float(np.float32(height) / np.float32(out_h)) * (stop - 0.5) - 0.5))  # row stop - 1
+    return min(height, max(int(last), 0) + 3), factors[0], factors[1]
+
+
+def _view(buffer: torch.Tensor | None, shape: tuple[int, ...], like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(the buffer, grown if it is too small; a contiguous ``shape`` view of its start)."""
+    numel = 1
+    for size in shape:
+        numel *= size
+    if buffer is None or buffer.numel() < numel:
+        buffer = torch.empty(numel, dtype=like.dtype, device=like.device)
+    return buffer, buffer[:numel].view(shape)
 
 
 def resolve_device(device: str | torch.device) -> torch.device:
@@ -119,8 +201,8 @@ class Predictor:
         self.vocabulary: Vocabulary | None = None
         self.classifier: TextClassifier | None = None
         self._text_encoder = self.model.text_encoder()
-        # the mode (fast?) the classifier's text was embedded in; None for embeddings read from a file
-        self._embedded_fast: bool | None = None
+        # whether the classifier's text was embedded by the bf16 tower; None for embeddings read from a file
+        self._embedded_bf16: bool | None = None
 
     @classmethod
     def from_pretrained(cls, name_or_path: str, *, weights: str | None = None, clip_weights: str | None = None,
@@ -146,6 +228,11 @@ class Predictor:
         """The family-independent test-time settings (test size, merge thresholds)."""
         return self.settings.inference
 
+    @property
+    def recipe(self) -> Recipe:
+        """How the model runs: exact, or fast in bf16 or float32 (vocabseg.precision's one rule)."""
+        return choose_recipe(self.inference.precision, self.device)
+
     def describe(self) -> dict[str, Any]:
         """What produced this predictor's outputs, JSON-able: family, architecture, settings, training vocabulary."""
         return {"family": self.family.name, "config": self.config.to_dict(), "settings": self.settings.to_dict(),
@@ -154,8 +241,7 @@ class Predictor:
     def with_settings(self, overrides: dict[str, Any] | None) -> Predictor:
         """Changes test-time settings in place (e.g. a benchmark's test size); returns self."""
         self.settings = self.settings.override(overrides)
-        fast = is_fast(self.inference.precision, self.device)
-        if self.vocabulary is not None and self._embedded_fast not in (None, fast):
+        if self.vocabulary is not None and self._embedded_bf16 not in (None, self.recipe.bf16):
             self.set_vocabulary(self.vocabulary, progress=False)  # the text tower's precision follows the mode
         return self
 
@@ -174,16 +260,16 @@ class Predictor:
             width = int(self._text_encoder.encode(["a photo of a cat."]).shape[-1])
             self.classifier = TextClassifier.from_file(text_embeddings, vocab, self.train_vocabulary, width=width,
                                                        device=self.device)
-            self.vocabulary, self._embedded_fast = vocab, None
+            self.vocabulary, self._embedded_bf16 = vocab, None
             return vocab
         prompted = join_synonyms(vocab) if self._text_encoder.join_synonyms else vocab
-        # fast mode: a bf16 text tower, about twice as fast on CPU, with cache entries of its own
-        fast = is_fast(self.inference.precision, self.device)
-        encode, encoder_id = self._text_encoder.for_precision(fast)
+        # bf16 recipe: a bf16 text tower, about twice as fast on native-bf16 CPUs, with cache entries of its own
+        bf16 = self.recipe.bf16
+        encode, encoder_id = self._text_encoder.for_precision(bf16)
         text = self.text_cache.get_or_build(prompted, encode, encoder_id, templates=self._text_encoder.templates,
                                             progress=progress)
         self.classifier = TextClassifier.build(text, vocab, self.train_vocabulary, device=self.device)
-        self.vocabulary, self._embedded_fast = vocab, fast
+        self.vocabulary, self._embedded_bf16 = vocab, bf16
         return vocab
 
     # ---- inference ----------------------------------------------------------------------------
@@ -197,7 +283,7 @@ class Predictor:
         resized = [resize_image(a, policy.min_size, policy.max_size, policy.resize_backend) for a in arrays]
         tensors = [torch.from_numpy(np.ascontiguousarray(r.transpose(2, 0, 1))).to(self.device) for r in resized]
         batch, sizes = normalize_and_pad(tensors, policy.pixel_mean, policy.pixel_std, policy.size_divisibility)
-        with inference_precision(self.model, self.device, is_fast(self.inference.precision, self.device)):
+        with inference_precision(self.model, self.device, self.recipe):
             out: QueryOutput = self.model.inference(InputBatch(batch, sizes, tensors), self.classifier,
                                                     self.settings)
         out = to_float32(out)
@@ -240,7 +326,7 @@ class Predictor:
         vocab = self._require_vocabulary()
         height, width = raw.output_size
         pred = Prediction(height, width, vocab.class_names)
-        fast = is_fast(self.inference.precision, self.device)
+        fast = self.recipe.fast
         masks = _shared_masks(raw, tasks, fast)
         if "semantic" in tasks:
             pred.semantic = self._semantic(raw, tasks, masks, fast=fast).int().cpu().numpy()

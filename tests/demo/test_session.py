@@ -113,7 +113,7 @@ def test_demo_command_offers_checkpoints_and_zoo_models():
 
 def test_fast_and_exact_mode_set_the_precision(session):
     fast = session.segment(synthetic_photo(), VOCAB, "tiny", "semantic", mode="fast")
-    assert fast.message.startswith("**Done**") and session.predictor("tiny").inference.precision == "bf16"
+    assert fast.message.startswith("**Done**") and session.predictor("tiny").inference.precision == "fast"
     session.segment(synthetic_photo(), VOCAB, "tiny", "semantic", mode="exact")
     assert session.predictor("tiny").inference.precision == "fp32"
     assert "pick one of: exact, fast" in session.segment(synthetic_photo(), VOCAB, "tiny", "semantic", "turbo").message

@@ -15,10 +15,12 @@ def add_bench_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--weights", help="checkpoint file for a zoo --model")
     p.add_argument("--clip-weights", help="open_clip state dict, for checkpoints without the frozen CLIP")
     p.add_argument("--size", type=_size, default=(800, 1200), help="HxW of the synthetic test image (800x1200)")
-    p.add_argument("--image", help="an image file to use instead of the synthetic one")
+    p.add_argument("--image", help="a photo to use instead of the synthetic one (any size, e.g. a 12 MP phone "
+                                   "photo: post-processing is reported per megapixel)")
     p.add_argument("--vocab", default="ade20k_150", help="vocabulary (default ade20k_150)")
     p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ...")
-    p.add_argument("--modes", type=_modes, default=("exact", "fast"), help="comma-separated: exact,fast")
+    p.add_argument("--modes", type=_modes, default=("exact", "fast"),
+                   help="comma-separated: exact,fast (bf16 where native, else float32),bf16 (bf16 forced)")
     p.add_argument("--tasks", default="all", help="comma-separated tasks, or all (default)")
     p.add_argument("--batch", type=positive_int, default=1, help="images per run (copies of the test image)")
     p.add_argument("--repeats", type=positive_int, default=2, help="timed passes per mode (median reported)")
@@ -49,7 +51,7 @@ def _modes(text: str) -> tuple[str, ...]:
     modes = tuple(m.strip() for m in text.split(",") if m.strip())
     unknown = [m for m in modes if m not in MODES]
     if unknown or not modes:
-        raise argparse.ArgumentTypeError(f"unknown mode {unknown[0] if unknown else text!r}; use exact,fast")
+        raise argparse.ArgumentTypeError(f"unknown mode {unknown[0] if unknown else text!r}; use exact,fast,bf16")
     return modes
 
 
@@ -62,6 +64,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
     tasks = _tasks(args.tasks, predictor.family)
     print(f"{predictor.family.title} {args.model or args.checkpoint} on {predictor.device} "
           f"({_machine(predictor.device)}, {torch.get_num_threads()} threads), torch {torch.__version__}")
+    for mode in args.modes:  # what each mode runs on this device, and why (vocabseg.precision)
+        print(predictor.with_settings({"precision": bench.MODES[mode]}).recipe.describe())
     if args.text == "cold":  # fast mode embeds text with a bf16 tower: timed per mode
         for mode in args.modes:
             predictor.with_settings({"precision": bench.MODES[mode]})

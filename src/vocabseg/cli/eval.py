@@ -21,8 +21,9 @@ def add_eval_parser(sub) -> None:
     p = sub.add_parser("eval", help="evaluate a model on a dataset split (torchrun for several GPUs)")
     add_model_arguments(p)
     p.add_argument("--fast", action="store_true",
-                   help="fast mode: bf16 autocast and channels-last (--set precision=bf16; the default on "
-                        "CUDA); `vocabseg bench` prints its deviation from exact fp32")
+                   help="fast mode (--set precision=fast; the default on CUDA): bf16 where the device computes "
+                        "it natively, else float32 with the fast algorithms; `vocabseg bench` prints the "
+                        "choice and its deviation from exact fp32")
     p.add_argument("--dataset", required=True, help="split name, e.g. ade20k_panoptic_val (see `vocabseg data list`)")
     p.add_argument("--text-embeddings", metavar="NPY",
                    help="precomputed class embeddings [classes, width] in the split's class order, used as they are "
@@ -92,7 +93,7 @@ def _eval_in_folder(args, dataset, output: Path) -> dict:
 
     dist.on_main_first(lambda: check_kind(output, "eval"))
     if args.fast:
-        args.settings.append(("precision", "bf16"))
+        args.settings.append(("precision", "fast"))
     predictor = load_predictor(args)
     if args.overwrite:
         dist.on_main_first(lambda: clear(output, "eval"))

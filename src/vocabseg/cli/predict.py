@@ -77,7 +77,7 @@ def _predict_folder(args: argparse.Namespace, names: dict[Path, str], output: Pa
     todo = [p for p in paths if names[p] not in done]
     mine = [p for p in _shard(paths, args.batch_size, rank, world) if names[p] not in done]
     if args.fast:
-        args.settings.append(("precision", "bf16"))
+        args.settings.append(("precision", "fast"))
     predictor = load_predictor(args)
     vocab = predictor.set_vocabulary(args.vocab, text_embeddings=args.text_embeddings)
     # Default: the family's first task, its paper's own output (FC-CLIP panoptic, OVSeg semantic).
@@ -244,8 +244,9 @@ def add_predict_parsers(sub: argparse._SubParsersAction) -> None:
                         "paths (day1/a.jpg -> OUTPUT/day1/a_overlay.png, ...)")
     add_model_arguments(p)
     p.add_argument("--fast", action="store_true",
-                   help="fast mode: bf16 autocast and channels-last (--set precision=bf16; the default on "
-                        "CUDA); `vocabseg bench` prints its deviation from exact fp32")
+                   help="fast mode (--set precision=fast; the default on CUDA): bf16 where the device computes "
+                        "it natively, else float32 with the fast algorithms; `vocabseg bench` prints the "
+                        "choice and its deviation from exact fp32")
     p.add_argument("--vocab",
                    help="built-in name, file, or inline 'car; person; road [stuff]' (default: COCO+ADE+LVIS)")
     p.add_argument("--text-embeddings", metavar="NPY",

@@ -22,7 +22,7 @@ from vocabseg.images import load_image
 logger = logging.getLogger(__name__)
 
 # Mode switch -> the precision setting of fast mode (issue 11).
-MODES = {"exact": "fp32", "fast": "bf16"}
+MODES = {"exact": "fp32", "fast": "fast"}
 TABLE_HEADERS = ["class", "score", "area (px)", "area (%)"]
 Progress = Callable[[float, str], None]  # fraction done, what is happening
 

@@ -18,7 +18,7 @@ from vocabseg.state_dict import KeyTable
 from vocabseg.text.classifier import TextClassifier
 
 TASKS = ("panoptic", "semantic", "instance")
-PRECISIONS = ("auto", "fp32", "bf16")  # InferenceConfig.precision: by device, exact, fast
+PRECISIONS = ("auto", "fp32", "fast", "bf16")  # InferenceConfig.precision (vocabseg.precision.choose_recipe)
 ConfigT = TypeVar("ConfigT")
 
 
@@ -46,14 +46,16 @@ class InferenceConfig:
     overlap_threshold: float = 0.8  # visible fraction of a mask needed to keep a segment
     instances_per_image: int = 100
     max_pixels: int = 100_000_000  # larger input images are refused (0: no limit); memory grows with pixels
-    # "fp32": exact, the reference's numbers; "bf16": fast mode (bf16 autocast, channels-last),
-    # its deviation measured by `vocabseg bench`; "auto": bf16 on CUDA, fp32 elsewhere
+    # "fp32": exact, the reference's numbers; "fast": fast mode, bf16 only where the device computes
+    # it natively (vocabseg.precision.choose_recipe); "bf16": fast mode in bf16 on any device;
+    # "auto": fast on CUDA, exact elsewhere. `vocabseg bench` measures fast's deviation
     precision: str = "auto"
 
     def __post_init__(self) -> None:
         if self.precision not in PRECISIONS:
             raise ConfigError(f"inference setting precision={self.precision!r} is not one of {list(PRECISIONS)}; "
-                              "use fp32 (exact), bf16 (fast) or auto (bf16 on CUDA only)")
+                              "use fp32 (exact), fast (bf16 where native), bf16 (fast, bf16 forced) or auto "
+                              "(fast on CUDA only)")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

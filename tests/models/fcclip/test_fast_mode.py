@@ -6,7 +6,7 @@ import torch
 from vocabseg.layers.transformer import AttentionBlock
 from vocabseg.models.fcclip.pixel_decoder import MSDeformAttnPixelDecoder
 from vocabseg.models.fcclip.transformer_decoder import fused_attention
-from vocabseg.precision import inference_precision
+from vocabseg.precision import choose_recipe, inference_precision
 
 
 def _case(seed: int = 0):
@@ -49,7 +49,7 @@ def test_pixel_decoder_runs_bf16_projections_only_in_fast_inference():
     strides = {"res2": 4, "res3": 8, "res4": 16, "res5": 32}
     features = {name: torch.randn(1, channels[name], 64 // s, 96 // s) for name, s in strides.items()}
     reference, _ = decoder(features)
-    with inference_precision(decoder, torch.device("cpu"), fast=True):
+    with inference_precision(decoder, torch.device("cpu"), choose_recipe("bf16", torch.device("cpu"))):
         fast, _ = decoder(features)
     assert fast.dtype == torch.bfloat16  # the last 1x1 conv ran in bf16 (plain autocast keeps float32)
     error = float((fast.float() - reference).norm() / reference.norm())

@@ -138,3 +138,20 @@ def test_void_embedding_feeds_only_the_last_logit_column():
     torch.testing.assert_close(out.pred_logits[..., :-1], other.pred_logits[..., :-1])
     torch.testing.assert_close(out.pred_masks, other.pred_masks)  # classification never steers the masks
     assert not torch.allclose(out.pred_logits[..., -1], other.pred_logits[..., -1])
+
+
+@torch.no_grad()
+def test_fast_inference_makes_only_the_last_prediction_and_stays_close():
+    from vocabseg.precision import _FAST_INFERENCE
+
+    decoder = _decoder().eval()
+    inputs = _inputs(batch=2)
+    exact = decoder(*inputs)
+    token = _FAST_INFERENCE.set(True)  # fast mode's algorithms without autocast: the float32 recipe
+    try:
+        fast = decoder(*inputs)
+    finally:
+        _FAST_INFERENCE.reset(token)
+    assert fast.aux_outputs == []  # nothing reads the earlier layers' predictions at inference
+    torch.testing.assert_close(fast.pred_logits, exact.pred_logits, rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(fast.pred_masks, exact.pred_masks, rtol=1e-4, atol=1e-4)

@@ -61,9 +61,10 @@ def test_zero_one_or_two_regions_are_classified(tiny, regions):
     proposal = torch.softmax(torch.randn(queries, 4), -1)
     image = torch.from_numpy(synthetic_photo(64, 64).transpose(2, 0, 1).copy())
     with torch.no_grad():
-        probs, clip_logits, valid = tiny._classify_image(proposal, _masks_with_regions(queries, regions), image,
-                                                         (64, 64), classifier, OVSegSettings(ensemble_weight=0.5))
-    assert valid.nonzero().flatten().tolist() == sorted(regions)
+        probs, clip_logits, valid, sent = tiny._classify_image(proposal, _masks_with_regions(queries, regions),
+                                                               image, (64, 64), classifier,
+                                                               OVSegSettings(ensemble_weight=0.5))
+    assert valid.nonzero().flatten().tolist() == sorted(regions) and torch.equal(sent, valid)  # exact: all sent
     assert torch.isfinite(probs).all() and probs.shape == (queries, 3)
     assert not clip_logits[~valid].any() and (clip_logits[valid] != 0).all()
     torch.testing.assert_close(probs[~valid], proposal[~valid, :-1] ** 0.5)
@@ -79,8 +80,8 @@ def test_a_region_alone_scores_as_inside_a_batch(tiny):
     results = []
     for chunk in (1, 3):
         with torch.no_grad():
-            _, logits, _ = tiny._classify_image(proposal, _masks_with_regions(queries, regions), image, (64, 64),
-                                                classifier, OVSegSettings(region_batch=chunk))
+            _, logits, _, _ = tiny._classify_image(proposal, _masks_with_regions(queries, regions), image, (64, 64),
+                                                   classifier, OVSegSettings(region_batch=chunk))
         results.append(logits)
     torch.testing.assert_close(results[0], results[1], rtol=1e-5, atol=1e-5)
 
@@ -134,3 +135,27 @@ def test_demo_mode_with_one_class_marks_unclaimed_pixels(tiny, tmp_path):
     assert set(np.unique(semantic)) <= {-1, 0}
     claimed = crop_and_resize(raw.semantic_scores, raw.input_size, raw.output_size)[0] > 0  # padding cropped
     assert np.array_equal(semantic == 0, claimed.numpy())
+
+
+def test_fast_mode_sends_one_crop_per_duplicate_group_and_keeps_exact_untouched(tiny):
+    from vocabseg.precision import choose_recipe, inference_precision
+
+    classifier = _classifier(tiny)
+    queries = tiny.config.num_queries
+    regions = {1: (slice(2, 30), slice(4, 40)), 2: (slice(2, 30), slice(4, 40)), 6: (slice(40, 50), slice(40, 60))}
+    image = torch.from_numpy(synthetic_photo(64, 64).transpose(2, 0, 1).copy())
+    proposal = torch.softmax(torch.randn(queries, 4, generator=torch.Generator().manual_seed(0)), -1)
+    masks = _masks_with_regions(queries, regions)
+    settings = OVSegSettings(ensemble_weight=0.5)
+    with torch.no_grad():
+        exact = tiny._classify_image(proposal, masks, image, (64, 64), classifier, settings)
+        with inference_precision(tiny, torch.device("cpu"), choose_recipe("fp32", torch.device("cpu"))):
+            assert all(torch.equal(a, b) for a, b in zip(exact, tiny._classify_image(proposal, masks, image, (64, 64),
+                                                                                     classifier, settings)))
+        with inference_precision(tiny, torch.device("cpu"), choose_recipe("fast", torch.device("cpu"))):
+            probs, clip_logits, valid, sent = tiny._classify_image(proposal, masks, image, (64, 64), classifier,
+                                                                   settings)
+    assert sent.sum() == 2 and sent[6] and sent[1] != sent[2]  # queries 1 and 2 share one crop
+    assert torch.equal(clip_logits[1], clip_logits[2]) and torch.equal(valid, exact[2])
+    kept = 1 if sent[1] else 2
+    torch.testing.assert_close(clip_logits[kept], exact[1][kept], rtol=0.05, atol=0.05)  # bf16 where native

@@ -136,6 +136,8 @@ class MaskedTransformerDecoder(nn.Module):
         query_pos = self.query_embed.weight.unsqueeze(0).expand(batch, -1, -1)
         queries = self.query_feat.weight.unsqueeze(0).expand(batch, -1, -1)
 
+        if fast_inference() and not self.training:
+            return self._fast_forward(queries, query_pos, memories, memory_pos, sizes, features, classifier, void)
         head = lambda q, size: self._predict(q, features, classifier, void, size)
         logits, masks, attn_mask = head(queries, sizes[0])
         all_logits, all_masks = [logits], [masks]
@@ -147,6 +149,28 @@ class MaskedTransformerDecoder(nn.Module):
             all_masks.append(masks)
         aux = [{"pred_logits": c, "pred_masks": m} for c, m in zip(all_logits[:-1], all_masks[:-1])]
         return DecoderOutput(all_logits[-1], all_masks[-1], aux)
+
+    def _fast_forward(self, queries, query_pos, memories, memory_pos, sizes, features, classifier,
+                      void) -> DecoderOutput:
+        """Fast inference: only the last layer's classes and masks are read, so the layers before
+        it make just their next attention mask, from the mask features resized to that level
+        (resizing is linear: the same logits as resizing the full-size masks, up to rounding,
+        at a sixteenth of the product and without the unused mask pooling and class head)."""
+        level_features = {tuple(size): F.interpolate(features[0], size=tuple(size), mode="bilinear",
+                                                     align_corners=False) for size in sizes}
+        attn_mask = self._level_attention_mask(queries, level_features[tuple(sizes[0])])
+        for i, layer in enumerate(self.layers):
+            level = i % self.num_levels
+            queries = layer(queries, query_pos, memories[level], memory_pos[level], attn_mask)
+            if i < len(self.layers) - 1:
+                attn_mask = self._level_attention_mask(queries, level_features[tuple(sizes[(i + 1) % self.num_levels])])
+        logits, masks, _ = self._predict(queries, features, classifier, void, sizes[0])
+        return DecoderOutput(logits, masks, [])
+
+    def _level_attention_mask(self, queries: torch.Tensor, level_features: torch.Tensor) -> torch.Tensor:
+        """:meth:`_attention_mask` from mask features already at the attention level [B, C, h, w]."""
+        masks = torch.einsum("bqc,bchw->bqhw", self.mask_embed(self.decoder_norm(queries)), level_features)
+        return self._attention_mask(masks, masks.shape[-2:])
 
     def _predict(self, queries, features, classifier, void, attn_size):
         """Class logits, mask logits and the next cross-attention mask from the current queries;
@@ -164,7 +188,8 @@ class MaskedTransformerDecoder(nn.Module):
         A query whose mask is empty at this level attends everywhere instead, which
         keeps the softmax defined (a fully masked row would give NaN).
         """
-        resized = F.interpolate(masks, size=size, mode="bilinear", align_corners=False)
+        same = tuple(masks.shape[-2:]) == tuple(size)  # fast mode's level masks (a same-size resize is a copy)
+        resized = masks if same else F.interpolate(masks, size=size, mode="bilinear", align_corners=False)
         blocked = resized.sigmoid().flatten(2) < 0.5  # [B, Q, h*w]
         blocked = blocked & ~blocked.all(-1, keepdim=True)
         return blocked.repeat_interleave(self.num_heads, dim=0).detach()

@@ -20,9 +20,11 @@ from vocabseg.clip.text import TextEncoder, clip_text_encoder
 from vocabseg.clip.vit import encode_masked_regions
 from vocabseg.models.ovseg.config import OVSegConfig, OVSegSettings
 from vocabseg.models.ovseg.pixel_decoder import FPNPixelDecoder
+from vocabseg.models.ovseg.region_policy import plan_regions
 from vocabseg.models.ovseg.regions import extract_regions
 from vocabseg.models.ovseg.transformer_predictor import TransformerPredictor
 from vocabseg.models.protocol import InputBatch, QueryOutput, ResizeAndPad, Settings
+from vocabseg.precision import fast_inference
 from vocabseg.text.cache import build_text_classifier
 from vocabseg.text.classifier import TextClassifier
 from vocabseg.text.templates import DEFAULT_TEMPLATES
@@ -99,10 +101,10 @@ class OVSeg(nn.Module):
         padded = F.interpolate(out.pred_masks, size=batch.images.shape[-2:], mode="bilinear", align_corners=False)
         per_image = [self._classify_image(proposal_probs[i], padded[i], batch.resized[i], size, classifier, family)
                      for i, size in enumerate(batch.image_sizes)]
-        class_probs = torch.stack([p for p, _, _ in per_image])  # [B, Q, K]
-        valid = torch.stack([v for _, _, v in per_image])  # [B, Q]
-        details = {"proposal_logits": out.pred_logits, "clip_logits": torch.stack([c for _, c, _ in per_image]),
-                   "region_valid": valid}
+        class_probs = torch.stack([p for p, _, _, _ in per_image])  # [B, Q, K]
+        valid = torch.stack([v for _, _, v, _ in per_image])  # [B, Q]
+        details = {"proposal_logits": out.pred_logits, "clip_logits": torch.stack([c for _, c, _, _ in per_image]),
+                   "region_valid": valid, "region_sent": torch.stack([s for _, _, _, s in per_image])}
         semantic = None
         if family.demo_mode:
             semantic = torch.stack([_demo_scores(class_probs[i], valid[i], padded[i], size, family.mask_threshold,
@@ -133,8 +135,9 @@ class OVSeg(nn.Module):
 
     def _classify_image(self, proposal_probs: torch.Tensor, padded_masks: torch.Tensor, image: torch.Tensor,
                         size: tuple[int, int], classifier: TextClassifier,
-                        settings: OVSegSettings) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """One image: [Q, K] class probabilities, [Q, K + 1] CLIP logits (0 where no region), [Q] region flags.
+                        settings: OVSegSettings) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """One image: [Q, K] class probabilities, [Q, K + 1] CLIP logits (0 where no region), [Q] region
+        flags, [Q] flags of the crops sent through the CLIP (fast mode: :mod:`.region_policy`; else the regions).
 
         Args:
             proposal_probs: [Q, K + 1] softmax of the proposal logits.
@@ -146,14 +149,30 @@ class OVSeg(nn.Module):
         clip_logits = probs.new_zeros(num_queries, probs.shape[1] + 1)
         valid = torch.zeros(num_queries, dtype=torch.bool, device=probs.device)
         if not settings.clip_ensemble:
-            return probs, clip_logits, valid
+            return probs, clip_logits, valid, valid
         masks = padded_masks[:, : size[0], : size[1]].sigmoid()  # [Q, h, w] on the unpadded image
         regions = extract_regions(image, masks, mask_thr=settings.mask_threshold)
         valid = regions.valid
-        if valid.any():
-            clip_logits[valid] = self.region_logits(regions.regions, regions.masks, classifier, settings.region_batch)
-        clip_probs = clip_logits[:, :-1].softmax(-1)  # [Q, K], the void column dropped before the softmax
-        return _ensemble(probs, clip_probs, valid, settings.ensemble_weight), clip_logits, valid
+        if not fast_inference():
+            if valid.any():
+                clip_logits[valid] = self.region_logits(regions.regions, regions.masks, classifier,
+                                                        settings.region_batch)
+            clip_probs = clip_logits[:, :-1].softmax(-1)  # [Q, K], the void column dropped before the softmax
+            return _ensemble(probs, clip_probs, valid, settings.ensemble_weight), clip_logits, valid, valid
+        plan = plan_regions(proposal_probs, masks > settings.mask_threshold, valid)
+        crop_of = valid.cumsum(0) - 1  # query -> row of regions.regions
+        sent = plan.sent.nonzero()[:, 0]
+        if sent.numel():
+            rows = crop_of[sent]
+            clip_logits[sent] = self.region_logits(regions.regions[rows], regions.masks[rows], classifier,
+                                                   settings.region_batch).to(clip_logits.dtype)
+        reused = plan.source >= 0
+        clip_logits[reused] = clip_logits[plan.source[reused]]
+        clip_probs = clip_logits[:, :-1].softmax(-1)
+        # a proposal that sent no crop keeps its own guess where the CLIP's would be
+        own = probs / probs.sum(-1, keepdim=True).clamp(min=1e-12)
+        clip_probs = torch.where((valid & ~reused)[:, None], own, clip_probs)
+        return _ensemble(probs, clip_probs, valid, settings.ensemble_weight), clip_logits, valid, plan.sent
 
     def region_logits(self, regions: torch.Tensor, region_masks: torch.Tensor, classifier: TextClassifier,
                       chunk: int) -> torch.Tensor:

@@ -1,0 +1,30 @@
+import torch
+
+from vocabseg.models.ovseg.region_policy import plan_regions
+
+
+def _probs(rows: list[list[float]]) -> torch.Tensor:
+    return torch.tensor(rows)  # [Q, K + 1], void last
+
+
+def test_duplicates_share_the_surest_crop_and_void_sends_none():
+    masks = torch.zeros(4, 10, 10, dtype=torch.bool)
+    masks[0, :5] = True  # rows 0-4
+    masks[1, :5] = True
+    masks[1, 5, 0] = True  # IoU with 0: 50 / 51 > 0.9
+    masks[2, 5:] = True  # disjoint
+    masks[3, :5] = True  # a duplicate too, but void-dominated
+    probs = _probs([[0.5, 0.2, 0.3], [0.8, 0.1, 0.1], [0.3, 0.3, 0.4], [0.01, 0.01, 0.98]])
+    plan = plan_regions(probs, masks, torch.ones(4, dtype=torch.bool))
+    assert plan.sent.tolist() == [False, True, True, False]  # 1 is surer than 0 (0.8 vs 0.5)
+    assert plan.source.tolist() == [1, 1, 2, -1]
+
+
+def test_distinct_masks_all_send_and_invalid_queries_never():
+    masks = torch.zeros(3, 6, 6, dtype=torch.bool)
+    masks[0, :3], masks[1, 3:] = True, True
+    valid = torch.tensor([True, True, False])
+    plan = plan_regions(_probs([[0.6, 0.4], [0.5, 0.5], [0.9, 0.1]]), masks, valid)
+    assert plan.sent.tolist() == [True, True, False] and plan.source.tolist() == [0, 1, -1]
+    none = plan_regions(_probs([[0.6, 0.4]] * 3), masks, torch.zeros(3, dtype=torch.bool))
+    assert not none.sent.any() and (none.source == -1).all()

@@ -1,0 +1,58 @@
+"""The fast-mode rule (vocabseg.precision.choose_recipe) under simulated CPUs, each in a fresh
+interpreter: torch reads ATEN_CPU_CAPABILITY and ONEDNN_MAX_CPU_ISA when it starts."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from vocabseg.precision import _onednn_bf16_allowed, choose_recipe
+
+CPU = torch.device("cpu")
+PROBE = ("import torch; from vocabseg.precision import choose_recipe; "
+         "r = choose_recipe('fast', torch.device('cpu')); print(r.bf16, r.channels_last, r.describe())")
+
+
+def _decide(**env: str) -> str:
+    """The fast recipe's (bf16, channels_last, description) printed by a fresh interpreter under ``env``."""
+    clean = {k: v for k, v in os.environ.items() if k not in ("ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA")}
+    done = subprocess.run([sys.executable, "-c", PROBE], env={**clean, **env}, capture_output=True, text=True,
+                          timeout=120, check=True)
+    return done.stdout.strip()
+
+
+def test_avx2_kernels_pick_the_fp32_recipe_on_any_cpu():
+    line = _decide(ATEN_CPU_CAPABILITY="avx2", ONEDNN_MAX_CPU_ISA="AVX2")
+    assert line.startswith("False False fast: fp32 recipe, no native bf16 on this CPU"), line
+
+
+def test_a_onednn_cap_below_bf16_picks_the_fp32_recipe():
+    line = _decide(ONEDNN_MAX_CPU_ISA="AVX2")
+    assert line.startswith("False False fast: fp32 recipe, no native bf16 on this CPU"), line
+
+
+def test_a_native_bf16_cpu_picks_bf16_unrestricted():
+    if not (torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()):
+        pytest.skip("this CPU has neither AVX512_BF16 nor AMX")
+    if torch.backends.cpu.get_cpu_capability() != "AVX512":  # run under ATEN_CPU_CAPABILITY=avx2 itself
+        pytest.skip("the test process runs with restricted kernels")
+    line = _decide()
+    assert line.startswith("True True fast: bf16 recipe, native bf16 on this CPU"), line
+
+
+def test_exact_forced_and_default_recipes():
+    exact = choose_recipe("fp32", CPU)
+    assert not (exact.fast or exact.bf16 or exact.channels_last)
+    assert not choose_recipe("auto", CPU).fast  # the default stays exact off CUDA
+    forced = choose_recipe("bf16", CPU)
+    assert forced.fast and forced.bf16 and forced.channels_last and "forced" in forced.describe()
+    assert choose_recipe("fast", CPU).fast
+
+
+@pytest.mark.parametrize("isa, allowed", [("AVX2", False), ("avx512_core", False), ("AVX512_CORE_BF16", True),
+                                          ("AVX512_CORE_AMX", True), ("ALL", True)])
+def test_onednn_isa_caps(isa, allowed):
+    assert _onednn_bf16_allowed(isa) is allowed
