@@ -49,8 +49,8 @@ def build_demo(session: DemoSession, *, examples_dir: str | Path | None = None) 
                                       label="or a built-in vocabulary", elem_id="builtin")
                 model = gr.Dropdown(labels, value=opening, label="model", elem_id="model")
                 task = gr.Radio(task_choices(choice), value=choice.task, label="task", elem_id="task")
-                mode = gr.Radio(list(MODES), value="exact", label="mode (fast: bf16, slightly different numbers)",
-                                elem_id="mode")
+                mode_label = f"mode ({_fast_mode_note(session.device)}; slightly different numbers)"
+                mode = gr.Radio(list(MODES), value="exact", label=mode_label, elem_id="mode")
                 run = gr.Button("Segment", variant="primary", elem_id="run")
             with gr.Column():
                 status = gr.Markdown(choice.message, elem_id="status")
@@ -76,6 +76,15 @@ def build_demo(session: DemoSession, *, examples_dir: str | Path | None = None) 
 
         run.click(segment, [image, vocab, model, task, mode], [result, table, files, status])
     return demo
+
+
+def _fast_mode_note(device: str) -> str:
+    """What fast mode runs on this page's device: "fast: bf16 recipe, native bf16 on this CPU (...)"."""
+
+    from vocabseg.precision import choose_recipe
+    from vocabseg.predictor import resolve_device
+
+    return choose_recipe("fast", resolve_device(device)).describe()
 
 
 def task_choices(choice: ModelChoice) -> list[str]:
