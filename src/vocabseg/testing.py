@@ -44,3 +44,20 @@ def save_tiny_checkpoint(path, *, kind: str | None = None, seed: int = 0, min_si
     settings = model_family.default_settings(config).override({"min_size": min_size, "max_size": max_size})
     return save_checkpoint(path, tiny_model(kind, seed, family), family=model_family, config=config, settings=settings,
                            train_vocabulary=train_vocabulary)
+
+
+def file_hashes(folder) -> dict[str, str]:
+    """SHA-256 of every file below ``folder`` by relative path: a folder left byte-identical compares equal."""
+    import hashlib
+    from pathlib import Path
+
+    root = Path(folder)
+    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def one_error_line(capsys) -> str:
+    """The single line a refused command printed on stderr (fails when it printed more or none)."""
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1, err
+    return err[0]

@@ -1,20 +1,19 @@
 """`vocabseg train` and its run folder: no silent overwrite, resumes that tell the truth, one process per folder."""
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
 import yaml
 
 from vocabseg.cli import main
 from vocabseg.locks import LOCK_FILE
+from vocabseg.testing import file_hashes
 
 from .conftest import SRC
 
@@ -27,11 +26,6 @@ def train_args(tmp_path, monkeypatch, one_thread) -> list[str]:
             "solver.log_period=0", "solver.checkpoint_period=1", "solver.warmup_iters=0"]
 
 
-def _hashes(folder: Path) -> dict[str, str]:
-    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(folder.rglob("*")) if p.is_file()}
-
-
 def _cli(*args: str) -> subprocess.Popen:
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": f"{SRC}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
     return subprocess.Popen([sys.executable, "-m", "vocabseg.cli", *args], env=env, stdout=subprocess.PIPE,
@@ -40,13 +34,13 @@ def _cli(*args: str) -> subprocess.Popen:
 
 def test_a_second_run_into_the_folder_is_refused_and_the_first_kept(train_args, tmp_path, capsys):
     assert main([*train_args, "solver.max_iter=2"]) == 0
-    before = _hashes(tmp_path / "run")
+    before = file_hashes(tmp_path / "run")
     assert "model_0000001.pth" in before and "model_final.pth" in before
     assert main([*train_args, "solver.max_iter=1"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "holds a training run (config.yaml, last.pth, model_0000001.pth, ...)" in err[0]
     assert "--resume" in err[0] and "--overwrite" in err[0]
-    assert _hashes(tmp_path / "run") == before
+    assert file_hashes(tmp_path / "run") == before
 
 
 def test_overwrite_replaces_the_old_run_without_mixing_its_checkpoints(train_args, tmp_path):
@@ -59,11 +53,11 @@ def test_overwrite_replaces_the_old_run_without_mixing_its_checkpoints(train_arg
 
 def test_resume_with_another_learning_rate_is_refused_naming_it(train_args, tmp_path, capsys):
     assert main([*train_args, "solver.max_iter=1"]) == 0
-    before = _hashes(tmp_path / "run")
+    before = file_hashes(tmp_path / "run")
     assert main([*train_args, "solver.max_iter=1", "solver.lr=0.5", "--resume"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "solver.lr: 0.001 -> 0.5" in err[0]
-    assert _hashes(tmp_path / "run") == before
+    assert file_hashes(tmp_path / "run") == before
 
 
 def test_resume_with_a_longer_run_is_accepted_and_recorded(train_args, tmp_path, capsys):

@@ -1,13 +1,11 @@
 """OVSeg's CLIP stages (adapt, prompt) and assemble under the run-folder rule of `vocabseg train`."""
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import socket
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 import torch
@@ -16,7 +14,7 @@ import yaml
 from vocabseg.cli import main
 from vocabseg.fileio import read_checkpoint
 from vocabseg.locks import LOCK_FILE, RunLock
-from vocabseg.testing import save_tiny_checkpoint
+from vocabseg.testing import file_hashes, one_error_line, save_tiny_checkpoint
 from vocabseg.train.ovseg.run import run_stage
 
 from ..conftest import SRC
@@ -31,26 +29,15 @@ def stage_args(pair_root, tmp_path, one_thread) -> list[str]:
             "solver.warmup_iters=0", "solver.lr=0.002"]
 
 
-def _hashes(folder: Path) -> dict[str, str]:
-    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(folder.rglob("*")) if p.is_file()}
-
-
-def _one_line(capsys) -> str:
-    err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1, err
-    return err[0]
-
-
 def test_a_second_stage_run_is_refused_and_the_first_kept(stage_args, tmp_path, capsys):
     assert main([*stage_args, "solver.max_iter=2"]) == 0
-    before = _hashes(tmp_path / "run")
+    before = file_hashes(tmp_path / "run")
     assert sorted(before) == ["clip_final.pth", "config.yaml", "last.pth"]
     assert main([*stage_args, "solver.max_iter=1"]) == 2
-    line = _one_line(capsys)
+    line = one_error_line(capsys)
     assert "holds a training run (clip_final.pth, config.yaml, last.pth)" in line
     assert "--resume" in line and "--overwrite" in line
-    assert _hashes(tmp_path / "run") == before
+    assert file_hashes(tmp_path / "run") == before
 
 
 def test_overwrite_clears_the_old_stage_outputs(stage_args, stage_config, tmp_path):
@@ -64,10 +51,10 @@ def test_overwrite_clears_the_old_stage_outputs(stage_args, stage_config, tmp_pa
 
 def test_resume_with_another_learning_rate_is_refused_naming_it(stage_args, tmp_path, capsys):
     assert main([*stage_args, "solver.max_iter=1"]) == 0
-    before = _hashes(tmp_path / "run")
+    before = file_hashes(tmp_path / "run")
     assert main([*stage_args, "solver.max_iter=1", "solver.lr=0.5", "--resume"]) == 2
-    assert "solver.lr: 0.002 -> 0.5" in _one_line(capsys)
-    assert _hashes(tmp_path / "run") == before
+    assert "solver.lr: 0.002 -> 0.5" in one_error_line(capsys)
+    assert file_hashes(tmp_path / "run") == before
 
 
 def test_resume_with_a_longer_run_is_accepted_and_recorded(stage_args, tmp_path, capsys):
@@ -95,7 +82,7 @@ def test_a_folder_held_by_another_process_is_refused_naming_it(stage_args, tmp_p
         assert main([*stage_args, "solver.max_iter=1"]) == 2
     finally:
         holder.release()
-    assert "is in use by vocabseg train (adapt) (pid" in _one_line(capsys)
+    assert "is in use by vocabseg train (adapt) (pid" in one_error_line(capsys)
     assert list((tmp_path / "run").iterdir()) == []  # nothing written; the holder's lock went with it
     assert main([*stage_args, "solver.max_iter=1"]) == 0
     assert not (tmp_path / "run" / LOCK_FILE).exists()  # let go at the end
@@ -107,7 +94,7 @@ def test_a_folder_held_by_another_process_is_refused_naming_it(stage_args, tmp_p
 ])
 def test_a_refused_stage_run_leaves_no_folder(stage_args, tmp_path, capsys, extra, message):
     assert main([*stage_args, "solver.max_iter=1", *extra]) == 2
-    assert message in _one_line(capsys)
+    assert message in one_error_line(capsys)
     assert not (tmp_path / "run").exists()
 
 
@@ -119,9 +106,9 @@ def test_assemble_refuses_an_existing_checkpoint_without_overwrite(stage_args, t
             f"assemble.clip={tmp_path / 'run' / 'clip_final.pth'}"]
     target.write_bytes(b"an earlier assemble")
     assert main(args) == 2
-    assert "assembled.pth exists (an earlier assemble); add --overwrite" in _one_line(capsys)
+    assert "assembled.pth exists (an earlier assemble); add --overwrite" in one_error_line(capsys)
     assert target.read_bytes() == b"an earlier assemble"
-    assert main([*args, "--resume"]) == 2 and "--resume does not apply to the assemble stage" in _one_line(capsys)
+    assert main([*args, "--resume"]) == 2 and "--resume does not apply to the assemble stage" in one_error_line(capsys)
     assert main([*args, "--overwrite"]) == 0
     assert target.read_bytes() != b"an earlier assemble"
 

@@ -11,6 +11,7 @@ from open_clip.constants import OPENAI_DATASET_MEAN, OPENAI_DATASET_STD
 from PIL import Image
 
 from vocabseg.errors import ConfigError, DatasetError
+from vocabseg.testing import file_hashes, one_error_line
 from vocabseg.train.ovseg.mining.captions import read_captions
 from vocabseg.train.ovseg.mining.miner import MiningSettings, Proposals, mine
 from vocabseg.train.ovseg.mining.nouns import extract_nouns
@@ -229,34 +230,21 @@ def mine_args(dataset, tmp_path, one_thread) -> list[str]:
             "mine.mask_threshold=0.0"]
 
 
-def _hashes(folder) -> dict[str, str]:
-    import hashlib
-
-    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(folder.rglob("*")) if p.is_file()}
-
-
-def _one_line(capsys) -> str:
-    err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1, err
-    return err[0]
-
-
 def test_a_pair_folder_is_continued_only_with_resume_and_replaced_with_overwrite(mine_args, tmp_path, capsys):
     from vocabseg.cli import main
 
     mined = tmp_path / "mined"
     assert main([*mine_args, "--resume-from", str(tmp_path / "seg.pth")]) == 2
-    assert "--resume-from does not apply to the mine stage" in _one_line(capsys) and not mined.exists()
+    assert "--resume-from does not apply to the mine stage" in one_error_line(capsys) and not mined.exists()
     assert main([*mine_args, "mine.limit=2"]) == 0
     capsys.readouterr()  # its summary
-    before = _hashes(mined)
+    before = file_hashes(mined)
     assert main([*mine_args, "mine.limit=2"]) == 2  # a rerun without --resume
-    line = _one_line(capsys)
+    line = one_error_line(capsys)
     assert "holds a mined pair folder (done.txt, mining.json, pairs.jsonl)" in line and "--resume" in line
     assert main([*mine_args, "mine.limit=2", "mine.mask_threshold=0.5", "--resume"]) == 2  # other pairs
-    assert "mask_threshold: 0.0 -> 0.5" in _one_line(capsys)
-    assert _hashes(mined) == before
+    assert "mask_threshold: 0.0 -> 0.5" in one_error_line(capsys)
+    assert file_hashes(mined) == before
     assert main([*mine_args, "--resume"]) == 0  # the rest of the images; those done stay done
     done = (mined / "done.txt").read_text().splitlines()
     assert sorted(done) == ["a.png", "b.png", "c.png", "d.png", "gone.png"] and len(done) == 5  # each once
@@ -280,5 +268,5 @@ def test_a_pair_folder_being_mined_is_refused_naming_the_miner(mine_args, tmp_pa
         assert main([*mine_args, "mine.limit=1", "--resume"]) == 2
     finally:
         holder.release()
-    assert "is in use by vocabseg train (mine) (pid" in _one_line(capsys)
+    assert "is in use by vocabseg train (mine) (pid" in one_error_line(capsys)
     assert list((tmp_path / "mined").iterdir()) == []  # nothing written
