@@ -242,3 +242,22 @@ def test_query_masks_of_a_tensor_reads_it():
     masks = QueryMasks.of(full)
     assert masks.size == (6, 4) and masks.num_queries == 5
     assert torch.equal(masks.rows(2, 5), full[:, 2:5])
+
+
+def test_first_argmax_equals_argmax_with_ties():
+    from vocabseg.postprocess import _first_argmax
+
+    scores = torch.randn(6, 1000, generator=torch.Generator().manual_seed(0))
+    scores[2, :100] = scores[4, :100] = 100.0  # ties: the first class wins, as argmax
+    scores[:, 100:120] = 0.5  # all classes tied
+    out = torch.full((1000,), 7, dtype=torch.int64)
+    assert torch.equal(_first_argmax(scores, out=out), scores.argmax(0))
+    assert int(out[0]) == 2 and int(out[110]) == 0
+
+
+def test_counts_equal_bool_sums():
+    from vocabseg.postprocess import _counts
+
+    flags = torch.rand(5, 7, 9, generator=torch.Generator().manual_seed(1)) > 0.4
+    assert torch.equal(_counts(flags), flags.flatten(1).sum(1))
+    assert _counts(flags[:0]).shape == (0,)
