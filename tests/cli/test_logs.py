@@ -105,6 +105,8 @@ def test_quiet_after_the_subcommand_hides_the_progress_notes(tmp_path, monkeypat
     photo = tmp_path / "street.png"
     Image.fromarray(synthetic_photo(60, 80)).save(photo)
     args = ["predict", str(photo), "--model", str(checkpoint), "--vocab", "cat", "--output", str(tmp_path / "o")]
+    assert main([*args, "-q"]) == 0
+    assert "img/s" not in capsys.readouterr().err  # -q: no progress bar either
     assert main(args) == 0
     capsys.readouterr()
     assert main([*args, "-q"]) == 0  # a rerun: "skipping 1 image(s) already done" is a progress note

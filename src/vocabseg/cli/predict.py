@@ -92,7 +92,8 @@ def _predict_folder(args: argparse.Namespace, names: dict[Path, str], output: Pa
     dist.on_main_first(lambda: record.start(identity, source, done, overwrite=args.overwrite, order=order))
     if len(todo) < len(paths) and rank == 0:  # said only once the run is known to be the one that did them
         logger.info("skipping %d image(s) already done in %s (--overwrite to redo)", len(paths) - len(todo), output)
-    with tqdm(total=len(todo), desc="predict", unit="img", disable=not todo or rank != 0) as bar:
+    show = bool(todo) and rank == 0 and logger.isEnabledFor(logging.INFO)  # -q: no bar either
+    with tqdm(total=len(todo), desc="predict", unit="img", disable=not show) as bar:
         chunks = [mine[start:start + args.batch_size] for start in range(0, len(mine), args.batch_size)]
         for chunk, loaded in zip(chunks, _decoded_chunks(chunks, record if args.skip_errors else None)):
             images = [image for _, image in loaded]
