@@ -39,13 +39,14 @@ def cmd_predict(args: argparse.Namespace) -> None:
     paths = list(names)
     _check_task(args)  # from the zoo or the checkpoint's header: before anything is loaded or written
     resolve_device(dist.rank_device(args.device))
-    check_output_folder(output, [p for p in paths if names[p] not in read_done(output)])  # a first estimate
+    recorded = read_done(output)  # read once: the comprehensions below would re-read it for every image
+    check_output_folder(output, [p for p in paths if names[p] not in recorded])  # a first estimate
     args.device = dist.rank_device(args.device)
     created_group = dist.join_from_env(backend="gloo", timeout=_JOB_TIMEOUT)  # barriers and small gathers only
     try:
         rank, world = dist.rank_and_world()
         if not args.skip_errors:  # a bad or truncated file fails here, before the model loads
-            _decode_all([p for p in _shard(paths, args.batch_size, rank, world) if names[p] not in read_done(output)])
+            _decode_all([p for p in _shard(paths, args.batch_size, rank, world) if names[p] not in recorded])
         with owned_folder(output, "vocabseg predict"):
             _predict_folder(args, names, output, rank, world)
     finally:
