@@ -159,3 +159,53 @@ def test_fast_mode_sends_one_crop_per_duplicate_group_and_keeps_exact_untouched(
     assert torch.equal(clip_logits[1], clip_logits[2]) and torch.equal(valid, exact[2])
     kept = 1 if sent[1] else 2
     torch.testing.assert_close(clip_logits[kept], exact[1][kept], rtol=0.05, atol=0.05)  # bf16 where native
+
+
+def test_fast_mode_batches_crops_across_images_with_the_same_numbers(tiny, monkeypatch):
+    """Fast mode sends a batch's crops through the CLIP in full chunks: 8 crops of 3 images in 2 passes of 4,
+    not 3 + 3 + 2, and every image gets the class scores it gets alone."""
+    import vocabseg.models.ovseg.model as ovseg_model
+    from vocabseg.precision import Recipe, inference_precision
+
+    chunks: list[int] = []  # crops per CLIP forward pass
+    encode = ovseg_model.encode_masked_regions
+
+    def counted(visual, regions, region_masks, **kwargs):  # the real encoder, its calls counted
+        chunks.append(len(regions))
+        return encode(visual, regions, region_masks, **kwargs)
+
+    monkeypatch.setattr(ovseg_model, "encode_masked_regions", counted)
+    classifier, queries = _classifier(tiny), tiny.config.num_queries
+    sizes = [(64, 64), (48, 64), (64, 40)]  # masks at the padded 64x64, images of different sizes
+    boxes = [(slice(0, 20), slice(0, 30)), (slice(30, 45), slice(5, 25)), (slice(20, 40), slice(30, 38))]
+    masks = [_masks_with_regions(queries, dict(zip(picked, boxes))) for picked in ([0, 3, 5], [1, 2, 7], [4, 6])]
+    images = [torch.from_numpy(synthetic_photo(h, w, seed=i).transpose(2, 0, 1).copy())
+              for i, (h, w) in enumerate(sizes)]
+    generator = torch.Generator().manual_seed(0)
+    proposals = [torch.softmax(torch.randn(queries, 4, generator=generator) - torch.tensor([0, 0, 0, 3.0]), -1)
+                 for _ in sizes]
+    settings = OVSegSettings(ensemble_weight=0.5, region_batch=4)
+    with torch.no_grad(), inference_precision(tiny, torch.device("cpu"), Recipe(True, False, False, "fast, fp32")):
+        alone = [tiny._classify_image(p, m, image, size, classifier, settings)
+                 for p, m, image, size in zip(proposals, masks, images, sizes)]
+        assert chunks == [3, 3, 2]
+        together = tiny._classify_images(proposals, masks, images, sizes, classifier, settings)
+    assert chunks[3:] == [4, 4]
+    for one, batched in zip(alone, together):
+        assert torch.equal(one.valid, batched.valid) and torch.equal(one.sent, batched.sent)
+        torch.testing.assert_close(batched.class_probs, one.class_probs, rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(batched.clip_logits, one.clip_logits, rtol=1e-5, atol=1e-5)
+
+
+def test_fast_mode_batch_without_any_crop_skips_the_clip(tiny):
+    from vocabseg.precision import Recipe, inference_precision
+
+    classifier, queries = _classifier(tiny), tiny.config.num_queries
+    image = torch.from_numpy(synthetic_photo(64, 64).transpose(2, 0, 1).copy())
+    proposal = torch.softmax(torch.randn(queries, 4), -1)
+    with torch.no_grad(), inference_precision(tiny, torch.device("cpu"), Recipe(True, False, False, "fast, fp32")):
+        results = tiny._classify_images([proposal] * 2, [_masks_with_regions(queries, {})] * 2, [image] * 2,
+                                        [(64, 64)] * 2, classifier, OVSegSettings(ensemble_weight=0.5))
+    for result in results:
+        assert not result.valid.any() and not result.clip_logits.any() and result.clip_logits.shape == (queries, 4)
+        torch.testing.assert_close(result.class_probs, proposal[:, :-1] ** 0.5)

@@ -9,8 +9,9 @@ soft masks.
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -20,7 +21,7 @@ from vocabseg.clip.text import TextEncoder, clip_text_encoder
 from vocabseg.clip.vit import encode_masked_regions
 from vocabseg.models.ovseg.config import OVSegConfig, OVSegSettings
 from vocabseg.models.ovseg.pixel_decoder import FPNPixelDecoder
-from vocabseg.models.ovseg.region_policy import plan_regions
+from vocabseg.models.ovseg.region_policy import RegionPlan, plan_regions
 from vocabseg.models.ovseg.regions import extract_regions
 from vocabseg.models.ovseg.transformer_predictor import TransformerPredictor
 from vocabseg.models.protocol import InputBatch, QueryOutput, ResizeAndPad, Settings
@@ -99,12 +100,12 @@ class OVSeg(nn.Module):
         out = self(batch.images, classifier)
         proposal_probs = out.pred_logits.softmax(-1)  # [B, Q, K + 1], void last
         padded = F.interpolate(out.pred_masks, size=batch.images.shape[-2:], mode="bilinear", align_corners=False)
-        per_image = [self._classify_image(proposal_probs[i], padded[i], batch.resized[i], size, classifier, family)
-                     for i, size in enumerate(batch.image_sizes)]
-        class_probs = torch.stack([p for p, _, _, _ in per_image])  # [B, Q, K]
-        valid = torch.stack([v for _, _, v, _ in per_image])  # [B, Q]
-        details = {"proposal_logits": out.pred_logits, "clip_logits": torch.stack([c for _, c, _, _ in per_image]),
-                   "region_valid": valid, "region_sent": torch.stack([s for _, _, _, s in per_image])}
+        per_image = self._classify_images(proposal_probs.unbind(), padded.unbind(), batch.resized, batch.image_sizes,
+                                          classifier, family)
+        class_probs = torch.stack([r.class_probs for r in per_image])  # [B, Q, K]
+        valid = torch.stack([r.valid for r in per_image])  # [B, Q]
+        details = {"proposal_logits": out.pred_logits, "clip_logits": torch.stack([r.clip_logits for r in per_image]),
+                   "region_valid": valid, "region_sent": torch.stack([r.sent for r in per_image])}
         semantic = None
         if family.demo_mode:
             semantic = torch.stack([_demo_scores(class_probs[i], valid[i], padded[i], size, family.mask_threshold,
@@ -133,9 +134,28 @@ class OVSeg(nn.Module):
                        seen=torch.cat([classifier.seen, classifier.seen.new_zeros(1)]),
                        class_names=(*classifier.class_names, "others"))
 
+    def _classify_images(self, proposal_probs: Sequence[torch.Tensor], padded_masks: Sequence[torch.Tensor],
+                         images: Sequence[torch.Tensor], sizes: Sequence[tuple[int, int]], classifier: TextClassifier,
+                         settings: OVSegSettings) -> list[ClassifiedRegions]:
+        """:meth:`_classify_image` for every image of a batch (arguments: one entry per image).
+
+        Fast mode sends the crops of all the images through the CLIP together, in chunks of
+        ``settings.region_batch`` that run full across image boundaries (fewer, fuller forward
+        passes; the same numbers up to float rounding). Exact mode classifies image by image.
+        """
+        if not (fast_inference() and settings.clip_ensemble):
+            return [self._classify_image(p, m, image, size, classifier, settings)
+                    for p, m, image, size in zip(proposal_probs, padded_masks, images, sizes)]
+        plans = [_plan_crops(p, m, image, size, settings)
+                 for p, m, image, size in zip(proposal_probs, padded_masks, images, sizes)]
+        logits = self.region_logits(torch.cat([p.crops for p in plans]), torch.cat([p.crop_masks for p in plans]),
+                                    classifier, settings.region_batch)  # [sum n_i, K + 1]
+        per_image = logits.split([len(p.crops) for p in plans])
+        return [_fast_classes(p, lg, settings.ensemble_weight) for p, lg in zip(plans, per_image)]
+
     def _classify_image(self, proposal_probs: torch.Tensor, padded_masks: torch.Tensor, image: torch.Tensor,
                         size: tuple[int, int], classifier: TextClassifier,
-                        settings: OVSegSettings) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+                        settings: OVSegSettings) -> ClassifiedRegions:
         """One image: [Q, K] class probabilities, [Q, K + 1] CLIP logits (0 where no region), [Q] region
         flags, [Q] flags of the crops sent through the CLIP (fast mode: :mod:`.region_policy`; else the regions).
 
@@ -149,39 +169,74 @@ class OVSeg(nn.Module):
         clip_logits = probs.new_zeros(num_queries, probs.shape[1] + 1)
         valid = torch.zeros(num_queries, dtype=torch.bool, device=probs.device)
         if not settings.clip_ensemble:
-            return probs, clip_logits, valid, valid
+            return ClassifiedRegions(probs, clip_logits, valid, valid)
+        if fast_inference():
+            plan = _plan_crops(proposal_probs, padded_masks, image, size, settings)
+            logits = self.region_logits(plan.crops, plan.crop_masks, classifier, settings.region_batch)
+            return _fast_classes(plan, logits, settings.ensemble_weight)
         masks = padded_masks[:, : size[0], : size[1]].sigmoid()  # [Q, h, w] on the unpadded image
         regions = extract_regions(image, masks, mask_thr=settings.mask_threshold)
         valid = regions.valid
-        if not fast_inference():
-            if valid.any():
-                clip_logits[valid] = self.region_logits(regions.regions, regions.masks, classifier,
-                                                        settings.region_batch)
-            clip_probs = clip_logits[:, :-1].softmax(-1)  # [Q, K], the void column dropped before the softmax
-            return _ensemble(probs, clip_probs, valid, settings.ensemble_weight), clip_logits, valid, valid
-        plan = plan_regions(proposal_probs, masks > settings.mask_threshold, valid)
-        crop_of = valid.cumsum(0) - 1  # query -> row of regions.regions
-        sent = plan.sent.nonzero()[:, 0]
-        if sent.numel():
-            rows = crop_of[sent]
-            clip_logits[sent] = self.region_logits(regions.regions[rows], regions.masks[rows], classifier,
-                                                   settings.region_batch).to(clip_logits.dtype)
-        reused = plan.source >= 0
-        clip_logits[reused] = clip_logits[plan.source[reused]]
-        clip_probs = clip_logits[:, :-1].softmax(-1)
-        # a proposal that sent no crop keeps its own guess where the CLIP's would be
-        own = probs / probs.sum(-1, keepdim=True).clamp(min=1e-12)
-        clip_probs = torch.where((valid & ~reused)[:, None], own, clip_probs)
-        return _ensemble(probs, clip_probs, valid, settings.ensemble_weight), clip_logits, valid, plan.sent
+        if valid.any():
+            clip_logits[valid] = self.region_logits(regions.regions, regions.masks, classifier, settings.region_batch)
+        clip_probs = clip_logits[:, :-1].softmax(-1)  # [Q, K], the void column dropped before the softmax
+        return ClassifiedRegions(_ensemble(probs, clip_probs, valid, settings.ensemble_weight), clip_logits, valid,
+                                 valid)
 
     def region_logits(self, regions: torch.Tensor, region_masks: torch.Tensor, classifier: TextClassifier,
                       chunk: int) -> torch.Tensor:
         """[N, K + 1] CLIP logits of N region crops [N, 3, 224, 224] with masks [N, 1, 224, 224]."""
         depth = self.config.mask_prompt_depth
+        if len(regions) == 0:  # fast mode: no image of the batch sent a crop
+            return regions.new_zeros(0, classifier.num_classes + 1)
         features = torch.cat([encode_masked_regions(self.clip.visual, regions[i:i + chunk],
                                                     region_masks[i:i + chunk], depth=depth)
                               for i in range(0, len(regions), max(chunk, 1))])  # [N, D]
         return classifier.logits(features[None], void=self.void(), scale=TEMPERATURE)[0]
+
+
+class ClassifiedRegions(NamedTuple):
+    """One image's region classification (see :meth:`OVSeg._classify_image`)."""
+
+    class_probs: torch.Tensor  # [Q, K] ensembled class probabilities
+    clip_logits: torch.Tensor  # [Q, K + 1] CLIP logits, 0 where no region
+    valid: torch.Tensor  # [Q] bool: the query has a region
+    sent: torch.Tensor  # [Q] bool: its crop went through the CLIP
+
+
+class CropPlan(NamedTuple):
+    """Fast mode, one image before the CLIP pass: the crops to send and what to do with their scores."""
+
+    proposal_probs: torch.Tensor  # [Q, K + 1] proposal probabilities, void last
+    valid: torch.Tensor  # [Q] bool: the query has a region
+    plan: RegionPlan  # which queries send a crop, whose scores the others reuse
+    crops: torch.Tensor  # [n, 3, S, S] the crops of the n sending queries, in query order
+    crop_masks: torch.Tensor  # [n, 1, S, S]
+
+
+def _plan_crops(proposal_probs: torch.Tensor, padded_masks: torch.Tensor, image: torch.Tensor,
+                size: tuple[int, int], settings: OVSegSettings) -> CropPlan:
+    """Fast mode: one image's regions, the region policy's plan, and the crops it sends."""
+    masks = padded_masks[:, : size[0], : size[1]].sigmoid()  # [Q, h, w] on the unpadded image
+    regions = extract_regions(image, masks, mask_thr=settings.mask_threshold)
+    plan = plan_regions(proposal_probs, masks > settings.mask_threshold, regions.valid)
+    rows = (regions.valid.cumsum(0) - 1)[plan.sent]  # sending query -> row of regions.regions
+    return CropPlan(proposal_probs, regions.valid, plan, regions.regions[rows], regions.masks[rows])
+
+
+def _fast_classes(crops: CropPlan, sent_logits: torch.Tensor, weight: float) -> ClassifiedRegions:
+    """Fast mode, one image after the CLIP pass: ``sent_logits`` [n, K + 1] of its sent crops."""
+    probs = crops.proposal_probs[:, :-1]  # [Q, K]
+    plan, valid = crops.plan, crops.valid
+    clip_logits = probs.new_zeros(probs.shape[0], probs.shape[1] + 1)
+    clip_logits[plan.sent] = sent_logits.to(clip_logits.dtype)
+    reused = plan.source >= 0
+    clip_logits[reused] = clip_logits[plan.source[reused]]
+    clip_probs = clip_logits[:, :-1].softmax(-1)
+    # a proposal that sent no crop keeps its own guess where the CLIP's would be
+    own = probs / probs.sum(-1, keepdim=True).clamp(min=1e-12)
+    clip_probs = torch.where((valid & ~reused)[:, None], own, clip_probs)
+    return ClassifiedRegions(_ensemble(probs, clip_probs, valid, weight), clip_logits, valid, plan.sent)
 
 
 def _ensemble(proposal: torch.Tensor, clip: torch.Tensor, valid: torch.Tensor, weight: float) -> torch.Tensor:
