@@ -42,16 +42,28 @@ def plan_regions(proposal_probs: torch.Tensor, bin_masks: torch.Tensor, valid: t
     if index.numel() == 0:
         return RegionPlan(torch.zeros_like(valid), source)
     order = index[proposal_probs[index, :-1].max(-1).values.argsort(descending=True, stable=True)]  # surest first
-    flat = bin_masks[order].flatten(1).float()  # [N, P]
-    inter = flat @ flat.t()  # [N, N] intersections
-    area = flat.sum(1)
-    iou = inter / (area[:, None] + area[None, :] - inter).clamp(min=1)
-    representative = torch.arange(order.numel(), device=valid.device)
-    for i in range(order.numel()):  # greedy: a query joins the first (surest) sent query it duplicates
-        if int(representative[i]) != i:
-            continue
-        later = (iou[i] >= iou_threshold) & (representative == torch.arange(order.numel(), device=valid.device))
-        later[: i + 1] = False
-        representative[later] = i
-    source[order] = order[representative]
+    duplicates = _mask_iou(bin_masks[order]) >= iou_threshold  # [N, N]
+    representative = _greedy_groups(duplicates.tolist())  # note: one device sync
+    source[order] = order[torch.tensor(representative, device=valid.device)]
     return RegionPlan(source.eq(torch.arange(num_queries, device=valid.device)), source)
+
+
+def _mask_iou(bin_masks: torch.Tensor) -> torch.Tensor:
+    """[N, N] IoUs of [N, h, w] bool masks; float32 even under autocast (bf16 would round pixel counts)."""
+    with torch.autocast(bin_masks.device.type, enabled=False):
+        flat = bin_masks.flatten(1).float()  # [N, P]
+        inter = flat @ flat.t()  # [N, N] intersections, exact up to 2^24 pixels
+        area = flat.sum(1)
+        return inter / (area[:, None] + area[None, :] - inter).clamp(min=1)
+
+
+def _greedy_groups(duplicates: list[list[bool]]) -> list[int]:
+    """Each mask's group leader: a mask joins the first (surest) leader it duplicates, else leads."""
+    leader = list(range(len(duplicates)))
+    for i, row in enumerate(duplicates):
+        if leader[i] != i:
+            continue
+        for j in range(i + 1, len(row)):
+            if row[j] and leader[j] == j:
+                leader[j] = i
+    return leader
