@@ -185,6 +185,10 @@ def test_fast_mode_batches_crops_across_images_with_the_same_numbers(tiny, monke
     proposals = [torch.softmax(torch.randn(queries, 4, generator=generator) - torch.tensor([0, 0, 0, 3.0]), -1)
                  for _ in sizes]
     settings = OVSegSettings(ensemble_weight=0.5, region_batch=4)
+    with torch.no_grad():
+        exact = [tiny._classify_image(p, m, image, size, classifier, settings)
+                 for p, m, image, size in zip(proposals, masks, images, sizes)]
+    chunks.clear()
     with torch.no_grad(), inference_precision(tiny, torch.device("cpu"), Recipe(True, False, False, "fast, fp32")):
         alone = [tiny._classify_image(p, m, image, size, classifier, settings)
                  for p, m, image, size in zip(proposals, masks, images, sizes)]
@@ -195,6 +199,9 @@ def test_fast_mode_batches_crops_across_images_with_the_same_numbers(tiny, monke
         assert torch.equal(one.valid, batched.valid) and torch.equal(one.sent, batched.sent)
         torch.testing.assert_close(batched.class_probs, one.class_probs, rtol=1e-5, atol=1e-5)
         torch.testing.assert_close(batched.clip_logits, one.clip_logits, rtol=1e-5, atol=1e-5)
+    for fast, reference in zip(together, exact):  # distinct masks: every region sends the crop exact mode cuts
+        assert torch.equal(fast.sent, reference.valid)
+        torch.testing.assert_close(fast.clip_logits, reference.clip_logits, rtol=1e-5, atol=1e-5)
 
 
 def test_fast_mode_batch_without_any_crop_skips_the_clip(tiny):

@@ -216,12 +216,14 @@ class CropPlan(NamedTuple):
 
 def _plan_crops(proposal_probs: torch.Tensor, padded_masks: torch.Tensor, image: torch.Tensor,
                 size: tuple[int, int], settings: OVSegSettings) -> CropPlan:
-    """Fast mode: one image's regions, the region policy's plan, and the crops it sends."""
+    """Fast mode: one image's regions, the region policy's plan, and the crops it sends (cut only for
+    the queries that send one: with a small CLIP, cutting and resizing crops costs as much as their pass)."""
     masks = padded_masks[:, : size[0], : size[1]].sigmoid()  # [Q, h, w] on the unpadded image
-    regions = extract_regions(image, masks, mask_thr=settings.mask_threshold)
-    plan = plan_regions(proposal_probs, masks > settings.mask_threshold, regions.valid)
-    rows = (regions.valid.cumsum(0) - 1)[plan.sent]  # sending query -> row of regions.regions
-    return CropPlan(proposal_probs, regions.valid, plan, regions.regions[rows], regions.masks[rows])
+    bin_masks = masks > settings.mask_threshold
+    valid = bin_masks.flatten(1).any(dim=1)  # [Q], as extract_regions decides it
+    plan = plan_regions(proposal_probs, bin_masks, valid)
+    sent = extract_regions(image, masks[plan.sent], mask_thr=settings.mask_threshold)  # the same crops, bit for bit
+    return CropPlan(proposal_probs, valid, plan, sent.regions, sent.masks)
 
 
 def _fast_classes(crops: CropPlan, sent_logits: torch.Tensor, weight: float) -> ClassifiedRegions:
