@@ -9,29 +9,32 @@ import sys
 import pytest
 import torch
 
+from vocabseg.layers.int8_linear import int8_available
 from vocabseg.precision import _onednn_bf16_allowed, choose_recipe
 
 CPU = torch.device("cpu")
+INT8 = " + int8 linears" if int8_available(CPU)[0] else ""  # x86 CPUs: fbgemm's int8 kernels
 PROBE = ("import torch; from vocabseg.precision import choose_recipe; "
          "r = choose_recipe('fast', torch.device('cpu')); print(r.bf16, r.channels_last, r.describe())")
 
 
 def _decide(**env: str) -> str:
     """The fast recipe's (bf16, channels_last, description) printed by a fresh interpreter under ``env``."""
-    clean = {k: v for k, v in os.environ.items() if k not in ("ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA")}
+    clean = {k: v for k, v in os.environ.items() if k not in ("ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA",
+                                                                    "FBGEMM_ENABLE_INSTRUCTIONS")}
     done = subprocess.run([sys.executable, "-c", PROBE], env={**clean, **env}, capture_output=True, text=True,
                           timeout=120, check=True)
     return done.stdout.strip()
 
 
 def test_avx2_kernels_pick_the_fp32_recipe_on_any_cpu():
-    line = _decide(ATEN_CPU_CAPABILITY="avx2", ONEDNN_MAX_CPU_ISA="AVX2")
-    assert line.startswith("False False fast: fp32 recipe, no native bf16 on this CPU"), line
+    line = _decide(ATEN_CPU_CAPABILITY="avx2", ONEDNN_MAX_CPU_ISA="AVX2", FBGEMM_ENABLE_INSTRUCTIONS="AVX2")
+    assert line.startswith(f"False False fast: fp32 recipe{INT8}, no native bf16 on this CPU"), line
 
 
 def test_a_onednn_cap_below_bf16_picks_the_fp32_recipe():
     line = _decide(ONEDNN_MAX_CPU_ISA="AVX2")
-    assert line.startswith("False False fast: fp32 recipe, no native bf16 on this CPU"), line
+    assert line.startswith(f"False False fast: fp32 recipe{INT8}, no native bf16 on this CPU"), line
 
 
 def test_a_native_bf16_cpu_picks_bf16_unrestricted():
@@ -40,7 +43,7 @@ def test_a_native_bf16_cpu_picks_bf16_unrestricted():
     if torch.backends.cpu.get_cpu_capability() != "AVX512":  # run under ATEN_CPU_CAPABILITY=avx2 itself
         pytest.skip("the test process runs with restricted kernels")
     line = _decide()
-    assert line.startswith("True True fast: bf16 recipe, native bf16 on this CPU"), line
+    assert line.startswith(f"True True fast: bf16 recipe{INT8}, native bf16 on this CPU"), line
 
 
 def test_exact_forced_and_default_recipes():
@@ -50,6 +53,8 @@ def test_exact_forced_and_default_recipes():
     forced = choose_recipe("bf16", CPU)
     assert forced.fast and forced.bf16 and forced.channels_last and "forced" in forced.describe()
     assert choose_recipe("fast", CPU).fast
+    assert choose_recipe("fast", CPU).int8 == int8_available(CPU)[0]
+    assert not (exact.int8 or forced.int8)  # int8 only where fast mode picks by hardware
 
 
 @pytest.mark.parametrize("isa, allowed", [("AVX2", False), ("avx512_core", False), ("AVX512_CORE_BF16", True),

@@ -109,6 +109,18 @@ def test_describe_names_family_architecture_and_settings(predictor):
     assert predictor.classifier.seen.tolist() == [True, True, True, True]  # all four are COCO panoptic classes
 
 
+def test_fast_mode_describes_the_arithmetic_this_device_chose(monkeypatch):
+    """A run folder's identity (predictor.describe) must tell int8 or bf16 fast outputs from float32 ones."""
+    config = tiny_config()
+    predictor = Predictor(tiny_model(seed=0), config, get_family("fcclip").default_settings(config))
+    assert "recipe" not in predictor.describe()  # exact mode: the same on every device
+    predictor.with_settings({"precision": "fast"})
+    recipe = predictor.recipe
+    assert predictor.describe()["recipe"] == {"bf16": recipe.bf16, "int8": recipe.int8}
+    monkeypatch.setattr("vocabseg.precision.int8_available", lambda device: (not recipe.int8, "flipped"))
+    assert predictor.describe()["recipe"]["int8"] is (not recipe.int8)  # other hardware, another identity
+
+
 def test_with_settings_changes_generic_and_family_settings(tmp_path):
     config = tiny_config()
     predictor = Predictor(tiny_model(seed=0), config, get_family("fcclip").default_settings(config))

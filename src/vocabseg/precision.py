@@ -3,7 +3,8 @@
 Exact ("fp32") runs every family as its reference code does. Fast mode turns on the algorithms
 that trade the last bits for speed (gather deformable attention, fused attention, semantic
 scores at mask resolution, fewer region crops) and, only where the device computes bf16
-natively, bf16 autocast with channels-last weights; the families keep the parts that decide
+natively, bf16 autocast with channels-last weights; on x86 CPUs, int8 linear layers where a
+family measured its labels to hold (``fast_int8()``); the families keep the parts that decide
 masks and classes in float32. Emulated bf16 (an AVX2-only CPU) is 3-10x slower than float32,
 so "fast" picks by hardware (:func:`choose_recipe`); "bf16" forces bf16. ``vocabseg bench``
 prints the decision and how far fast strays from exact.
@@ -21,17 +22,27 @@ from typing import TYPE_CHECKING
 import torch
 from torch import nn
 
+from vocabseg.layers.int8_linear import int8_available
+
 if TYPE_CHECKING:  # models import this module: no import of them at run time
     from vocabseg.models.protocol import QueryOutput
 
 # Set while a predictor runs a model in fast mode. Models read it (fast_inference()) to relax
 # what they keep in float32 under autocast: plain autocast (training AMP, a user's own) does not.
 _FAST_INFERENCE = contextvars.ContextVar("vocabseg_fast_inference", default=False)
+# Set in fast mode where int8 linears run natively (x86 CPUs): families read it (fast_int8()) for the
+# layers where they measured their labels to hold with them.
+_FAST_INT8 = contextvars.ContextVar("vocabseg_fast_int8", default=False)
 
 
 def fast_inference() -> bool:
     """True inside :func:`inference_precision` in fast mode."""
     return _FAST_INFERENCE.get()
+
+
+def fast_int8() -> bool:
+    """True inside :func:`inference_precision` in fast mode on a device with native int8 linears."""
+    return _FAST_INT8.get()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -43,11 +54,12 @@ class Recipe:
     channels_last: bool  # channels-last weights: with bf16 only. In float32 (AVX2 kernels) it made the
     # FC-CLIP RN50 backbone 0.84x but Cascade-CLIP's ViT 1.05x, and fast must never be slower than exact
     reason: str  # one line for `vocabseg bench`
+    int8: bool = False  # int8 linears (layers/int8_linear.py) where a family measured them to hold
 
     def describe(self) -> str:
         if not self.fast:
             return f"exact: fp32, {self.reason}"
-        return f"fast: {'bf16' if self.bf16 else 'fp32'} recipe, {self.reason}"
+        return f"fast: {'bf16' if self.bf16 else 'fp32'} recipe{' + int8 linears' if self.int8 else ''}, {self.reason}"
 
 
 def choose_recipe(precision: str, device: torch.device) -> Recipe:
@@ -59,7 +71,8 @@ def choose_recipe(precision: str, device: torch.device) -> Recipe:
     if precision == "bf16":
         return Recipe(True, True, True, "bf16 forced by precision=bf16")
     native, why = native_bf16(device)
-    return Recipe(True, native, native, why)
+    int8, _ = int8_available(device)
+    return Recipe(True, native, native, why, int8=int8)
 
 
 def native_bf16(device: torch.device) -> tuple[bool, str]:
@@ -125,11 +138,12 @@ def set_memory_format(model: nn.Module, channels_last: bool) -> None:
 def inference_precision(model: nn.Module, device: torch.device, recipe: Recipe) -> Iterator[None]:
     """Runs the block by ``recipe``: fast algorithms on or off, bf16 autocast and channels-last or not."""
     set_memory_format(model, recipe.channels_last)
-    token = _FAST_INFERENCE.set(recipe.fast)
+    token, int8_token = _FAST_INFERENCE.set(recipe.fast), _FAST_INT8.set(recipe.fast and recipe.int8)
     try:
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=recipe.bf16):
             yield
     finally:
+        _FAST_INT8.reset(int8_token)
         _FAST_INFERENCE.reset(token)
 
 

@@ -234,9 +234,15 @@ class Predictor:
         return choose_recipe(self.inference.precision, self.device)
 
     def describe(self) -> dict[str, Any]:
-        """What produced this predictor's outputs, JSON-able: family, architecture, settings, training vocabulary."""
-        return {"family": self.family.name, "config": self.config.to_dict(), "settings": self.settings.to_dict(),
-                "train_vocabulary": self.train_vocabulary.name}
+        """What produced this predictor's outputs, JSON-able: family, architecture, settings, training vocabulary,
+        and in fast mode the arithmetic this device chose (bf16, int8), which changes the outputs: a run folder
+        resumed on other hardware must not mix them."""
+        described = {"family": self.family.name, "config": self.config.to_dict(),
+                     "settings": self.settings.to_dict(), "train_vocabulary": self.train_vocabulary.name}
+        recipe = self.recipe
+        if recipe.fast:
+            described["recipe"] = {"bf16": recipe.bf16, "int8": recipe.int8}
+        return described
 
     def with_settings(self, overrides: dict[str, Any] | None) -> Predictor:
         """Changes test-time settings in place (e.g. a benchmark's test size); returns self."""
