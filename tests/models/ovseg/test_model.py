@@ -216,3 +216,17 @@ def test_fast_mode_batch_without_any_crop_skips_the_clip(tiny):
     for result in results:
         assert not result.valid.any() and not result.clip_logits.any() and result.clip_logits.shape == (queries, 4)
         torch.testing.assert_close(result.class_probs, proposal[:, :-1] ** 0.5)
+
+
+def test_fast_inference_runs_the_heads_on_the_last_decoder_layer_only(tiny):
+    from vocabseg.precision import Recipe, inference_precision
+
+    images = torch.randn(1, 3, 64, 64, generator=torch.Generator().manual_seed(0))
+    classifier = _classifier(tiny)
+    with torch.no_grad():
+        exact = tiny(images, classifier)
+        with inference_precision(tiny, torch.device("cpu"), Recipe(True, False, False, "fast, fp32")):
+            fast = tiny(images, classifier)
+    assert len(exact.aux_outputs) == tiny.config.dec_layers - 1 and fast.aux_outputs == []
+    torch.testing.assert_close(fast.pred_masks, exact.pred_masks, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(fast.pred_logits, exact.pred_logits, rtol=1e-5, atol=1e-5)

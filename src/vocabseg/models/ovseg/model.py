@@ -41,7 +41,7 @@ class OVSegOutput:
 
     pred_logits: torch.Tensor  # [B, Q, K + 1] proposal logits against the text embeddings, void last
     pred_masks: torch.Tensor  # [B, Q, H/4, W/4] mask logits
-    aux_outputs: list[dict[str, torch.Tensor]]  # earlier decoder layers (deep supervision)
+    aux_outputs: list[dict[str, torch.Tensor]]  # earlier decoder layers (deep supervision; none in fast inference)
 
 
 class OVSeg(nn.Module):
@@ -71,7 +71,7 @@ class OVSeg(nn.Module):
         """
         features = self.backbone(images)
         mask_features = self.pixel_decoder(features)
-        out = self.predictor(features["res5"], mask_features)
+        out = self.predictor(features["res5"], mask_features, last_only=fast_inference() and not self.training)
         logits = classifier.logits(out.class_embeds, void=self.void(), scale=TEMPERATURE)  # [L, B, Q, K + 1]
         aux = [{"pred_logits": logits[i], "pred_masks": out.mask_logits[i]} for i in range(len(logits) - 1)]
         return OVSegOutput(logits[-1], out.mask_logits[-1], aux)

@@ -57,11 +57,13 @@ class TransformerPredictor(nn.Module):
         self.class_embed = MLP(hidden_dim, embed_hidden_dim, embed_dim, embed_layers)
         self.mask_embed = MLP(hidden_dim, hidden_dim, mask_dim, 3)
 
-    def forward(self, res5: torch.Tensor, mask_features: torch.Tensor) -> PredictorOutput:
+    def forward(self, res5: torch.Tensor, mask_features: torch.Tensor, *, last_only: bool = False) -> PredictorOutput:
         """
         Args:
             res5: [B, C5, h, w] backbone features at stride 32 (padding included, as the reference).
             mask_features: [B, mask_dim, H/4, W/4].
+            last_only: heads on the last layer only (L = 1): fast inference, where the earlier
+                layers' predictions (deep supervision) are not read; their masks were 5/6 of the heads' work.
         """
         batch = res5.shape[0]
         hidden = self.input_proj.out_channels
@@ -73,6 +75,6 @@ class TransformerPredictor(nn.Module):
         for layer in self.layers:
             queries = layer(queries, query_pos, memory, memory_pos)
             stages.append(self.decoder_norm(queries))  # every stage through the shared final norm
-        decoded = torch.stack(stages)  # [L, B, Q, C]
+        decoded = torch.stack(stages[-1:] if last_only else stages)  # [L, B, Q, C]
         masks = torch.einsum("lbqc,bchw->lbqhw", self.mask_embed(decoded), mask_features)
         return PredictorOutput(self.class_embed(decoded), masks)
