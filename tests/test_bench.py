@@ -160,3 +160,13 @@ def test_post_processing_is_reported_per_megapixel():
     assert post_seconds_per_megapixel(result) == pytest.approx(0.5)
     assert "exact: post-processing 0.500 s per megapixel" in format_table([result])
     assert post_seconds_per_megapixel(_result("exact", {}, np.zeros((2, 2)))) == 0.0  # no post stage timed
+
+
+def test_deviation_skips_stages_whose_outputs_differ_in_shape():
+    """Fast OVSeg keeps one decoder layer's heads where exact keeps six: no broadcast nonsense, no figure."""
+    exact = ModeResult("exact", {}, 1.0, 1.0, 0, [1.0], captured={"predictor": [torch.ones(6, 2)],
+                                                                  "backbone": [torch.ones(3)]})
+    fast = ModeResult("fast", {}, 1.0, 1.0, 0, [1.0], captured={"predictor": [torch.ones(1, 2)],
+                                                                "backbone": [torch.full((3,), 1.1)]})
+    errors = deviation(fast, exact).relative_error
+    assert "predictor" not in errors and abs(errors["backbone"] - 0.1) < 1e-6
