@@ -4,7 +4,9 @@ Trains the ``cascade_clip_tiny_cpu`` preset (a 64 x 64 ViT; its CLIP stays rando
 and decoders learn; a few minutes on a 2-core CPU), then segments held-out synthetic images
 (sliding 64 x 64 windows over 96-pixel images) and a few scikit-image photos in both modes and
 prints: semantic-label agreement, mIoU of each mode against the synthetic ground truth, and
-each mode's CPU time. Random-weight models say nothing here (their scores are near-ties).
+each mode's CPU time. Random-weight models say nothing here (their scores are near-ties). The
+tiny model's layers are 32 wide: its times are per-op overheads (fast mode's activation
+quantisation, bf16 casts), not what int8 saves on ViT-B/16 (``vocabseg bench`` measures that).
 
 Fast mode is ``--precision fast``: int8 linear layers on x86 CPUs, bf16 only where native. Run
 it under ``ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2 FBGEMM_ENABLE_INSTRUCTIONS=AVX2`` for
