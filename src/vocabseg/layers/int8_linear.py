@@ -40,8 +40,9 @@ def _cpu_int8() -> tuple[bool, str]:
     if not x86 or "fbgemm" not in torch.backends.quantized.supported_engines:
         return False, "no fbgemm int8 kernels on this CPU"
     try:  # torch deprecates quantized tensors (the packing step): a torch without them runs float32
-        probe = nn.Linear(8, 8)
-        int8_linear(probe, torch.ones(2, 8))
+        with torch.inference_mode(False):  # the answer is cached: a first call under inference_mode must not decide it
+            probe = nn.Linear(8, 8)
+            int8_linear(probe, torch.ones(2, 8))
     except Exception as error:  # noqa: BLE001  # any failure means: no int8 here, float32 instead
         return False, f"no int8 linears in this torch ({type(error).__name__})"
     return True, "int8 linears (fbgemm)"
@@ -57,13 +58,18 @@ def int8_linear(layer: nn.Linear, x: torch.Tensor) -> torch.Tensor:
 
 def _packed(layer: nn.Linear) -> Any:
     weight = layer.weight
-    key = (weight.data_ptr(), weight._version, layer.bias._version if layer.bias is not None else -1)
+    key = (weight.data_ptr(), _version(weight), _version(layer.bias) if layer.bias is not None else -1)
     cached = _PACKED.get(layer)
     if cached is not None and cached[0] == key:
         return cached[1]
     packed = _pack(weight.detach().float(), None if layer.bias is None else layer.bias.detach().float())
     _PACKED[layer] = (key, packed)
     return packed
+
+
+def _version(tensor: torch.Tensor) -> int:
+    """The tensor's in-place update count; 0 for an inference tensor (made under inference_mode: not tracked)."""
+    return 0 if tensor.is_inference() else tensor._version
 
 
 def _pack(weight: torch.Tensor, bias: torch.Tensor | None) -> Any:

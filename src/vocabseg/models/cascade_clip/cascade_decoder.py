@@ -13,6 +13,17 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from vocabseg.layers.int8_linear import int8_linear
+from vocabseg.precision import fast_int8
+
+
+def pixel_linear(layer: nn.Linear, pixels: torch.Tensor) -> torch.Tensor:
+    """``layer(pixels)`` on every pixel [B, P, D]; in fast mode on x86 an int8 linear (the decoders' big products:
+    the layers on the few queries stay float)."""
+    if fast_int8() and not torch.is_grad_enabled():
+        return int8_linear(layer, pixels)
+    return layer(pixels)
+
 
 class CrossAttention(nn.Module):
     """Multi-head attention from queries to pixels that also returns its head-averaged logits."""
@@ -27,7 +38,8 @@ class CrossAttention(nn.Module):
 
     def forward(self, queries: torch.Tensor, pixels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """queries [B, K, D], pixels [B, P, D] -> (output [B, K, D], logits [B, K, P] averaged over heads)."""
-        q, k, v = (self._split(layer(x)) for layer, x in ((self.q, queries), (self.k, pixels), (self.v, pixels)))
+        q = self._split(self.q(queries))
+        k, v = (self._split(pixel_linear(layer, pixels)) for layer in (self.k, self.v))
         logits = (q @ k.transpose(-2, -1)) * self.scale  # [B, heads, K, P]
         weights = self.attn_drop(logits.softmax(dim=-1))
         out = (weights @ v).transpose(1, 2).flatten(2)  # [B, K, D]

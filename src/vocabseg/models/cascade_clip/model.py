@@ -21,6 +21,7 @@ from vocabseg.models.cascade_clip.cascade_decoder import CascadeDecoder
 from vocabseg.models.cascade_clip.config import CascadeCLIPConfig, CascadeCLIPSettings
 from vocabseg.models.cascade_clip.vpt_vit import LevelProjections, VisualFeatures, VisualPrompts, encode_windows
 from vocabseg.models.protocol import InputBatch, QueryOutput, ResizeAndPad, Settings
+from vocabseg.precision import fast_inference
 from vocabseg.text.classifier import TextClassifier
 
 # Dense scores held for one image: classes x resized pixels (4 bytes each). An extreme aspect
@@ -67,6 +68,17 @@ class CascadeCLIP(nn.Module):
                               level_blocks=self.config.level_blocks,
                               drop_path_rate=self.config.drop_path_rate if self.training else 0.0)
 
+    def _fast_logits(self, images: torch.Tensor, classifier: TextClassifier) -> torch.Tensor:
+        """Fast mode's [B, K, S, S] mask logits: the max over synonyms before the upsample, not after.
+
+        Max and bilinear interpolation do not commute, so labels move where two synonyms cross
+        inside a patch; the upsample and the max then touch K planes instead of T.
+        """
+        features = self.features(images)
+        summed = torch.stack(self.decoder(features.levels, features.global_embedding, classifier.embeddings)).sum(0)
+        per_class = _max_over_synonyms(summed, classifier)  # [B, K, h, w]
+        return F.interpolate(per_class, size=images.shape[-2:], mode="bilinear", align_corners=False)
+
     def forward(self, images: torch.Tensor, classifier: TextClassifier) -> CascadeOutput:
         """Mask logits of windows [B, 3, S, S] for the classifier's classes (training and analysis)."""
         features = self.features(images)
@@ -80,7 +92,8 @@ class CascadeCLIP(nn.Module):
 
     def window_scores(self, windows: torch.Tensor, classifier: TextClassifier, seen_offset: float) -> torch.Tensor:
         """[N, K, S, S] test scores of windows: sigmoid of the mask logits, minus the offset on seen classes."""
-        scores = self(windows, classifier).pred_masks.sigmoid()
+        logits = self._fast_logits(windows, classifier) if fast_inference() else self(windows, classifier).pred_masks
+        scores = logits.sigmoid()
         offsets = seen_offset * classifier.seen.to(scores)  # [K]: the offset on seen classes, 0 (exactly) elsewhere
         return scores - offsets.view(1, -1, 1, 1)
 
@@ -143,8 +156,31 @@ def _check_image(height: int, width: int, window: int, num_classes: int) -> None
 def _max_over_synonyms(masks: torch.Tensor, classifier: TextClassifier) -> torch.Tensor:
     """[B, T, ...] per-synonym maps -> [B, K, ...] per class (max over each class's synonyms)."""
     index = classifier.synonym_index.to(masks.device)  # [K, S]
+    runs = _synonym_runs(index)
+    if runs is not None and not masks.requires_grad:
+        # Each class's synonyms are consecutive rows: a max over a slice reads T planes, where the
+        # gather below copies K x S of them (S the longest list: 17 for pascal_voc_20's 'person').
+        # Max is exact, so the result is bit-identical; training keeps the gather's gradient routing.
+        if len(runs) == masks.shape[1]:
+            return masks
+        return torch.stack([masks[:, a] if b == a + 1 else masks[:, a:b].amax(dim=1) for a, b in runs], dim=1)
     if index.shape[1] > 1:
         return masks[:, index].max(dim=2).values
     rows = index[:, 0]
     identity = rows.numel() == masks.shape[1] and bool(torch.equal(rows, torch.arange(len(rows), device=rows.device)))
     return masks if identity else masks[:, rows]
+
+
+def _synonym_runs(index: torch.Tensor) -> list[tuple[int, int]] | None:
+    """Each class's rows as (start, stop) when they are consecutive and the classes tile 0..T in order, else None.
+
+    Rows of ``index`` [K, S] are padded with their first entry (:func:`vocabseg.text.classifier.synonym_index`).
+    """
+    runs, expected = [], 0
+    for row in index.tolist():
+        count = len(dict.fromkeys(row))  # distinct rows, in order
+        if row[:count] != list(range(expected, expected + count)) or any(r != expected for r in row[count:]):
+            return None
+        runs.append((expected, expected + count))
+        expected += count
+    return runs

@@ -24,7 +24,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from vocabseg.clip.fast_block import run_block_int8
 from vocabseg.clip.vit import run_block
+from vocabseg.layers.int8_linear import int8_linear
+from vocabseg.layers.linear_view import linear_view
+from vocabseg.precision import fast_int8
 
 
 class VisualPrompts(nn.Module):
@@ -66,7 +70,7 @@ class LevelProjections(nn.Module):
 
     def forward(self, level: int, tokens: torch.Tensor) -> torch.Tensor:
         """[N, L, width] -> [N, L, D] for one level."""
-        return self.norms[level](tokens) @ self.proj[level]
+        return project(self, f"level{level}", self.norms[level](tokens), self.proj[level])
 
 
 @dataclass
@@ -88,17 +92,26 @@ def encode_windows(visual: Any, prompts: VisualPrompts, projections: LevelProjec
     drop_rates = torch.linspace(0, drop_path_rate, len(blocks)).tolist()
     t = prompts.num_tokens
     read_out: list[torch.Tensor] = []
+    int8 = fast_int8() and not torch.is_grad_enabled()  # fast mode on x86: int8 linears (labels measured to hold)
     for index, block in enumerate(blocks):
         prompt = prompts.tokens(index, batch).to(x.dtype)
         rest = x[1:] if index == 0 else x[1 + t:]  # patches (the old prompts are dropped)
-        x = run_block(block, torch.cat([x[:1], prompt, rest]), drop_rates[index])  # [1 + T + hw, N, width]
+        tokens = torch.cat([x[:1], prompt, rest])  # [1 + T + hw, N, width]
+        x = run_block_int8(block, tokens) if int8 else run_block(block, tokens, drop_rates[index])
         if index in level_blocks:
             read_out.append(prompts.norm(x))
     final = prompts.norm(x)
     levels = [_to_map(projections(k, hidden.transpose(0, 1)), grid_h, grid_w) for k, hidden in enumerate(read_out)]
-    joint = visual.ln_post(final.transpose(0, 1)) @ visual.proj  # [N, 1 + T + hw, D]
+    joint = project(visual, "proj", visual.ln_post(final.transpose(0, 1)), visual.proj)  # [N, 1 + T + hw, D]
     levels.append(_to_map(joint, grid_h, grid_w))
     return VisualFeatures(levels, F.normalize(joint[:, 0], dim=-1))
+
+
+def project(owner: nn.Module, name: str, x: torch.Tensor, matrix: torch.Tensor) -> torch.Tensor:
+    """``x @ matrix`` ([..., width] @ [width, D]); in fast mode on x86 an int8 linear over a view of ``matrix``."""
+    if fast_int8() and not torch.is_grad_enabled():
+        return int8_linear(linear_view(owner, name, matrix.T), x)
+    return x @ matrix
 
 
 def _embed(visual: Any, patches: torch.Tensor, grid: tuple[int, int]) -> torch.Tensor:
