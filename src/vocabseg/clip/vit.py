@@ -19,6 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from vocabseg.clip.fast_block import run_block_int8
 from vocabseg.errors import ConfigError
 
 MASK_PROMPT_DEPTH = 3  # OVSeg's MODEL.CLIP_ADAPTER.MASK_PROMPT_DEPTH in every released config
@@ -66,6 +67,7 @@ def encode_masked_regions(
     region_masks: torch.Tensor | None,
     *,
     depth: int,
+    int8: bool = False,
 ) -> torch.Tensor:
     """CLIP image embeddings of region crops, mask-prompted as in OVSeg.
 
@@ -75,6 +77,8 @@ def encode_masked_regions(
         region_masks: [N, 1, S, S] region masks in {0, 1}, or None for plain CLIP encoding.
         depth: number of token replacements (0 = plain CLIP encoding); at most the number of
             mask embeddings.
+        int8: fast inference on x86: the blocks' linear layers in int8
+            (:func:`vocabseg.clip.fast_block.run_block_int8`).
 
     Returns:
         [N, D] unnormalised image embeddings in CLIP's joint space.
@@ -90,7 +94,7 @@ def encode_masked_regions(
     x = _add_class_token(v, tokens)  # [N, 1 + grid*grid, width]
     x = x.permute(1, 0, 2)  # [1 + grid*grid, N, width], sequence-first as the official tower
     for index, block in enumerate(v.transformer.resblocks, start=1):
-        x = run_block(block, x)
+        x = run_block_int8(block, x) if int8 else run_block(block, x)
         if flags is not None and embedding is not None and index < depth:  # patch tokens only, never x[:1]
             x = torch.cat([x[:1], _replace(x[1:], flags.transpose(0, 1), embedding[index].unsqueeze(1))])
     pooled = v.ln_post(x[0])  # [N, width], the class token

@@ -25,7 +25,7 @@ from vocabseg.models.ovseg.region_policy import RegionPlan, plan_regions
 from vocabseg.models.ovseg.regions import extract_regions
 from vocabseg.models.ovseg.transformer_predictor import TransformerPredictor
 from vocabseg.models.protocol import InputBatch, QueryOutput, ResizeAndPad, Settings
-from vocabseg.precision import fast_inference
+from vocabseg.precision import fast_inference, fast_int8
 from vocabseg.text.cache import build_text_classifier
 from vocabseg.text.classifier import TextClassifier
 from vocabseg.text.templates import DEFAULT_TEMPLATES
@@ -187,10 +187,11 @@ class OVSeg(nn.Module):
                       chunk: int) -> torch.Tensor:
         """[N, K + 1] CLIP logits of N region crops [N, 3, 224, 224] with masks [N, 1, 224, 224]."""
         depth = self.config.mask_prompt_depth
+        int8 = fast_int8() and not torch.is_grad_enabled()  # fast mode on x86: int8 linears in the CLIP blocks
         if len(regions) == 0:  # fast mode: no image of the batch sent a crop
             return regions.new_zeros(0, classifier.num_classes + 1)
         features = torch.cat([encode_masked_regions(self.clip.visual, regions[i:i + chunk],
-                                                    region_masks[i:i + chunk], depth=depth)
+                                                    region_masks[i:i + chunk], depth=depth, int8=int8)
                               for i in range(0, len(regions), max(chunk, 1))])  # [N, D]
         return classifier.logits(features[None], void=self.void(), scale=TEMPERATURE)[0]
 
