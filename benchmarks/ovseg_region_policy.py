@@ -9,10 +9,13 @@ in batches of ``--batch`` (fast mode sends a batch's crops through the CLIP toge
 process's CPU seconds per thread (``vocabseg bench --clock cpu``: fair on a shared machine). Run
 it with ``ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2 FBGEMM_ENABLE_INSTRUCTIONS=AVX2`` to see
 the policy alone (fast mode's float32 recipe), or natively to include bf16; ``--checkpoint`` reuses
-the model a first run saved (``OUTPUT/model_final.pth``) instead of training again.
+the model a first run saved (``OUTPUT/model_final.pth``) instead of training again;
+``--void-threshold`` / ``--iou-threshold`` try other region-policy thresholds (the defaults:
+``vocabseg.models.ovseg.region_policy``'s constants).
 
 Usage: python benchmarks/ovseg_region_policy.py [--iters 300] [--images 16] [--batch 4] [--repeats 3]
        [--threads N] [--output /tmp/ovseg_policy] [--checkpoint /tmp/ovseg_policy/model_final.pth]
+       [--void-threshold 0.9] [--iou-threshold 0.7]
 """
 from __future__ import annotations
 
@@ -29,6 +32,7 @@ from vocabseg.bench import cpu_clock
 from vocabseg.checkpoints import load_model
 from vocabseg.cli.train import run_training
 from vocabseg.models import get_family
+from vocabseg.models.ovseg import region_policy
 from vocabseg.precision import choose_recipe
 from vocabseg.predictor import Prediction, Predictor, RawOutput
 from vocabseg.train.sources import SyntheticShapes
@@ -107,11 +111,17 @@ def main() -> None:
     parser.add_argument("--output", default="/tmp/ovseg_policy")
     parser.add_argument("--checkpoint", help="a model this benchmark trained before (skips training)")
     parser.add_argument("--threads", type=int, help="intra-op threads (1: no time spent waiting for a busy core)")
+    parser.add_argument("--void-threshold", type=float, default=region_policy.VOID_THRESHOLD,
+                        help="fast mode: proposals at least this void send no crop")
+    parser.add_argument("--iou-threshold", type=float, default=region_policy.IOU_THRESHOLD,
+                        help="fast mode: masks overlapping this much share one crop")
     args = parser.parse_args()
+    region_policy.VOID_THRESHOLD, region_policy.IOU_THRESHOLD = args.void_threshold, args.iou_threshold
     if args.threads:
         torch.set_num_threads(args.threads)
     model = load_model(args.checkpoint).model.eval() if args.checkpoint else train(args.iters, Path(args.output))
-    print(f"fast mode: {choose_recipe('fast', torch.device('cpu')).describe()}")
+    print(f"fast mode: {choose_recipe('fast', torch.device('cpu')).describe()}; region policy: void >= "
+          f"{args.void_threshold} sends no crop, IoU >= {args.iou_threshold} shares one")
     source = SyntheticShapes(num_images=args.images, size=128, seed=1234)  # not the training images
     examples = [source[i] for i in range(args.images)]
     vocabulary = source.vocabulary

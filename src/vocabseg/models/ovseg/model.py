@@ -236,7 +236,7 @@ def _fast_classes(crops: CropPlan, sent_logits: torch.Tensor, weight: float) -> 
     reused = plan.source >= 0
     clip_logits[reused] = clip_logits[plan.source[reused]]
     clip_probs = clip_logits[:, :-1].softmax(-1)
-    # a proposal that sent no crop keeps its own guess where the CLIP's would be
+    # a proposal with no sent crop to reuse (void-dominated, overlapping none) keeps its own guess
     own = probs / probs.sum(-1, keepdim=True).clamp(min=1e-12)
     clip_probs = torch.where((valid & ~reused)[:, None], own, clip_probs)
     return ClassifiedRegions(_ensemble(probs, clip_probs, valid, weight), clip_logits, valid, plan.sent)
