@@ -70,7 +70,8 @@ def fast_block(block: Any, x: torch.Tensor, rows_per_block: int = ROWS_PER_BLOCK
     y = block.conv_dw(x).permute(0, 2, 3, 1)  # [B, H, W, C]: a view when the dwconv output is channels-last
     rows = y.reshape(-1, y.shape[-1])  # [N, C]; a copy only for an NCHW-contiguous dwconv output
     shortcut = x.permute(0, 2, 3, 1).reshape(-1, x.shape[1])  # [N, C]
-    out = torch.empty(rows.shape, dtype=torch.result_type(shortcut, rows), device=x.device)  # [N, C]
+    # [N, C] float32 even from bf16 inputs (autocast): timm's float32 layer scale promotes its residual sums too
+    out = torch.empty(rows.shape, dtype=torch.promote_types(shortcut.dtype, torch.float32), device=x.device)
     mlp, norm = block.mlp, block.norm
     for start in range(0, rows.shape[0], rows_per_block):
         part = slice(start, start + rows_per_block)
