@@ -7,7 +7,13 @@ against the ground truth. Random-weight models say nothing here (their scores ar
 Fast mode is ``--precision fast`` by default (bf16 only where native: run under
 ``ATEN_CPU_CAPABILITY=avx2`` for the float32 recipe) or ``--precision bf16`` (forced).
 
+The preset's frozen CLIP is random with timm's initial layer scales (1e-6), so its ConvNeXt blocks
+barely change the features and fast mode's int8 block MLPs (x86 CPUs) go unseen here.
+``--clip-layer-scale 0.5`` sets those scales before training (a trained CLIP's are of that order;
+the synthetic ConvNeXt-L checkpoint's 0.125), so the blocks' MLPs shape the features the heads learn.
+
 Usage: python benchmarks/fast_mode_agreement.py [--iters 300] [--images 16] [--precision fast] [--output DIR]
+       [--clip-layer-scale S]
 """
 from __future__ import annotations
 
@@ -17,6 +23,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from vocabseg.checkpoints import save_checkpoint
 from vocabseg.cli.train import run_training
 from vocabseg.eval.panoptic import PQStat, pq_average, pq_stats_single_image
 from vocabseg.eval.semantic import confusion_matrix, semantic_metrics
@@ -26,11 +33,26 @@ from vocabseg.train.sources import SyntheticShapes
 from vocabseg.train.transforms import VOID_ID
 
 
-def train(iters: int, output: Path) -> torch.nn.Module:
+def train(iters: int, output: Path, init: Path | None = None) -> torch.nn.Module:
     trainer = run_training(["--preset", "fcclip_tiny_cpu", f"output={output}", f"solver.max_iter={iters}",
                             f"solver.steps=[{int(iters * 0.8)},{int(iters * 0.93)}]", "data.num_images=16",
-                            "solver.checkpoint_period=0", "solver.log_period=50"])
+                            "solver.checkpoint_period=0", "solver.log_period=50",
+                            *(["--init", str(init)] if init else [])])
     return trainer.model.eval()
+
+
+def layer_scaled_init(scale: float, path: Path) -> Path:
+    """A tiny FC-CLIP checkpoint whose frozen ConvNeXt CLIP has every block's layer scale set to ``scale``."""
+    family = get_family("fcclip")
+    config = family.tiny_config("convnext")
+    torch.manual_seed(0)
+    model = family.build(config)
+    with torch.no_grad():
+        for name, param in model.backbone.clip.visual.trunk.named_parameters():
+            if name.endswith(".gamma"):
+                param.fill_(scale)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return save_checkpoint(path, model, family=family, config=config, settings=family.default_settings(config))
 
 
 def segment(model: torch.nn.Module, images: list[np.ndarray], precision: str, vocabulary) -> list:
@@ -66,8 +88,12 @@ def main() -> None:
     parser.add_argument("--images", type=int, default=16)
     parser.add_argument("--output", default="/tmp/fast_agreement")
     parser.add_argument("--precision", choices=["fast", "bf16"], default="fast", help="fast mode's precision setting")
+    parser.add_argument("--clip-layer-scale", type=float, help="the frozen CLIP ConvNeXt blocks' layer scale")
     args = parser.parse_args()
-    model = train(args.iters, Path(args.output))
+    init = None
+    if args.clip_layer_scale is not None:
+        init = layer_scaled_init(args.clip_layer_scale, Path(f"{args.output}_init") / "init.pth")
+    model = train(args.iters, Path(args.output), init)
     source = SyntheticShapes(num_images=args.images, size=128, seed=1234)  # not the training images
     examples = [source[i] for i in range(args.images)]
     images = [example.image for example in examples]
@@ -76,7 +102,8 @@ def main() -> None:
     exact, fast = (segment(model, images, precision, vocabulary) for precision in ("fp32", args.precision))
     same = sum(int((e.semantic == f.semantic).sum()) for e, f in zip(exact, fast))
     pixels = sum(e.semantic.size for e in exact)
-    print(f"{args.images} held-out 128x128 synthetic images, model trained {args.iters} iterations")
+    scale = "" if init is None else f", CLIP layer scale {args.clip_layer_scale}"
+    print(f"{args.images} held-out 128x128 synthetic images, model trained {args.iters} iterations{scale}")
     print(f"semantic label agreement fast vs exact: {100 * same / pixels:.3f} %")
     for name, predictions in (("exact", exact), ("fast", fast)):
         pq, miou = scores(predictions, examples, len(vocabulary), things)

@@ -43,6 +43,17 @@ def test_without_bias_and_from_bf16_input():
         assert float((out - layer(x)).norm() / layer(x).norm()) < 0.05
 
 
+def test_a_1x1_convolution_as_the_linear_of_its_weight():
+    torch.manual_seed(2)
+    conv = nn.Conv2d(24, 40, kernel_size=1)
+    x = torch.randn(2, 24, 5, 6)
+    with torch.no_grad():
+        reference = conv(x).permute(0, 2, 3, 1)  # [B, H, W, out]
+        out = int8_linear(conv, x.permute(0, 2, 3, 1))  # channels-last rows [B, H, W, in]
+    assert out.shape == reference.shape
+    assert 0 < float((out - reference).norm() / reference.norm()) < 0.04
+
+
 def test_weights_packed_once_and_again_after_a_change():
     layer = nn.Linear(32, 32)
     x = torch.randn(4, 32)

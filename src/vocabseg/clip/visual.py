@@ -13,8 +13,10 @@ from typing import Any
 import torch
 from torch import nn
 
+from vocabseg.clip.convnext_fast import fast_stage
 from vocabseg.errors import ConfigError
 from vocabseg.layers.pooling import mask_pool, masked_attention_pool
+from vocabseg.precision import fast_int8
 
 
 @dataclass
@@ -51,8 +53,9 @@ class ConvNeXtAdapter:
         trunk = self.visual.trunk
         stem = x = trunk.stem(images)
         levels = []
-        for stage in trunk.stages:
-            x = stage(x)
+        int8_stages = len(trunk.stages) if fast_int8() else 0  # fast mode on x86: int8 MLPs (clip/convnext_fast.py)
+        for index, stage in enumerate(trunk.stages):
+            x = fast_stage(stage, x) if index < int8_stages else stage(x)
             levels.append(x)
         return _contiguous(stem, levels, trunk.norm_pre(x))
 

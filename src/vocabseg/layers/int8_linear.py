@@ -24,7 +24,7 @@ import torch
 from torch import nn
 
 # layer -> (the weight's identity and version when packed, fbgemm's packed int8 weight and bias)
-_PACKED: weakref.WeakKeyDictionary[nn.Linear, tuple[tuple[int, int, int], Any]] = weakref.WeakKeyDictionary()
+_PACKED: weakref.WeakKeyDictionary[nn.Module, tuple[tuple[int, int, int], Any]] = weakref.WeakKeyDictionary()
 
 
 def int8_available(device: torch.device) -> tuple[bool, str]:
@@ -48,21 +48,25 @@ def _cpu_int8() -> tuple[bool, str]:
     return True, "int8 linears (fbgemm)"
 
 
-def int8_linear(layer: nn.Linear, x: torch.Tensor) -> torch.Tensor:
-    """``layer(x)`` with int8 weights and per-call int8 activations; x [..., in] float -> [..., out] float32."""
+def int8_linear(layer: nn.Linear | nn.Conv2d, x: torch.Tensor) -> torch.Tensor:
+    """``layer(x)`` with int8 weights and per-call int8 activations; x [..., in] float -> [..., out] float32.
+
+    A 1x1 ``nn.Conv2d`` (weight [out, in, 1, 1]) counts as the linear layer of its 2-D weight, applied
+    to channels-last rows x [..., in].
+    """
     packed = _packed(layer)
     rows = x.reshape(-1, x.shape[-1]).float().contiguous()  # [N, in]: the op takes 2-D float32
     out = torch.ops.quantized.linear_dynamic(rows, packed, True)  # True: reduce_range (7-bit activations)
     return out.reshape(*x.shape[:-1], out.shape[-1])
 
 
-def _packed(layer: nn.Linear) -> Any:
+def _packed(layer: nn.Linear | nn.Conv2d) -> Any:
     weight = layer.weight
     key = (weight.data_ptr(), _version(weight), _version(layer.bias) if layer.bias is not None else -1)
     cached = _PACKED.get(layer)
     if cached is not None and cached[0] == key:
         return cached[1]
-    packed = _pack(weight.detach().float(), None if layer.bias is None else layer.bias.detach().float())
+    packed = _pack(weight.detach().float().flatten(1), None if layer.bias is None else layer.bias.detach().float())
     _PACKED[layer] = (key, packed)
     return packed
 

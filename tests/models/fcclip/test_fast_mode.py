@@ -1,12 +1,17 @@
-"""FC-CLIP fast mode: fused attention (SDPA) against the reference block, a bf16 pixel decoder."""
+"""FC-CLIP fast mode: fused attention (SDPA) against the reference block, a bf16 pixel decoder, int8
+ConvNeXt MLPs on x86 CPUs."""
 from __future__ import annotations
 
+import pytest
 import torch
 
+from vocabseg.layers import int8_linear as int8
+from vocabseg.layers.int8_linear import int8_available
 from vocabseg.layers.transformer import AttentionBlock
 from vocabseg.models.fcclip.pixel_decoder import MSDeformAttnPixelDecoder
 from vocabseg.models.fcclip.transformer_decoder import fused_attention
 from vocabseg.precision import choose_recipe, inference_precision
+from vocabseg.testing import tiny_model
 
 
 def _case(seed: int = 0):
@@ -54,3 +59,28 @@ def test_pixel_decoder_runs_bf16_projections_only_in_fast_inference():
     assert fast.dtype == torch.bfloat16  # the last 1x1 conv ran in bf16 (plain autocast keeps float32)
     error = float((fast.float() - reference).norm() / reference.norm())
     assert 0 < error < 5e-2
+
+
+@torch.no_grad()
+def test_convnext_backbone_runs_int8_mlps_in_fast_mode_only():
+    if not int8_available(torch.device("cpu"))[0]:
+        pytest.skip("no fbgemm int8 kernels on this CPU")
+    model = tiny_model("convnext").eval()
+    trunk = model.backbone.clip.visual.trunk
+    blocks = [block for stage in trunk.stages for block in stage.blocks]
+    for block in blocks:
+        block.gamma.fill_(0.5)  # the random CLIP's layer scale (1e-6) would hide the MLPs' error
+    images = torch.randn(1, 3, 64, 96, generator=torch.Generator().manual_seed(0))
+    x = trunk.stem(images)
+    for stage in trunk.stages:  # timm's own forward: what exact mode must keep, bit for bit
+        x = stage(x)
+    cpu = torch.device("cpu")
+    with inference_precision(model, cpu, choose_recipe("fp32", cpu)):
+        exact = model.backbone(images)
+    assert torch.equal(exact.res5, x) and not any(b.mlp.fc1 in int8._PACKED for b in blocks)
+    with inference_precision(model, cpu, choose_recipe("fast", cpu)):
+        fast = model.backbone(images)
+    assert all(b.mlp.fc1 in int8._PACKED and b.mlp.fc2 in int8._PACKED for b in blocks)
+    for name, level in exact.levels().items():
+        error = float((getattr(fast, name) - level).norm() / level.norm())
+        assert 0 < error < 0.05, name  # measured about 1e-2 (ConvNeXt-L at 800x1200: 1.7e-2 at res5)
