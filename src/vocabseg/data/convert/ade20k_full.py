@@ -64,7 +64,7 @@ def resize_bilinear(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     import torch  # only this conversion needs it
     import torch.nn.functional as F
 
-    x = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)[None].float()  # [1, 3, H, W]
+    x = torch.tensor(image).permute(2, 0, 1)[None].float()  # [1, 3, H, W]; a copy: PIL's arrays are read-only
     y = F.interpolate(x, size=size, mode="bilinear", align_corners=False, antialias=False)
     return y[0].permute(1, 2, 0).round().clamp(0, 255).to(torch.uint8).numpy()
 
