@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from vocabseg.layers.int8_linear import int8_available
-from vocabseg.precision import _onednn_bf16_allowed, choose_recipe
+from vocabseg.precision import _onednn_bf16_allowed, choose_recipe, fast_int8, inference_precision
 
 CPU = torch.device("cpu")
 INT8 = " + int8 linears" if int8_available(CPU)[0] else ""  # x86 CPUs: fbgemm's int8 kernels
@@ -61,3 +61,17 @@ def test_exact_forced_and_default_recipes():
                                           ("AVX512_CORE_AMX", True), ("ALL", True)])
 def test_onednn_isa_caps(isa, allowed):
     assert _onednn_bf16_allowed(isa) is allowed
+
+
+def test_int8_layers_only_without_gradients():
+    """fast_int8() is the one switch every family reads: off where gradients are taken (int8 products have none)."""
+    recipe = choose_recipe("fast", CPU)
+    if not recipe.int8:
+        pytest.skip("no int8 linears on this CPU")
+    model = torch.nn.Linear(2, 2)
+    assert not fast_int8()  # outside fast inference
+    with inference_precision(model, CPU, recipe):
+        with torch.no_grad():
+            assert fast_int8()
+        with torch.enable_grad():
+            assert not fast_int8()

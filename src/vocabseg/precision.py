@@ -41,8 +41,9 @@ def fast_inference() -> bool:
 
 
 def fast_int8() -> bool:
-    """True inside :func:`inference_precision` in fast mode on a device with native int8 linears."""
-    return _FAST_INT8.get()
+    """True inside :func:`inference_precision` in fast mode on a device with native int8 linears, while no
+    gradients are taken (int8 products have none: a user's grad-enabled call runs the float layers)."""
+    return _FAST_INT8.get() and not torch.is_grad_enabled()
 
 
 @dataclasses.dataclass(frozen=True)

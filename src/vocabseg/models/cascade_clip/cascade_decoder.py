@@ -20,7 +20,7 @@ from vocabseg.precision import fast_int8
 def pixel_linear(layer: nn.Linear, pixels: torch.Tensor) -> torch.Tensor:
     """``layer(pixels)`` on every pixel [B, P, D]; in fast mode on x86 an int8 linear (the decoders' big products:
     the layers on the few queries stay float)."""
-    if fast_int8() and not torch.is_grad_enabled():
+    if fast_int8():
         return int8_linear(layer, pixels)
     return layer(pixels)
 

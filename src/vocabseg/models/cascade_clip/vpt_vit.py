@@ -92,7 +92,7 @@ def encode_windows(visual: Any, prompts: VisualPrompts, projections: LevelProjec
     drop_rates = torch.linspace(0, drop_path_rate, len(blocks)).tolist()
     t = prompts.num_tokens
     read_out: list[torch.Tensor] = []
-    int8 = fast_int8() and not torch.is_grad_enabled()  # fast mode on x86: int8 linears (labels measured to hold)
+    int8 = fast_int8()  # fast mode on x86: int8 linears (labels measured to hold)
     for index, block in enumerate(blocks):
         prompt = prompts.tokens(index, batch).to(x.dtype)
         rest = x[1:] if index == 0 else x[1 + t:]  # patches (the old prompts are dropped)
@@ -109,7 +109,7 @@ def encode_windows(visual: Any, prompts: VisualPrompts, projections: LevelProjec
 
 def project(owner: nn.Module, name: str, x: torch.Tensor, matrix: torch.Tensor) -> torch.Tensor:
     """``x @ matrix`` ([..., width] @ [width, D]); in fast mode on x86 an int8 linear over a view of ``matrix``."""
-    if fast_int8() and not torch.is_grad_enabled():
+    if fast_int8():
         return int8_linear(linear_view(owner, name, matrix.T), x)
     return x @ matrix
 

@@ -187,7 +187,7 @@ class OVSeg(nn.Module):
                       chunk: int) -> torch.Tensor:
         """[N, K + 1] CLIP logits of N region crops [N, 3, 224, 224] with masks [N, 1, 224, 224]."""
         depth = self.config.mask_prompt_depth
-        int8 = fast_int8() and not torch.is_grad_enabled()  # fast mode on x86: int8 linears in the CLIP blocks
+        int8 = fast_int8()  # fast mode on x86: int8 linears in the CLIP blocks
         if len(regions) == 0:  # fast mode: no image of the batch sent a crop
             return regions.new_zeros(0, classifier.num_classes + 1)
         features = torch.cat([encode_masked_regions(self.clip.visual, regions[i:i + chunk],
