@@ -17,6 +17,8 @@ from vocabseg.models.ovseg import model as ovseg_model
 from vocabseg.models.ovseg.region_policy import plan_regions
 
 if __name__ == "__main__":
+    if len(sys.argv) < 2 or sys.argv[1].startswith("-"):
+        sys.exit("usage: python benchmarks/ovseg_every_crop.py CHECKPOINT [vocabseg bench options]")
     # thresholds above any probability and IoU: every proposal with a mask sends its own crop
     ovseg_model.plan_regions = functools.partial(plan_regions, void_threshold=2.0, iou_threshold=2.0)
     defaults = ["--size", "512x512", "--vocab", "ade20k_150", "--modes", "exact,fast", "--tasks", "semantic"]
